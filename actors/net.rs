@@ -1,0 +1,195 @@
+//! A non-blocking stream socket (TCP or Unix) with deadline-bounded reads and
+//! writes built on poll(2). Workers use it for both the client and the server
+//! connection.
+
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::time::Instant;
+
+pub struct Sock {
+    fd: OwnedFd,
+}
+
+/// Why a bounded operation stopped.
+#[derive(Debug)]
+pub enum IoFail {
+    /// Orderly close by the peer.
+    Eof,
+    Timeout,
+    Io(io::Error),
+}
+
+impl From<io::Error> for IoFail {
+    fn from(e: io::Error) -> Self {
+        IoFail::Io(e)
+    }
+}
+
+impl std::fmt::Display for IoFail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            IoFail::Eof => f.write_str("connection closed by peer"),
+            IoFail::Timeout => f.write_str("timed out"),
+            IoFail::Io(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// Milliseconds left until `deadline`, for poll(2); -1 means no deadline.
+fn timeout_ms(deadline: Option<Instant>) -> i32 {
+    match deadline {
+        None => -1,
+        Some(d) => {
+            let left = d.saturating_duration_since(Instant::now());
+            left.as_millis().min(i32::MAX as u128) as i32
+        }
+    }
+}
+
+/// poll(2) on a set of descriptors; returns the number ready (0 on timeout).
+pub fn poll(fds: &mut [libc::pollfd], timeout_ms: i32) -> io::Result<usize> {
+    loop {
+        // SAFETY: fds is a valid, writable slice of pollfd for its length.
+        let ret = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
+        if ret >= 0 {
+            return Ok(ret as usize);
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
+}
+
+impl Sock {
+    /// Adopt a connected socket and make it non-blocking.
+    pub fn new(fd: OwnedFd) -> io::Result<Sock> {
+        pgagroal::sys::set_nonblocking(fd.as_raw_fd(), true)?;
+        Ok(Sock { fd })
+    }
+
+    pub fn fd(&self) -> &OwnedFd {
+        &self.fd
+    }
+
+    /// One read; `Ok(0)` is end of stream, WouldBlock when nothing is there.
+    pub fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            // SAFETY: buf is valid and writable for buf.len() bytes.
+            let n = unsafe { libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+            if n >= 0 {
+                return Ok(n as usize);
+            }
+            let err = io::Error::last_os_error();
+            if err.kind() != io::ErrorKind::Interrupted {
+                return Err(err);
+            }
+        }
+    }
+
+    /// One write that never raises SIGPIPE.
+    pub fn write(&self, data: &[u8]) -> io::Result<usize> {
+        loop {
+            // SAFETY: data is valid for data.len() bytes.
+            let n = unsafe { libc::send(self.fd.as_raw_fd(), data.as_ptr().cast(), data.len(), libc::MSG_NOSIGNAL) };
+            if n >= 0 {
+                return Ok(n as usize);
+            }
+            let err = io::Error::last_os_error();
+            if err.kind() != io::ErrorKind::Interrupted {
+                return Err(err);
+            }
+        }
+    }
+
+    fn wait(&self, events: libc::c_short, deadline: Option<Instant>) -> Result<(), IoFail> {
+        let mut fds = [libc::pollfd { fd: self.fd.as_raw_fd(), events, revents: 0 }];
+        if poll(&mut fds, timeout_ms(deadline))? == 0 {
+            return Err(IoFail::Timeout);
+        }
+        Ok(())
+    }
+
+    /// Read at least one byte, appending to `buf`, waiting until `deadline`.
+    pub fn read_some(&self, buf: &mut Vec<u8>, deadline: Option<Instant>) -> Result<usize, IoFail> {
+        let mut chunk = [0u8; 4096];
+        loop {
+            match self.read(&mut chunk) {
+                Ok(0) => return Err(IoFail::Eof),
+                Ok(n) => {
+                    buf.extend_from_slice(&chunk[..n]);
+                    return Ok(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.wait(libc::POLLIN, deadline)?,
+                Err(e) => return Err(IoFail::Io(e)),
+            }
+        }
+    }
+
+    /// Write everything, waiting until `deadline`.
+    pub fn write_all(&self, mut data: &[u8], deadline: Option<Instant>) -> Result<(), IoFail> {
+        while !data.is_empty() {
+            match self.write(data) {
+                Ok(n) => data = &data[n..],
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.wait(libc::POLLOUT, deadline)?,
+                Err(e) => return Err(IoFail::Io(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Read one whole tagged message into `buf` (which may already hold bytes)
+    /// and return its length; the caller drains it.
+    pub fn read_frame(
+        &self,
+        buf: &mut Vec<u8>,
+        max_body: usize,
+        deadline: Option<Instant>,
+    ) -> Result<usize, FrameFail> {
+        loop {
+            match pgagroal::protocol::frame::split(buf, max_body) {
+                Ok(Some(frame)) => return Ok(frame.len),
+                Ok(None) => {
+                    self.read_some(buf, deadline).map_err(FrameFail::Io)?;
+                }
+                Err(e) => return Err(FrameFail::Frame(e)),
+            }
+        }
+    }
+
+    /// Whether a pooled, idle connection still looks usable: no EOF and no
+    /// unsolicited bytes (a server that is going away sends an error first).
+    pub fn idle_and_open(&self) -> bool {
+        let mut byte = [0u8; 1];
+        // SAFETY: byte is a valid 1-byte buffer.
+        let n = unsafe {
+            libc::recv(self.fd.as_raw_fd(), byte.as_mut_ptr().cast(), 1, libc::MSG_PEEK | libc::MSG_DONTWAIT)
+        };
+        n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::WouldBlock
+    }
+
+    /// shutdown(2) both ways: ends the connection for every process holding a copy.
+    pub fn shutdown(&self) {
+        // SAFETY: shutdown on our own descriptor; errors (already closed) are irrelevant.
+        unsafe { libc::shutdown(self.fd.as_raw_fd(), libc::SHUT_RDWR) };
+    }
+
+    pub fn raw(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+#[derive(Debug)]
+pub enum FrameFail {
+    Io(IoFail),
+    Frame(pgagroal::protocol::frame::FrameError),
+}
+
+impl std::fmt::Display for FrameFail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FrameFail::Io(e) => write!(f, "{e}"),
+            FrameFail::Frame(e) => write!(f, "{e}"),
+        }
+    }
+}

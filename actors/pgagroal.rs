@@ -1,0 +1,239 @@
+//! `pgagroal`: the daemon. Reads and checks every configuration file, then
+//! (optionally) daemonizes, claims the pid file, creates the shared memory,
+//! binds its sockets and hands over to the supervisor. A bad file stops it
+//! before anything is bound.
+
+mod child;
+mod listen;
+mod net;
+mod supervisor;
+mod worker;
+
+use clap::{ArgAction, Parser};
+use pgagroal::config::{self, ConfigFiles, FileOverrides, LogType};
+use pgagroal::hba::Hba;
+use slog::{info, warn};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Parser, Debug)]
+#[command(name = "pgagroal", about = "PostgreSQL connection pool", disable_help_flag = true, disable_version_flag = true)]
+struct Args {
+    /// Main configuration file (pgagroal.conf or a .toml file)
+    #[arg(short = 'c', long = "config")]
+    config: Option<PathBuf>,
+    /// Host based access file (pgagroal_hba.conf)
+    #[arg(short = 'a', long = "hba")]
+    hba: Option<PathBuf>,
+    /// Limits file (pgagroal_databases.conf)
+    #[arg(short = 'l', long = "limit")]
+    limit: Option<PathBuf>,
+    /// Users file (pgagroal_users.conf)
+    #[arg(short = 'u', long = "users")]
+    users: Option<PathBuf>,
+    /// Frontend users file (pgagroal_frontend_users.conf)
+    #[arg(short = 'F', long = "frontend")]
+    frontend: Option<PathBuf>,
+    /// Admins file (pgagroal_admins.conf)
+    #[arg(short = 'A', long = "admins")]
+    admins: Option<PathBuf>,
+    /// Superuser file (pgagroal_superuser.conf)
+    #[arg(short = 'S', long = "superuser")]
+    superuser: Option<PathBuf>,
+    /// Directory holding the configuration files
+    #[arg(short = 'D', long = "directory")]
+    directory: Option<PathBuf>,
+    /// Run in the background
+    #[arg(short = 'd', long = "daemon")]
+    daemon: bool,
+    /// Print the version and exit
+    #[arg(short = 'V', long = "version")]
+    version: bool,
+    /// Print help and exit
+    #[arg(short = '?', long = "help", action = ArgAction::Help)]
+    help: Option<bool>,
+}
+
+fn fail(message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("pgagroal: {message}");
+    ExitCode::FAILURE
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    if args.version {
+        println!("pgagroal {}", pgagroal::VERSION);
+        return ExitCode::SUCCESS;
+    }
+    let overrides = FileOverrides {
+        dir: args.directory.clone(),
+        main: args.config.clone(),
+        hba: args.hba.clone(),
+        limit: args.limit.clone(),
+        users: args.users.clone(),
+        frontend_users: args.frontend.clone(),
+        admins: args.admins.clone(),
+        superuser: args.superuser.clone(),
+    };
+    let files = overrides.resolve(std::env::var_os("PGAGROAL_CONFIG_DIR").map(PathBuf::from));
+
+    // Everything is read and checked before anything is bound.
+    let loaded = match config::load(&files.main) {
+        Ok(l) => l,
+        Err(e) => return fail(e),
+    };
+    let hba = match Hba::load(&files.hba) {
+        Ok(h) => h,
+        Err(e) => return fail(e),
+    };
+    let config = loaded.config;
+    let dir = &config.main.unix_socket_dir;
+    if !dir.is_dir() {
+        return fail(format!("{}: unix_socket_dir {} is not a directory", files.main.display(), dir.display()));
+    }
+    let mut ignored_files = Vec::new();
+    for (flag, path) in [
+        ("-l", &files.limit),
+        ("-u", &files.users),
+        ("-F", &files.frontend_users),
+        ("-A", &files.admins),
+        ("-S", &files.superuser),
+    ] {
+        if let Some(p) = path {
+            ignored_files.push(format!("{flag} {}", p.display()));
+        }
+    }
+    if args.daemon && config.main.log_type == LogType::Console {
+        return fail(format!("{}: daemon mode (-d) needs log_type = file or syslog", files.main.display()));
+    }
+    if args.daemon
+        && let Err(e) = daemonize()
+    {
+        return fail(format!("cannot daemonize: {e}"));
+    }
+    if let Err(e) = pgagroal::log::init(&config.main) {
+        return fail(e);
+    }
+    let log = pgagroal::log::logger();
+    for w in &loaded.warnings {
+        warn!(log, "{}", w);
+    }
+    for f in &ignored_files {
+        warn!(log, "configuration file is not used by this version"; "file" => f);
+    }
+
+    let pidfile = config.main.pidfile();
+    if let Err(e) = claim_pidfile(&pidfile) {
+        slog::crit!(log, "{}", e);
+        return ExitCode::FAILURE;
+    }
+    let code = run(config, files, hba, &pidfile);
+    if code != 0 {
+        let _ = std::fs::remove_file(&pidfile);
+    }
+    ExitCode::from(code as u8)
+}
+
+fn run(config: config::Config, files: ConfigFiles, hba: Hba, pidfile: &Path) -> i32 {
+    let log = pgagroal::log::logger();
+    let main = &config.main;
+    let region = match pgagroal::shmem::Region::create(main.max_connections) {
+        Ok(r) => r,
+        Err(e) => {
+            slog::crit!(log, "cannot create shared memory"; "error" => %e);
+            return 1;
+        }
+    };
+    region.header().started_ms.store(pgagroal::sys::now_ms(), std::sync::atomic::Ordering::Relaxed);
+    let backlog = main.backlog();
+    let tcp = match listen::tcp(&main.host, main.port, backlog) {
+        Ok(l) => l,
+        Err(e) => {
+            slog::crit!(log, "cannot listen"; "host" => &main.host, "port" => main.port, "error" => %e);
+            return 1;
+        }
+    };
+    let unix = match listen::unix(&main.client_socket_path(), 0o777, backlog) {
+        Ok(l) => l,
+        Err(e) => {
+            slog::crit!(log, "cannot listen on the Unix socket"; "error" => %e);
+            return 1;
+        }
+    };
+    let management = match listen::unix(&main.management_socket_path(), 0o600, 16) {
+        Ok(l) => l,
+        Err(e) => {
+            let _ = std::fs::remove_file(main.client_socket_path());
+            slog::crit!(log, "cannot listen on the management socket"; "error" => %e);
+            return 1;
+        }
+    };
+    let paths = supervisor::Paths {
+        pidfile: pidfile.to_path_buf(),
+        client_socket: main.client_socket_path(),
+        management_socket: main.management_socket_path(),
+    };
+    info!(log, "pgagroal started";
+        "version" => pgagroal::VERSION,
+        "host" => &main.host,
+        "port" => main.port,
+        "unix_socket" => %main.client_socket_path().display(),
+        "max_connections" => main.max_connections,
+        "pipeline" => main.effective_pipeline().name(),
+        "pid" => std::process::id());
+    let bound = supervisor::Bound { tcp, unix, management };
+    match supervisor::Supervisor::new(config, files, hba, region, bound, paths) {
+        Ok(s) => s.run(),
+        Err(e) => {
+            slog::crit!(log, "cannot start the supervisor"; "error" => %e);
+            1
+        }
+    }
+}
+
+/// Create the pid file; a file whose process is gone is replaced.
+fn claim_pidfile(path: &Path) -> Result<(), String> {
+    if let Ok(text) = std::fs::read_to_string(path) {
+        match text.trim().parse::<i32>() {
+            Ok(pid) if pgagroal::sys::process_alive(pid) && pid != std::process::id() as i32 => {
+                return Err(format!(
+                    "pid file {} names running process {pid}: is another pgagroal running?",
+                    path.display()
+                ));
+            }
+            _ => {
+                warn!(pgagroal::log::logger(), "removing stale pid file"; "path" => %path.display());
+                std::fs::remove_file(path).map_err(|e| format!("cannot remove stale pid file {}: {e}", path.display()))?;
+            }
+        }
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(|e| format!("cannot create pid file {}: {e}", path.display()))?;
+    std::io::Write::write_all(&mut file, format!("{}\n", std::process::id()).as_bytes())
+        .map_err(|e| format!("cannot write pid file {}: {e}", path.display()))
+}
+
+/// Detach from the terminal: fork (the parent exits), new session, standard
+/// streams on /dev/null.
+fn daemonize() -> std::io::Result<()> {
+    // SAFETY: single-threaded at this point; the parent leaves at once with _exit.
+    match unsafe { nix::unistd::fork() }.map_err(std::io::Error::from)? {
+        nix::unistd::ForkResult::Parent { .. } => {
+            // SAFETY: leaving the parent without running destructors.
+            unsafe { libc::_exit(0) }
+        }
+        nix::unistd::ForkResult::Child => {}
+    }
+    nix::unistd::setsid().map_err(std::io::Error::from)?;
+    let null = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null")?;
+    for fd in 0..3 {
+        // SAFETY: dup2 onto the standard descriptors, which this process owns.
+        if unsafe { libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&null), fd) } < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,183 @@
+//! The session relay: bytes both ways between client and server until the
+//! client leaves (Terminate or EOF), the server goes away, or the supervisor
+//! does. Every chunk passes through a [`Tracker`] so the session always knows
+//! where message boundaries are, whether a Terminate arrived (it is not
+//! forwarded) and the transaction status of the last ReadyForQuery.
+//!
+//! One poll(2) per wake-up, one read and one write per chunk; buffers are
+//! allocated once per session.
+
+use super::Session;
+use crate::net::{Sock, poll};
+use pgagroal::ipc::Received;
+use pgagroal::msg::worker::WorkerReply;
+use pgagroal::protocol::tracker::{Direction, Tracker};
+use pgagroal::protocol::{encode, sqlstate};
+use std::io::ErrorKind;
+use std::os::fd::AsRawFd;
+
+/// Client-to-server buffer.
+const UP_BUF: usize = 16 * 1024;
+/// Server-to-client buffer.
+const DOWN_BUF: usize = 32 * 1024;
+
+/// How the relay stopped.
+pub enum End {
+    /// The client left; the trackers tell whether the server side is clean.
+    /// `clean` is false when the client broke the protocol, after which the
+    /// server may hold part of a message.
+    Client { how: &'static str, client: Tracker, server: Tracker, clean: bool },
+    /// The server connection failed or closed.
+    Server(&'static str),
+    /// The supervisor is gone or asked to stop.
+    Supervisor,
+}
+
+/// Bytes read but not yet written on.
+struct Pending {
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+}
+
+impl Pending {
+    fn new(size: usize) -> Self {
+        Pending { buf: vec![0; size], start: 0, end: 0 }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.start == self.end
+    }
+
+    /// Write as much as the socket takes; Err on a failed socket.
+    fn flush(&mut self, to: &Sock) -> Result<(), ()> {
+        while self.start < self.end {
+            match to.write(&self.buf[self.start..self.end]) {
+                Ok(n) => self.start += n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
+                Err(_) => return Err(()),
+            }
+        }
+        self.start = 0;
+        self.end = 0;
+        Ok(())
+    }
+}
+
+/// Why a session ends when the client sends a malformed message.
+const VIOLATION: &str = "client protocol violation";
+
+const READABLE: libc::c_short = libc::POLLIN | libc::POLLHUP | libc::POLLERR;
+
+pub fn run(s: &Session<'_>, client: &Sock, server: &Sock, leftover: Vec<u8>) -> End {
+    let mut up = Pending::new(UP_BUF.max(leftover.len()));
+    let mut down = Pending::new(DOWN_BUF);
+    let mut ct = Tracker::new(Direction::Frontend);
+    let mut st = Tracker::new(Direction::Backend);
+    let mut leaving: Option<&'static str> = None;
+
+    if !leftover.is_empty() {
+        up.buf[..leftover.len()].copy_from_slice(&leftover);
+        up.end = accept_client_bytes(&mut ct, &up.buf[..leftover.len()], &mut leaving, client);
+    }
+
+    loop {
+        if let Some(how) = leaving
+            && up.is_empty()
+        {
+            return End::Client { how, client: ct, server: st, clean: how != VIOLATION };
+        }
+        if !up.is_empty() && up.flush(server).is_err() {
+            return End::Server("server connection failed");
+        }
+        if !down.is_empty() && down.flush(client).is_err() {
+            return End::Client { how: "client connection failed", client: ct, server: st, clean: true };
+        }
+        let mut fds = [
+            libc::pollfd {
+                fd: client.raw(),
+                events: if up.is_empty() && leaving.is_none() { libc::POLLIN } else { 0 }
+                    | if down.is_empty() { 0 } else { libc::POLLOUT },
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: server.raw(),
+                events: if down.is_empty() { libc::POLLIN } else { 0 } | if up.is_empty() { 0 } else { libc::POLLOUT },
+                revents: 0,
+            },
+            libc::pollfd { fd: s.mailbox.as_raw_fd(), events: libc::POLLIN, revents: 0 },
+        ];
+        if poll(&mut fds, -1).is_err() {
+            return End::Server("poll failed");
+        }
+
+        if fds[1].revents & READABLE != 0 && down.is_empty() {
+            match server.read(&mut down.buf) {
+                Ok(0) => return End::Server("server closed the connection"),
+                Ok(n) => {
+                    if st.scan(&down.buf[..n]).is_err() {
+                        return End::Server("server protocol violation");
+                    }
+                    down.end = n;
+                    if down.flush(client).is_err() {
+                        return End::Client { how: "client connection failed", client: ct, server: st, clean: true };
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                Err(_) => return End::Server("server connection failed"),
+            }
+        }
+
+        if fds[0].revents & READABLE != 0 && up.is_empty() && leaving.is_none() {
+            match client.read(&mut up.buf) {
+                Ok(0) => leaving = Some("client closed the connection"),
+                Ok(n) => {
+                    up.start = 0;
+                    up.end = accept_client_bytes(&mut ct, &up.buf[..n], &mut leaving, client);
+                    if up.flush(server).is_err() {
+                        return End::Server("server connection failed");
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                Err(_) => leaving = Some("client connection failed"),
+            }
+        }
+
+        if fds[2].revents & READABLE != 0 {
+            match s.mailbox.recv::<WorkerReply>() {
+                Ok(Received::Message(WorkerReply::Lifecycle(pgagroal::msg::Lifecycle::Ping), _)) => {
+                    let _ = s.mailbox.send(
+                        &pgagroal::msg::worker::WorkerRequest::Lifecycle(pgagroal::msg::LifecycleReply::Pong),
+                        None,
+                    );
+                }
+                Ok(Received::Empty) => {}
+                _ => {
+                    super::refuse(client, sqlstate::ADMIN_SHUTDOWN, "terminating connection because the pooler is stopping");
+                    return End::Supervisor;
+                }
+            }
+        }
+    }
+}
+
+/// Follow client bytes; returns how many of them are to be forwarded (a
+/// Terminate and anything after it, or a malformed message, are not).
+fn accept_client_bytes(ct: &mut Tracker, bytes: &[u8], leaving: &mut Option<&'static str>, client: &Sock) -> usize {
+    match ct.scan(bytes) {
+        Ok(None) => bytes.len(),
+        Ok(Some(terminate_at)) => {
+            *leaving = Some("client sent Terminate");
+            terminate_at
+        }
+        Err(e) => {
+            let message = format!("invalid frontend message: {e}");
+            let _ = client.write_all(
+                &encode::error_response("FATAL", sqlstate::PROTOCOL_VIOLATION, &message),
+                Some(std::time::Instant::now() + std::time::Duration::from_secs(1)),
+            );
+            *leaving = Some(VIOLATION);
+            e.offset
+        }
+    }
+}

@@ -1,0 +1,331 @@
+//! The `[pgagroal]` section: every key this version acts on, with upstream's
+//! defaults, and the list of upstream keys that are recognised but not yet
+//! acted on (they warn instead of being reported as unknown).
+
+use super::value::{self, Expected};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Which relay runs between client and server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Pipeline {
+    Auto,
+    Performance,
+    Session,
+    Transaction,
+}
+
+impl Pipeline {
+    pub fn name(self) -> &'static str {
+        match self {
+            Pipeline::Auto => "auto",
+            Pipeline::Performance => "performance",
+            Pipeline::Session => "session",
+            Pipeline::Transaction => "transaction",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum LogType {
+    Console,
+    File,
+    Syslog,
+}
+
+/// pgagroal's levels; `debug2`..`debug5` and `trace` are all the most verbose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+pub enum LogLevel {
+    Fatal,
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum LogMode {
+    Append,
+    Create,
+}
+
+/// Values of the `[pgagroal]` section.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct MainConfig {
+    /// Address to listen on; `*` means every IPv4 and IPv6 address.
+    pub host: String,
+    pub port: u16,
+    /// Directory of `.s.PGSQL.<port>`, the management socket and the default pid file.
+    pub unix_socket_dir: PathBuf,
+    /// Number of slots, hence of server connections at most.
+    pub max_connections: usize,
+    pub pipeline: Pipeline,
+    pub log_type: LogType,
+    pub log_level: LogLevel,
+    pub log_path: PathBuf,
+    pub log_mode: LogMode,
+    /// strftime pattern put before each log line.
+    pub log_line_prefix: String,
+    pub log_connections: bool,
+    pub log_disconnections: bool,
+    /// How long a client may wait for a slot before "connection pool is full".
+    pub blocking_timeout: Duration,
+    /// How long a client has to finish its startup and authentication.
+    pub authentication_timeout: Duration,
+    pub keep_alive: bool,
+    pub nodelay: bool,
+    /// listen(2) backlog; None means max(max_connections / 4, 16).
+    pub backlog: Option<u32>,
+    /// None means `<unix_socket_dir>/pgagroal.<port>.pid`.
+    pub pidfile: Option<PathBuf>,
+    /// Query run when a session ends and its server connection goes back to the pool.
+    pub server_reset_query: String,
+}
+
+impl Default for MainConfig {
+    fn default() -> Self {
+        MainConfig {
+            host: String::new(),
+            port: 0,
+            unix_socket_dir: PathBuf::new(),
+            max_connections: 100,
+            pipeline: Pipeline::Auto,
+            log_type: LogType::Console,
+            log_level: LogLevel::Info,
+            log_path: PathBuf::from("pgagroal.log"),
+            log_mode: LogMode::Append,
+            log_line_prefix: "%Y-%m-%d %H:%M:%S".into(),
+            log_connections: false,
+            log_disconnections: false,
+            blocking_timeout: Duration::from_secs(30),
+            authentication_timeout: Duration::from_secs(5),
+            keep_alive: true,
+            nodelay: true,
+            backlog: None,
+            pidfile: None,
+            server_reset_query: "DISCARD ALL".into(),
+        }
+    }
+}
+
+/// What `set` did with a key.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Applied,
+    /// A key of upstream pgagroal that this version reads but does not act on.
+    NotYetEffective,
+    Unknown,
+}
+
+/// Keys of upstream's `[pgagroal]` section that are accepted without effect.
+const NOT_YET_EFFECTIVE: &[&str] = &[
+    "metrics",
+    "metrics_cache_max_age",
+    "metrics_cache_max_size",
+    "metrics_cert_file",
+    "metrics_key_file",
+    "metrics_ca_file",
+    "management",
+    "console",
+    "log_rotation_age",
+    "log_rotation_size",
+    "connection_retry_delay",
+    "max_retries",
+    "idle_timeout",
+    "max_connection_age",
+    "validation",
+    "background_interval",
+    "flush_timeout",
+    "allow_unknown_users",
+    "auth_query",
+    "failover",
+    "failover_script",
+    "failover_notify_script",
+    "tls",
+    "tls_cert_file",
+    "tls_key_file",
+    "tls_ca_file",
+    "health_check",
+    "health_check_period",
+    "health_check_timeout",
+    "health_check_user",
+    "startup_validation",
+    "ev_backend",
+    "hugepage",
+    "tracker",
+    "track_prepared_statements",
+    "server_reset_query_always",
+    "server_reset_query_behavior_on_failure",
+    "update_process_title",
+    "rotate_frontend_password_timeout",
+    "rotate_frontend_password_length",
+    "disconnect_client",
+    "disconnect_client_force",
+];
+
+/// Which required keys were present.
+#[derive(Default)]
+pub struct Seen(Vec<String>);
+
+impl Seen {
+    pub fn mark(&mut self, key: &str) {
+        self.0.push(key.to_string());
+    }
+    pub fn has(&self, key: &str) -> bool {
+        self.0.iter().any(|k| k == key)
+    }
+}
+
+fn path_value(value: &str) -> Result<PathBuf, Expected> {
+    if value.is_empty() {
+        return Err("a path".into());
+    }
+    value::expand_env(value).map(PathBuf::from)
+}
+
+impl MainConfig {
+    /// Apply one `key = value`; an error is the description of what was expected.
+    pub fn set(&mut self, key: &str, raw: &str) -> Result<Outcome, Expected> {
+        match key {
+            "host" => {
+                if raw.is_empty() {
+                    return Err("an address to listen on, or '*'".into());
+                }
+                self.host = raw.to_string();
+            }
+            "port" => {
+                self.port = value::parse_int(raw, "a port number 1-65535")?;
+                if self.port == 0 {
+                    return Err("a port number 1-65535".into());
+                }
+            }
+            "unix_socket_dir" => self.unix_socket_dir = path_value(raw)?,
+            "max_connections" => {
+                self.max_connections = value::parse_int(raw, "a number of connections above 0")?
+            }
+            "pipeline" => {
+                self.pipeline = match raw.to_ascii_lowercase().as_str() {
+                    "auto" => Pipeline::Auto,
+                    "performance" => Pipeline::Performance,
+                    "session" => Pipeline::Session,
+                    "transaction" => Pipeline::Transaction,
+                    _ => return Err(format!("auto, performance, session or transaction, not '{raw}'")),
+                }
+            }
+            "log_type" => {
+                self.log_type = match raw.to_ascii_lowercase().as_str() {
+                    "console" => LogType::Console,
+                    "file" => LogType::File,
+                    "syslog" => LogType::Syslog,
+                    _ => return Err(format!("console, file or syslog, not '{raw}'")),
+                }
+            }
+            "log_level" => self.log_level = parse_level(raw)?,
+            "log_path" => self.log_path = path_value(raw)?,
+            "log_mode" => {
+                self.log_mode = match raw.to_ascii_lowercase().as_str() {
+                    "append" => LogMode::Append,
+                    "create" => LogMode::Create,
+                    _ => return Err(format!("append or create, not '{raw}'")),
+                }
+            }
+            "log_line_prefix" => self.log_line_prefix = raw.to_string(),
+            "log_connections" => self.log_connections = value::parse_bool(raw)?,
+            "log_disconnections" => self.log_disconnections = value::parse_bool(raw)?,
+            "blocking_timeout" => self.blocking_timeout = value::parse_duration(raw)?,
+            "authentication_timeout" => {
+                let timeout = value::parse_duration(raw)?;
+                // Upstream treats 0 as the default rather than "wait forever".
+                self.authentication_timeout =
+                    if timeout.is_zero() { Duration::from_secs(5) } else { timeout };
+            }
+            "keep_alive" => self.keep_alive = value::parse_bool(raw)?,
+            "nodelay" => self.nodelay = value::parse_bool(raw)?,
+            "backlog" => {
+                let backlog: u32 = value::parse_int(raw, "a listen backlog above 0")?;
+                if backlog == 0 {
+                    return Err("a listen backlog above 0".into());
+                }
+                self.backlog = Some(backlog);
+            }
+            "pidfile" => self.pidfile = Some(path_value(raw)?),
+            "server_reset_query" => self.server_reset_query = raw.to_string(),
+            _ if NOT_YET_EFFECTIVE.contains(&key) => return Ok(Outcome::NotYetEffective),
+            _ => return Ok(Outcome::Unknown),
+        }
+        Ok(Outcome::Applied)
+    }
+
+    /// The listen backlog actually used.
+    pub fn backlog(&self) -> u32 {
+        self.backlog.unwrap_or_else(|| ((self.max_connections / 4) as u32).max(16))
+    }
+
+    /// The pid file actually used.
+    pub fn pidfile(&self) -> PathBuf {
+        self.pidfile
+            .clone()
+            .unwrap_or_else(|| self.unix_socket_dir.join(format!("pgagroal.{}.pid", self.port)))
+    }
+
+    /// `.s.PGSQL.<port>` for clients.
+    pub fn client_socket_path(&self) -> PathBuf {
+        self.unix_socket_dir.join(format!(".s.PGSQL.{}", self.port))
+    }
+
+    /// `.s.pgagroal`, the local management socket.
+    pub fn management_socket_path(&self) -> PathBuf {
+        self.unix_socket_dir.join(".s.pgagroal")
+    }
+
+    /// The pipeline that runs; `auto` and `performance` run the session relay
+    /// in this version.
+    pub fn effective_pipeline(&self) -> Pipeline {
+        match self.pipeline {
+            Pipeline::Transaction => Pipeline::Transaction,
+            _ => Pipeline::Session,
+        }
+    }
+}
+
+fn parse_level(raw: &str) -> Result<LogLevel, Expected> {
+    let lower = raw.to_ascii_lowercase();
+    Ok(match lower.as_str() {
+        "fatal" => LogLevel::Fatal,
+        "error" => LogLevel::Error,
+        "warn" | "warning" => LogLevel::Warn,
+        "info" => LogLevel::Info,
+        "debug" | "debug1" => LogLevel::Debug,
+        "trace" => LogLevel::Trace,
+        _ if lower.starts_with("debug") && lower[5..].parse::<u32>().is_ok() => LogLevel::Trace,
+        _ => return Err(format!("fatal, error, warn, info, debug, debug1-5 or trace, not '{raw}'")),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn levels() {
+        assert_eq!(parse_level("DEBUG"), Ok(LogLevel::Debug));
+        assert_eq!(parse_level("debug5"), Ok(LogLevel::Trace));
+        assert_eq!(parse_level("debug9"), Ok(LogLevel::Trace));
+        assert!(parse_level("loud").is_err());
+    }
+
+    #[test]
+    fn defaults_follow_upstream() {
+        let mut c = MainConfig::default();
+        assert_eq!(c.blocking_timeout, Duration::from_secs(30));
+        assert_eq!(c.backlog(), 25);
+        c.unix_socket_dir = "/run/p".into();
+        c.port = 2345;
+        assert_eq!(c.pidfile(), PathBuf::from("/run/p/pgagroal.2345.pid"));
+        assert_eq!(c.set("idle_timeout", "5"), Ok(Outcome::NotYetEffective));
+        assert_eq!(c.set("nonsense", "5"), Ok(Outcome::Unknown));
+        assert_eq!(c.set("authentication_timeout", "0"), Ok(Outcome::Applied));
+        assert_eq!(c.authentication_timeout, Duration::from_secs(5));
+    }
+}

@@ -1,0 +1,251 @@
+//! Typed mailboxes between the supervisor and its actors.
+//!
+//! A mailbox is one end of a `SOCK_SEQPACKET` socketpair created
+//! close-on-exec. Each packet is one message: an 8-byte header (version,
+//! contract, reserved, body length) and a bincode body decoded with a size
+//! limit. A file descriptor may ride on the same packet as `SCM_RIGHTS`; it
+//! becomes an `OwnedFd` the moment it arrives, and a packet carrying more
+//! than one is refused (the extras are closed).
+
+use nix::errno::Errno;
+use nix::sys::socket::{self, ControlMessage, ControlMessageOwned, MsgFlags};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::io::{IoSlice, IoSliceMut};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::time::Duration;
+
+/// Version of the header layout.
+pub const MAILBOX_VERSION: u8 = 1;
+/// Header bytes before the body.
+pub const HEADER_LEN: usize = 8;
+/// Largest packet, header included.
+pub const MAX_PACKET: usize = 64 * 1024;
+
+/// Which message contract a packet belongs to (the receiver checks it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Contract {
+    /// Worker to supervisor requests and their replies.
+    Worker = 1,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MailboxError {
+    #[error("mailbox I/O: {0}")]
+    Io(#[from] Errno),
+    #[error("mailbox packet of {0} bytes is shorter than its header")]
+    Short(usize),
+    #[error("mailbox packet truncated (more than {MAX_PACKET} bytes or too many descriptors)")]
+    Truncated,
+    #[error("mailbox header version {0}, expected {MAILBOX_VERSION}")]
+    Version(u8),
+    #[error("mailbox contract {got}, expected {expected}")]
+    Contract { got: u8, expected: u8 },
+    #[error("mailbox header declares {declared} body bytes, packet has {actual}")]
+    Length { declared: usize, actual: usize },
+    #[error("mailbox packet carried {0} descriptors, at most one is accepted")]
+    TooManyFds(usize),
+    #[error("mailbox body does not decode: {0}")]
+    Decode(String),
+    #[error("mailbox message of {0} bytes is larger than {MAX_PACKET}")]
+    TooLarge(usize),
+}
+
+/// One received message.
+#[derive(Debug)]
+pub enum Received<T> {
+    Message(T, Option<OwnedFd>),
+    /// The other end is closed.
+    Closed,
+    /// Non-blocking mailbox with nothing queued.
+    Empty,
+}
+
+fn codec() -> impl bincode::Options {
+    use bincode::Options;
+    bincode::DefaultOptions::new().with_limit(MAX_PACKET as u64).with_fixint_encoding()
+}
+
+/// One end of a mailbox.
+#[derive(Debug)]
+pub struct Mailbox {
+    fd: OwnedFd,
+    contract: Contract,
+}
+
+impl AsFd for Mailbox {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+impl AsRawFd for Mailbox {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+impl Mailbox {
+    /// A connected pair: (supervisor end, actor end).
+    pub fn pair(contract: Contract) -> Result<(Mailbox, Mailbox), MailboxError> {
+        let (a, b) = socket::socketpair(
+            socket::AddressFamily::Unix,
+            socket::SockType::SeqPacket,
+            None,
+            socket::SockFlag::SOCK_CLOEXEC,
+        )?;
+        Ok((Mailbox { fd: a, contract }, Mailbox { fd: b, contract }))
+    }
+
+    pub fn into_fd(self) -> OwnedFd {
+        self.fd
+    }
+
+    pub fn set_nonblocking(&self, on: bool) -> Result<(), MailboxError> {
+        crate::sys::set_nonblocking(self.fd.as_raw_fd(), on).map_err(|e| MailboxError::Io(Errno::from_raw(e.raw_os_error().unwrap_or(0))))
+    }
+
+    /// Bound how long a blocking `recv` waits.
+    pub fn set_recv_timeout(&self, timeout: Duration) -> Result<(), MailboxError> {
+        let tv = nix::sys::time::TimeVal::new(
+            timeout.as_secs() as libc::time_t,
+            timeout.subsec_micros() as libc::suseconds_t,
+        );
+        socket::setsockopt(&self.fd, socket::sockopt::ReceiveTimeout, &tv)?;
+        Ok(())
+    }
+
+    /// Send one message, with at most one descriptor.
+    pub fn send<T: Serialize>(&self, message: &T, fd: Option<BorrowedFd<'_>>) -> Result<(), MailboxError> {
+        use bincode::Options;
+        let body = codec().serialize(message).map_err(|e| MailboxError::Decode(e.to_string()))?;
+        if body.len() + HEADER_LEN > MAX_PACKET {
+            return Err(MailboxError::TooLarge(body.len() + HEADER_LEN));
+        }
+        let mut header = [0u8; HEADER_LEN];
+        header[0] = MAILBOX_VERSION;
+        header[1] = self.contract as u8;
+        header[4..8].copy_from_slice(&(body.len() as u32).to_le_bytes());
+        let iov = [IoSlice::new(&header), IoSlice::new(&body)];
+        let raw_fds;
+        let cmsgs: &[ControlMessage<'_>] = match fd {
+            Some(fd) => {
+                raw_fds = [fd.as_raw_fd()];
+                &[ControlMessage::ScmRights(&raw_fds)]
+            }
+            None => &[],
+        };
+        loop {
+            match socket::sendmsg::<()>(self.fd.as_raw_fd(), &iov, cmsgs, MsgFlags::MSG_NOSIGNAL, None) {
+                Ok(_) => return Ok(()),
+                Err(Errno::EINTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Receive one message (blocking or not, as the socket is set).
+    pub fn recv<T: DeserializeOwned>(&self) -> Result<Received<T>, MailboxError> {
+        use bincode::Options;
+        let mut buf = vec![0u8; MAX_PACKET];
+        // Room for two descriptors so that a second one is seen (and closed)
+        // rather than silently discarded by the kernel.
+        let mut space = nix::cmsg_space!([RawFd; 2]);
+        let (len, mut fds, flags) = loop {
+            let mut iov = [IoSliceMut::new(&mut buf)];
+            match socket::recvmsg::<()>(
+                self.fd.as_raw_fd(),
+                &mut iov,
+                Some(&mut space),
+                MsgFlags::MSG_CMSG_CLOEXEC,
+            ) {
+                Ok(msg) => {
+                    let mut fds: Vec<OwnedFd> = Vec::new();
+                    if let Ok(cmsgs) = msg.cmsgs() {
+                        for cmsg in cmsgs {
+                            if let ControlMessageOwned::ScmRights(raw) = cmsg {
+                                for r in raw {
+                                    // SAFETY: the kernel just installed this
+                                    // descriptor in our table for us; nothing
+                                    // else refers to it.
+                                    fds.push(unsafe { OwnedFd::from_raw_fd(r) });
+                                }
+                            }
+                        }
+                    }
+                    break (msg.bytes, fds, msg.flags);
+                }
+                Err(Errno::EINTR) => continue,
+                Err(Errno::EAGAIN) => return Ok(Received::Empty),
+                Err(e) => return Err(e.into()),
+            }
+        };
+        if len == 0 && fds.is_empty() {
+            return Ok(Received::Closed);
+        }
+        if flags.intersects(MsgFlags::MSG_TRUNC | MsgFlags::MSG_CTRUNC) {
+            return Err(MailboxError::Truncated);
+        }
+        if fds.len() > 1 {
+            return Err(MailboxError::TooManyFds(fds.len()));
+        }
+        let Some(header) = buf.get(..HEADER_LEN).filter(|_| len >= HEADER_LEN) else {
+            return Err(MailboxError::Short(len));
+        };
+        if header[0] != MAILBOX_VERSION {
+            return Err(MailboxError::Version(header[0]));
+        }
+        if header[1] != self.contract as u8 {
+            return Err(MailboxError::Contract { got: header[1], expected: self.contract as u8 });
+        }
+        let declared = u32::from_le_bytes([header[4], header[5], header[6], header[7]]) as usize;
+        if declared != len - HEADER_LEN {
+            return Err(MailboxError::Length { declared, actual: len - HEADER_LEN });
+        }
+        let message = codec()
+            .deserialize(&buf[HEADER_LEN..len])
+            .map_err(|e| MailboxError::Decode(e.to_string()))?;
+        Ok(Received::Message(message, fds.pop()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+    enum Msg {
+        Hello { n: u32, text: String },
+        Bye,
+    }
+
+    #[test]
+    fn round_trip_with_and_without_fd() {
+        let (a, b) = Mailbox::pair(Contract::Worker).expect("pair");
+        a.send(&Msg::Hello { n: 7, text: "x".into() }, None).expect("send");
+        match b.recv::<Msg>().expect("recv") {
+            Received::Message(Msg::Hello { n: 7, .. }, None) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+        let file = std::fs::File::open("/dev/null").expect("open");
+        a.send(&Msg::Bye, Some(file.as_fd())).expect("send fd");
+        match b.recv::<Msg>().expect("recv") {
+            Received::Message(Msg::Bye, Some(fd)) => assert_ne!(fd.as_raw_fd(), file.as_raw_fd()),
+            other => panic!("unexpected {other:?}"),
+        }
+        drop(a);
+        assert!(matches!(b.recv::<Msg>().expect("recv"), Received::Closed));
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        let (a, b) = Mailbox::pair(Contract::Worker).expect("pair");
+        for packet in [&b"\x01"[..], b"\x02\x01\0\0\0\0\0\0", b"\x01\x01\0\0\x09\0\0\0abc", b"\x01\x01\0\0\x03\0\0\0\xff\xff\xff"] {
+            socket::send(a.as_raw_fd(), packet, MsgFlags::empty()).expect("raw send");
+            assert!(b.recv::<Msg>().is_err(), "{packet:?}");
+        }
+        b.set_nonblocking(true).expect("nonblocking");
+        assert!(matches!(b.recv::<Msg>().expect("recv"), Received::Empty));
+    }
+}

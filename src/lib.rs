@@ -1,0 +1,32 @@
+//! The pgagroal library: everything that decides, with no process or socket
+//! ownership of its own. The binaries under `actors/` hold only run loops,
+//! sockets, clocks and forks; they call into these modules.
+//!
+//! Map of the modules:
+//!
+//! - [`config`]: `pgagroal.conf` (INI dialect or TOML) and command-line file
+//!   resolution, with errors that name file, line, key and expectation.
+//! - [`hba`]: `pgagroal_hba.conf` parsing and first-match lookup.
+//! - [`protocol`]: the PostgreSQL wire codec: the startup packet parser,
+//!   backend message parsing, a frame tracker for relayed byte streams, and
+//!   encoders for the messages the pooler itself sends.
+//! - [`shmem`]: the memfd-backed shared region and the slot table whose state
+//!   transitions are compare-and-swap operations recording the owner pid.
+//! - [`ipc`]: typed mailboxes over `SOCK_SEQPACKET` with fd passing.
+//! - [`msg`]: one message contract per actor, carried by the mailboxes.
+//! - [`mgmt`]: the management protocol spoken by `pgagroal-cli`.
+//! - [`log`]: the synchronous slog drain (console, file, syslog).
+//! - [`sys`]: small, audited wrappers over libc for fds and sockets.
+
+pub mod config;
+pub mod hba;
+pub mod ipc;
+pub mod log;
+pub mod mgmt;
+pub mod msg;
+pub mod protocol;
+pub mod shmem;
+pub mod sys;
+
+/// Version reported by `-V` and in management replies.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,170 @@
+//! Logging: a synchronous slog drain writing one line per record with a
+//! single write(2), so lines from many forked processes never interleave.
+//! Targets are the console (stderr), a file opened for append, or syslog.
+//! There are no background threads: the supervisor must stay single-threaded
+//! to fork safely.
+
+use crate::config::{LogLevel, LogType, MainConfig};
+use slog::{Drain, Level, OwnedKVList, Record, KV};
+use std::fmt::Write as _;
+use std::io::{self, Write as _};
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+static LOGGER: OnceLock<slog::Logger> = OnceLock::new();
+
+/// Lines written per level (fatal, error, warn, info), for the metrics.
+pub static LINES: [AtomicU64; 4] = [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)];
+
+enum Target {
+    Stderr,
+    File(std::fs::File),
+    Syslog,
+}
+
+struct LineDrain {
+    target: Target,
+    prefix: String,
+    level: Level,
+}
+
+struct KvLine<'a>(&'a mut String);
+
+impl slog::Serializer for KvLine<'_> {
+    fn emit_arguments(&mut self, key: slog::Key, val: &std::fmt::Arguments<'_>) -> slog::Result {
+        let _ = write!(self.0, " {key}={val}");
+        Ok(())
+    }
+}
+
+fn slog_level(level: LogLevel) -> Level {
+    match level {
+        LogLevel::Fatal => Level::Critical,
+        LogLevel::Error => Level::Error,
+        LogLevel::Warn => Level::Warning,
+        LogLevel::Info => Level::Info,
+        LogLevel::Debug => Level::Debug,
+        LogLevel::Trace => Level::Trace,
+    }
+}
+
+fn level_name(level: Level) -> &'static str {
+    match level {
+        Level::Critical => "FATAL",
+        Level::Error => "ERROR",
+        Level::Warning => "WARN ",
+        Level::Info => "INFO ",
+        Level::Debug => "DEBUG",
+        Level::Trace => "TRACE",
+    }
+}
+
+impl Drain for LineDrain {
+    type Ok = ();
+    type Err = slog::Never;
+
+    fn log(&self, record: &Record<'_>, values: &OwnedKVList) -> Result<(), slog::Never> {
+        if !record.level().is_at_least(self.level) {
+            return Ok(());
+        }
+        let counter = match record.level() {
+            Level::Critical => Some(0),
+            Level::Error => Some(1),
+            Level::Warning => Some(2),
+            Level::Info => Some(3),
+            _ => None,
+        };
+        if let Some(i) = counter {
+            LINES[i].fetch_add(1, Ordering::Relaxed);
+        }
+        let mut line = String::with_capacity(160);
+        if !matches!(self.target, Target::Syslog) {
+            line.push_str(&crate::sys::format_local_time(&self.prefix, crate::sys::now_secs()));
+            line.push(' ');
+        }
+        let _ = write!(line, "{} {}:{} {}", level_name(record.level()), record.file(), record.line(), record.msg());
+        let _ = record.kv().serialize(record, &mut KvLine(&mut line));
+        let _ = values.serialize(record, &mut KvLine(&mut line));
+        match &self.target {
+            Target::Stderr => {
+                line.push('\n');
+                let _ = io::stderr().lock().write_all(line.as_bytes());
+            }
+            Target::File(file) => {
+                line.push('\n');
+                let _ = (&*file).write_all(line.as_bytes());
+            }
+            Target::Syslog => {
+                let priority = match record.level() {
+                    Level::Critical => libc::LOG_CRIT,
+                    Level::Error => libc::LOG_ERR,
+                    Level::Warning => libc::LOG_WARNING,
+                    Level::Info => libc::LOG_INFO,
+                    _ => libc::LOG_DEBUG,
+                };
+                if let Ok(text) = std::ffi::CString::new(line.replace('\0', " ")) {
+                    // SAFETY: "%s" with one valid C string argument.
+                    unsafe { libc::syslog(priority, c"%s".as_ptr(), text.as_ptr()) };
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Set up the process-wide logger from the configuration. Called once, before
+/// the first fork.
+pub fn init(config: &MainConfig) -> io::Result<()> {
+    let target = match config.log_type {
+        LogType::Console => Target::Stderr,
+        LogType::File => {
+            let mut options = std::fs::OpenOptions::new();
+            options.create(true);
+            match config.log_mode {
+                crate::config::main_keys::LogMode::Append => options.append(true),
+                crate::config::main_keys::LogMode::Create => options.write(true).truncate(true),
+            };
+            let file = options.open(&config.log_path).map_err(|e| {
+                io::Error::new(e.kind(), format!("cannot open log_path {}: {e}", config.log_path.display()))
+            })?;
+            let _ = LOG_FD.set(file.as_raw_fd());
+            Target::File(file)
+        }
+        LogType::Syslog => {
+            // SAFETY: the ident is a static C string, as openlog requires.
+            unsafe { libc::openlog(c"pgagroal".as_ptr(), libc::LOG_PID, libc::LOG_DAEMON) };
+            Target::Syslog
+        }
+    };
+    let drain = LineDrain { target, prefix: config.log_line_prefix.clone(), level: slog_level(config.log_level) };
+    let logger = slog::Logger::root(drain.fuse(), slog::o!());
+    LOGGER.set(logger).map_err(|_| io::Error::other("logger already initialised"))
+}
+
+/// A console logger for tools and for errors before the configuration is read.
+fn fallback() -> slog::Logger {
+    let drain = LineDrain { target: Target::Stderr, prefix: "%Y-%m-%d %H:%M:%S".into(), level: Level::Info };
+    slog::Logger::root(drain.fuse(), slog::o!())
+}
+
+/// The process-wide logger.
+pub fn logger() -> &'static slog::Logger {
+    LOGGER.get_or_init(fallback)
+}
+
+/// The log file's descriptor, which the post-fork cleanup must keep open.
+static LOG_FD: OnceLock<RawFd> = OnceLock::new();
+
+/// Descriptors the logger needs kept open across the post-fork cleanup.
+pub fn kept_fds() -> Vec<RawFd> {
+    LOG_FD.get().copied().into_iter().collect()
+}
+
+/// In a freshly forked child, before closing inherited descriptors: drop the
+/// syslog connection so that a later syslog(3) reconnects instead of writing
+/// into whatever descriptor reuses its number.
+pub fn after_fork_in_child() {
+    // SAFETY: closelog is safe to call at any time, even without openlog.
+    unsafe { libc::closelog() };
+}

@@ -1,0 +1,246 @@
+//! The management protocol spoken between `pgagroal-cli` and the daemon over
+//! `<unix_socket_dir>/.s.pgagroal`, as pgagroal 2.x: one request and one
+//! reply per connection, each framed as `u8 compression, u8 encryption,
+//! u32 length (big-endian), JSON`. Documents are objects with `Header`,
+//! `Request`, and in replies `Outcome` and `Response`; keys are sorted.
+//!
+//! - this file: framing, command ids, request and reply documents, the
+//!   `status` response.
+//! - [`render`]: the CLI's text and JSON output.
+
+pub mod render;
+
+use serde_json::{Map, Value, json};
+
+/// Largest JSON document accepted on the management socket.
+pub const MAX_DOCUMENT: usize = 1 << 20;
+/// Frame header: compression, encryption, length.
+pub const FRAME_HEADER: usize = 6;
+
+/// Management command ids (pgagroal's numbering).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    CancelShutdown = 1,
+    ConfigLs = 2,
+    ConfigGet = 3,
+    ConfigSet = 4,
+    StatusDetails = 5,
+    DisableDb = 6,
+    EnableDb = 7,
+    Flush = 8,
+    GetPassword = 9,
+    Gracefully = 10,
+    Ping = 11,
+    Reload = 12,
+    Clear = 13,
+    ClearServer = 14,
+    Shutdown = 15,
+    Status = 16,
+    SwitchTo = 17,
+    ConfigAlias = 18,
+}
+
+impl Command {
+    pub fn from_id(id: i64) -> Option<Command> {
+        use Command::*;
+        [
+            CancelShutdown, ConfigLs, ConfigGet, ConfigSet, StatusDetails, DisableDb, EnableDb, Flush, GetPassword,
+            Gracefully, Ping, Reload, Clear, ClearServer, Shutdown, Status, SwitchTo, ConfigAlias,
+        ]
+        .into_iter()
+        .find(|c| *c as i64 == id)
+    }
+
+    /// The name the CLI prints in `Header.Command`.
+    pub fn name(self) -> &'static str {
+        use Command::*;
+        match self {
+            CancelShutdown => "cancel-shutdown",
+            ConfigLs => "conf-ls",
+            ConfigGet => "conf-get",
+            ConfigSet => "conf-set",
+            StatusDetails => "status-details",
+            DisableDb => "disable-db",
+            EnableDb => "enable-db",
+            Flush => "flush",
+            GetPassword => "get-password",
+            Gracefully => "shutdown-gracefully",
+            Ping => "ping",
+            Reload => "reload",
+            Clear => "clear",
+            ClearServer => "clear-server",
+            Shutdown => "shutdown",
+            Status => "status",
+            SwitchTo => "switch-to",
+            ConfigAlias => "conf-alias",
+        }
+    }
+}
+
+/// Output format requested by the CLI (`Header.Output`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    Text = 0,
+    Json = 1,
+    Raw = 2,
+}
+
+/// Error codes of `Outcome.Error`.
+pub mod error_code {
+    pub const BAD_PAYLOAD: i64 = 1;
+    pub const UNKNOWN_COMMAND: i64 = 2;
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum MgmtError {
+    #[error("management frame declares {0} bytes, more than {MAX_DOCUMENT}")]
+    TooLarge(u32),
+    #[error("management frame is empty")]
+    Empty,
+    #[error("compressed or encrypted management frames are not supported (compression {0}, encryption {1})")]
+    Unsupported(u8, u8),
+    #[error("management document is not valid JSON: {0}")]
+    Json(String),
+}
+
+/// Frame a document.
+pub fn encode_frame(document: &Value) -> Vec<u8> {
+    let body = document.to_string();
+    let mut out = Vec::with_capacity(FRAME_HEADER + body.len());
+    out.extend_from_slice(&[0, 0]);
+    out.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    out.extend_from_slice(body.as_bytes());
+    out
+}
+
+/// Decode the frame at the start of `buf`; `Ok(None)` until it is complete.
+pub fn decode_frame(buf: &[u8]) -> Result<Option<(Value, usize)>, MgmtError> {
+    let Some(header) = buf.get(..FRAME_HEADER) else { return Ok(None) };
+    let declared = u32::from_be_bytes([header[2], header[3], header[4], header[5]]);
+    if declared == 0 {
+        return Err(MgmtError::Empty);
+    }
+    if declared as usize > MAX_DOCUMENT {
+        return Err(MgmtError::TooLarge(declared));
+    }
+    if header[0] != 0 || header[1] != 0 {
+        return Err(MgmtError::Unsupported(header[0], header[1]));
+    }
+    let end = FRAME_HEADER + declared as usize;
+    let Some(body) = buf.get(FRAME_HEADER..end) else { return Ok(None) };
+    let value = serde_json::from_slice(body).map_err(|e| MgmtError::Json(e.to_string()))?;
+    Ok(Some((value, end)))
+}
+
+/// `YYYYMMDDHHMMSS` in local time.
+fn timestamp() -> String {
+    crate::sys::format_local_time("%Y%m%d%H%M%S", crate::sys::now_secs())
+}
+
+/// A request document.
+pub fn request(command: Command, output: Output, request: Map<String, Value>) -> Value {
+    json!({
+        "Header": {
+            "ClientVersion": crate::VERSION,
+            "Command": command as i64,
+            "Compression": 0,
+            "Encryption": 0,
+            "Output": output as i64,
+            "Timestamp": timestamp(),
+        },
+        "Request": Value::Object(request),
+    })
+}
+
+/// The command id a request carries.
+pub fn command_of(request: &Value) -> Option<i64> {
+    request.get("Header")?.get("Command")?.as_i64()
+}
+
+fn echo(request: &Value) -> Map<String, Value> {
+    let mut reply = Map::new();
+    reply.insert("Header".into(), request.get("Header").cloned().unwrap_or_else(|| json!({})));
+    reply.insert("Request".into(), request.get("Request").cloned().unwrap_or_else(|| json!({})));
+    reply
+}
+
+/// A successful reply: the request echoed, `Outcome` and `Response` (which
+/// always holds `ServerVersion`). `elapsed_secs` is the time spent.
+pub fn reply_ok(request: &Value, mut response: Map<String, Value>, elapsed_secs: u64) -> Value {
+    let mut reply = echo(request);
+    let time = format!("{:02}:{:02}:{:02}", elapsed_secs / 3600, (elapsed_secs / 60) % 60, elapsed_secs % 60);
+    reply.insert("Outcome".into(), json!({ "Status": true, "Time": time }));
+    response.insert("ServerVersion".into(), json!(crate::VERSION));
+    reply.insert("Response".into(), Value::Object(response));
+    Value::Object(reply)
+}
+
+/// A failed reply with pgagroal's error code.
+pub fn reply_error(request: &Value, code: i64) -> Value {
+    let mut reply = echo(request);
+    reply.insert("Outcome".into(), json!({ "Error": code, "Status": false }));
+    reply.insert("Response".into(), json!({ "ServerVersion": crate::VERSION }));
+    Value::Object(reply)
+}
+
+/// One configured server as `status` reports it.
+#[derive(Debug, Clone)]
+pub struct ServerStatus {
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+    /// "Primary", "Replica", "Not init", ...
+    pub state: &'static str,
+}
+
+/// The `Response` of `status`.
+pub fn status_response(
+    counts: &crate::shmem::Counts,
+    max_connections: usize,
+    servers: &[ServerStatus],
+    graceful_shutdown: bool,
+) -> Map<String, Value> {
+    let servers: Vec<Value> = servers
+        .iter()
+        .map(|s| json!({ "Host": s.host, "Port": s.port, "Server": s.name, "State": s.state }))
+        .collect();
+    let mut response = Map::new();
+    response.insert("ActiveConnections".into(), json!(counts.active()));
+    response.insert("MaxConnections".into(), json!(max_connections));
+    response.insert("NumberOfServers".into(), json!(servers.len()));
+    response.insert("Servers".into(), Value::Array(servers));
+    response.insert("Status".into(), json!(if graceful_shutdown { "Graceful shutdown" } else { "Running" }));
+    response.insert("TotalConnections".into(), json!(counts.total()));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_round_trip_and_are_bounded() {
+        let req = request(Command::Ping, Output::Text, Map::new());
+        let bytes = encode_frame(&req);
+        assert_eq!(&bytes[..2], &[0, 0]);
+        let (back, used) = decode_frame(&bytes).expect("ok").expect("whole");
+        assert_eq!((back, used), (req, bytes.len()));
+        assert_eq!(decode_frame(&bytes[..bytes.len() - 1]), Ok(None));
+        assert_eq!(decode_frame(&[0, 0, 0xff, 0xff, 0xff, 0xff]), Err(MgmtError::TooLarge(u32::MAX)));
+        assert_eq!(decode_frame(&[0, 0, 0, 0, 0, 0]), Err(MgmtError::Empty));
+        assert!(matches!(decode_frame(&[0, 0, 0, 0, 0, 1, b'{']), Err(MgmtError::Json(_))));
+        assert_eq!(decode_frame(&[1, 0, 0, 0, 0, 1, b'{']), Err(MgmtError::Unsupported(1, 0)));
+    }
+
+    #[test]
+    fn replies_echo_the_request() {
+        let req = request(Command::Status, Output::Json, Map::new());
+        let rep = reply_ok(&req, Map::new(), 0);
+        assert_eq!(rep["Header"]["Command"], json!(16));
+        assert_eq!(rep["Outcome"]["Status"], json!(true));
+        assert_eq!(rep["Outcome"]["Time"], json!("00:00:00"));
+        assert_eq!(rep["Response"]["ServerVersion"], json!(crate::VERSION));
+        let err = reply_error(&req, error_code::UNKNOWN_COMMAND);
+        assert_eq!(err["Outcome"], json!({"Error": 2, "Status": false}));
+    }
+}

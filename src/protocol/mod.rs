@@ -1,0 +1,41 @@
+//! The PostgreSQL wire protocol (version 3.0), without any I/O.
+//!
+//! - [`startup`]: the untagged first packet (StartupMessage, SSLRequest,
+//!   GSSENCRequest, CancelRequest), with its own parser.
+//! - [`frame`]: splitting a buffer into tagged messages, bounding every
+//!   declared length before anything is allocated.
+//! - [`backend`]: messages from the server that the pooler reads itself.
+//! - [`frontend`]: messages from the client that the pooler reads itself.
+//! - [`tracker`]: a streaming scanner that follows message boundaries of a
+//!   relayed byte stream without buffering it.
+//! - [`encode`]: messages the pooler writes itself.
+//!
+//! Frontend and backend tags collide (`'E'` is Execute one way and
+//! ErrorResponse the other), so each direction has its own types.
+
+pub mod backend;
+pub mod encode;
+pub mod frame;
+pub mod frontend;
+pub mod startup;
+pub mod tracker;
+
+/// SQLSTATE codes the pooler itself reports.
+pub mod sqlstate {
+    /// too_many_connections: pool full, refused connection.
+    pub const TOO_MANY_CONNECTIONS: &str = "53300";
+    /// invalid_authorization_specification: no hba entry, rejected, unsupported method.
+    pub const INVALID_AUTHORIZATION: &str = "28000";
+    /// protocol_violation: malformed startup or message.
+    pub const PROTOCOL_VIOLATION: &str = "08P01";
+    /// feature_not_supported: a protocol version the pooler does not speak.
+    pub const FEATURE_NOT_SUPPORTED: &str = "0A000";
+    /// connection_failure: the server could not be reached.
+    pub const CONNECTION_FAILURE: &str = "08006";
+    /// cannot_connect_now: the pooler is shutting down.
+    pub const CANNOT_CONNECT_NOW: &str = "57P03";
+    /// admin_shutdown: the session is ended by the pooler stopping.
+    pub const ADMIN_SHUTDOWN: &str = "57P01";
+    /// internal_error.
+    pub const INTERNAL_ERROR: &str = "XX000";
+}

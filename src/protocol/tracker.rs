@@ -1,0 +1,195 @@
+//! Following message boundaries in a relayed byte stream without buffering it.
+//!
+//! The relay hands every chunk it read to a [`Tracker`] before writing it on.
+//! The tracker keeps only a partial header between chunks and reports what
+//! the session needs: on the client side, where a `Terminate` starts (it is
+//! not forwarded: the server connection outlives the client) and how many
+//! messages that each produce one ReadyForQuery were sent (`Query`, `Sync`,
+//! `FunctionCall`); on the server side, how many ReadyForQuery messages came
+//! back and the last transaction status.
+
+use super::frame::HEADER_LEN;
+
+/// Which way the stream flows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Client to server: frontend messages.
+    Frontend,
+    /// Server to client: backend messages.
+    Backend,
+}
+
+/// PostgreSQL's own ceiling for one message (`PQ_LARGE_MESSAGE_LIMIT`).
+pub const MAX_RELAYED_MESSAGE: u32 = 0x3fff_ffff;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("message '{}' at offset {offset} declares invalid length {declared}", *tag as char)]
+pub struct TrackError {
+    /// Offset in the chunk where the bad message starts; bytes before it are
+    /// whole messages.
+    pub offset: usize,
+    pub tag: u8,
+    pub declared: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct Tracker {
+    direction: Direction,
+    header: [u8; HEADER_LEN],
+    /// Header bytes collected so far (0 when at a boundary or inside a body).
+    have: usize,
+    /// Offset in the current chunk where the pending header began.
+    header_start: usize,
+    /// Body bytes of the current message not yet seen.
+    remaining: u64,
+    /// The current message is a ReadyForQuery whose status byte is still due.
+    want_status: bool,
+    /// Messages sent that will each be answered by one ReadyForQuery.
+    pub sync_points: u64,
+    /// ReadyForQuery messages seen.
+    pub ready_count: u64,
+    /// Status of the last ReadyForQuery: `I`, `T` or `E`.
+    pub tx_status: u8,
+}
+
+impl Tracker {
+    pub fn new(direction: Direction) -> Self {
+        Tracker {
+            direction,
+            header: [0; HEADER_LEN],
+            have: 0,
+            header_start: 0,
+            remaining: 0,
+            want_status: false,
+            sync_points: 0,
+            ready_count: 0,
+            tx_status: b'I',
+        }
+    }
+
+    /// True between messages.
+    pub fn at_boundary(&self) -> bool {
+        self.have == 0 && self.remaining == 0
+    }
+
+    /// Follow one chunk. Returns `Ok(Some(offset))` when a client `Terminate`
+    /// starts at `offset` (bytes from there on are not to be forwarded).
+    pub fn scan(&mut self, data: &[u8]) -> Result<Option<usize>, TrackError> {
+        let mut i = 0;
+        while i < data.len() {
+            if self.remaining > 0 {
+                let take = (data.len() - i).min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
+                if self.want_status {
+                    self.tx_status = data[i];
+                    self.want_status = false;
+                }
+                i += take;
+                self.remaining -= take as u64;
+                continue;
+            }
+            if self.have == 0 {
+                if self.direction == Direction::Frontend && data[i] == super::frontend::TERMINATE {
+                    return Ok(Some(i));
+                }
+                self.header_start = i;
+                if let Some(header) = data.get(i..i + HEADER_LEN) {
+                    self.header.copy_from_slice(header);
+                    i += HEADER_LEN;
+                    self.have = HEADER_LEN;
+                } else {
+                    self.header[0] = data[i];
+                    self.have = 1;
+                    i += 1;
+                }
+            } else {
+                self.header[self.have] = data[i];
+                self.have += 1;
+                i += 1;
+            }
+            if self.have == HEADER_LEN {
+                self.have = 0;
+                self.begin_message(i)?;
+            }
+        }
+        Ok(None)
+    }
+
+    fn begin_message(&mut self, end_of_header: usize) -> Result<(), TrackError> {
+        let tag = self.header[0];
+        let declared = u32::from_be_bytes([self.header[1], self.header[2], self.header[3], self.header[4]]);
+        if !(4..=MAX_RELAYED_MESSAGE).contains(&declared) {
+            // A header split across chunks started in an earlier chunk.
+            let offset = if end_of_header >= HEADER_LEN { self.header_start } else { 0 };
+            return Err(TrackError { offset, tag, declared });
+        }
+        self.remaining = u64::from(declared - 4);
+        match (self.direction, tag) {
+            (Direction::Frontend, super::frontend::QUERY | super::frontend::SYNC | super::frontend::FUNCTION_CALL) => {
+                self.sync_points += 1
+            }
+            (Direction::Backend, b'Z') => {
+                self.ready_count += 1;
+                self.want_status = self.remaining > 0;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::encode;
+
+    fn query(sql: &str) -> Vec<u8> {
+        let mut v = Vec::new();
+        encode::append_query(&mut v, sql);
+        v
+    }
+
+    #[test]
+    fn finds_terminate_at_a_boundary_only() {
+        let mut stream = query("SELECT 'X'");
+        let x_at = stream.len();
+        stream.extend_from_slice(&encode::terminate());
+        let mut t = Tracker::new(Direction::Frontend);
+        assert_eq!(t.scan(&stream), Ok(Some(x_at)));
+        assert_eq!(t.sync_points, 1);
+        // Byte by byte gives the same answer.
+        let mut t = Tracker::new(Direction::Frontend);
+        let mut found = None;
+        for (i, b) in stream.iter().enumerate() {
+            if let Some(off) = t.scan(std::slice::from_ref(b)).expect("valid") {
+                found = Some(i + off);
+                break;
+            }
+        }
+        assert_eq!(found, Some(x_at));
+    }
+
+    #[test]
+    fn follows_ready_for_query_status_split_anywhere() {
+        let mut stream = Vec::new();
+        stream.extend_from_slice(&[b'C', 0, 0, 0, 9, b'B', b'E', b'G', b'I', 0]);
+        stream.extend_from_slice(&encode::ready_for_query(b'T'));
+        for cut in 0..stream.len() {
+            let mut t = Tracker::new(Direction::Backend);
+            t.scan(&stream[..cut]).expect("valid");
+            t.scan(&stream[cut..]).expect("valid");
+            assert_eq!((t.ready_count, t.tx_status), (1, b'T'), "cut at {cut}");
+            assert!(t.at_boundary());
+        }
+    }
+
+    #[test]
+    fn rejects_impossible_lengths() {
+        let mut t = Tracker::new(Direction::Frontend);
+        let mut data = query("SELECT 1");
+        let bad_at = data.len();
+        data.extend_from_slice(&[b'Q', 0xff, 0xff, 0xff, 0xff]);
+        assert_eq!(t.scan(&data).map_err(|e| e.offset), Err(bad_at));
+        let mut t = Tracker::new(Direction::Backend);
+        assert!(t.scan(&[b'Z', 0, 0, 0, 2]).is_err());
+    }
+}

@@ -1,0 +1,15 @@
+//! Shared memory: one region created by the supervisor before its first fork,
+//! backed by a memfd and mapped `MAP_SHARED` so that every forked actor sees
+//! the same bytes. It holds a header and the slot table.
+//!
+//! - [`region`]: creating and mapping the region, and the header.
+//! - [`slot`]: one slot record and its compare-and-swap state machine.
+//! - [`table`]: scans over the slots that claim one.
+
+pub mod region;
+pub mod slot;
+pub mod table;
+
+pub use region::{Header, Region};
+pub use slot::{AuthKind, Generation, PackedName, Slot, SlotId, SlotInfo, SlotState, Word};
+pub use table::{Claim, Counts, SlotTable};

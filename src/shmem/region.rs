@@ -1,0 +1,122 @@
+//! The shared region: a header (magic, layout version, sizes, pool-wide
+//! flags) followed by `max_connections` 64-byte-aligned slots.
+//!
+//! The memory comes from `memfd_create` and is mapped with `MAP_SHARED`
+//! (through memmap2's file mapping), so a fork shares it rather than copying
+//! it. memmap2's anonymous maps are private after fork and are not used.
+
+use super::slot::Slot;
+use super::table::SlotTable;
+use std::io;
+use std::os::fd::FromRawFd;
+use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
+
+/// "PGAGROAL" in ASCII.
+pub const MAGIC: u64 = 0x5047_4147_524f_414c;
+/// Bumped whenever the layout of [`Header`] or [`Slot`] changes.
+pub const LAYOUT_VERSION: u32 = 1;
+
+/// Pool-wide state at the start of the region.
+#[repr(C, align(64))]
+pub struct Header {
+    pub magic: u64,
+    pub layout_version: u32,
+    pub slot_count: u32,
+    pub slot_size: u32,
+    pub supervisor_pid: AtomicI32,
+    /// 0 running, 1 graceful shutdown requested, 2 stopping.
+    pub shutdown: AtomicU32,
+    /// Milliseconds since the epoch when the daemon started.
+    pub started_ms: AtomicU64,
+}
+
+/// Values of [`Header::shutdown`].
+pub mod shutdown {
+    pub const RUNNING: u32 = 0;
+    pub const GRACEFUL: u32 = 1;
+    pub const STOPPING: u32 = 2;
+}
+
+/// The mapped region. Dropping it unmaps the memory in this process only.
+pub struct Region {
+    map: memmap2::MmapMut,
+    slot_count: usize,
+}
+
+fn header_size() -> usize {
+    std::mem::size_of::<Header>().next_multiple_of(std::mem::align_of::<Slot>())
+}
+
+impl Region {
+    /// Create the region for `slot_count` slots, zeroed (every slot NOTINIT).
+    pub fn create(slot_count: usize) -> io::Result<Region> {
+        let len = header_size() + slot_count * std::mem::size_of::<Slot>();
+        // SAFETY: the name is a valid NUL-terminated string and the flags are valid.
+        let raw = unsafe { libc::memfd_create(c"pgagroal-shm".as_ptr(), libc::MFD_CLOEXEC) };
+        if raw < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: memfd_create just returned this fd and nothing else owns it.
+        let file = unsafe { std::fs::File::from_raw_fd(raw) };
+        file.set_len(len as u64)?;
+        // SAFETY: the memfd is private to this process tree; its size is only
+        // set here, so the mapping never refers past the end of the file.
+        let map = unsafe { memmap2::MmapOptions::new().len(len).map_mut(&file)? };
+        let region = Region { map, slot_count };
+        // SAFETY: the mapping is at least header_size() bytes, page aligned
+        // (so aligned for Header), and a fresh memfd is zero-filled, which is
+        // a valid Header. No other process exists yet.
+        let header = unsafe { &mut *(region.map.as_ptr() as *mut Header) };
+        header.magic = MAGIC;
+        header.layout_version = LAYOUT_VERSION;
+        header.slot_count = slot_count as u32;
+        header.slot_size = std::mem::size_of::<Slot>() as u32;
+        header.supervisor_pid.store(std::process::id() as i32, Ordering::Relaxed);
+        Ok(region)
+    }
+
+    pub fn header(&self) -> &Header {
+        // SAFETY: create() sized and initialised the header at offset 0; the
+        // mapping is page aligned. Header's mutable fields are atomics.
+        unsafe { &*(self.map.as_ptr() as *const Header) }
+    }
+
+    pub fn slots(&self) -> SlotTable<'_> {
+        // SAFETY: create() sized the mapping for slot_count slots after the
+        // header, at an offset that is a multiple of Slot's alignment. All of
+        // Slot's fields are atomics, valid for any bit pattern including the
+        // zeroes a memfd starts with, and are only accessed atomically.
+        let slots = unsafe {
+            std::slice::from_raw_parts(self.map.as_ptr().add(header_size()) as *const Slot, self.slot_count)
+        };
+        SlotTable::new(slots)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::shmem::slot::SlotState;
+
+    #[test]
+    fn region_is_shared_across_fork() {
+        let region = Region::create(4).expect("region");
+        assert_eq!(region.header().magic, MAGIC);
+        let slots = region.slots();
+        assert_eq!(slots.len(), 4);
+        // SAFETY: the child only touches atomics in the shared mapping and
+        // leaves with _exit, running no destructors or test-harness code.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            let ok = slots.claim_empty(std::process::id() as i32).is_some();
+            // SAFETY: _exit is always safe to call in a forked child.
+            unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+        }
+        let mut status = 0;
+        // SAFETY: pid is our child; status is a valid out-pointer.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        assert_eq!(libc::WEXITSTATUS(status), 0);
+        assert_eq!(slots.counts().get(SlotState::Init), 1, "the child's claim is visible to the parent");
+    }
+}

@@ -1,0 +1,343 @@
+//! One pooled server connection's record in shared memory.
+//!
+//! The state, a generation and the owner pid live together in one `AtomicU64`
+//! so every transition is a single compare-and-swap that also records who made
+//! it: a process can never observe a state without its owner, and a slot that
+//! was recycled between a load and a CAS fails the CAS because its generation
+//! moved on. The other fields are written only by the slot's owner while the
+//! slot is claimed and read by others after an Acquire load of the word.
+
+use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
+
+/// Index into the slot table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+pub struct SlotId(pub u32);
+
+/// Incremented on every NOTINIT -> INIT, i.e. for every new server connection
+/// a slot holds. 24 bits; wraps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+pub struct Generation(pub u32);
+
+const GENERATION_MASK: u32 = 0x00ff_ffff;
+
+/// The slot states of pgagroal's state machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[repr(u8)]
+pub enum SlotState {
+    NotInit = 0,
+    Init = 1,
+    Free = 2,
+    InUse = 3,
+    Gracefully = 4,
+    Flush = 5,
+    IdleCheck = 6,
+    MaxConnectionAge = 7,
+    Validation = 8,
+    Remove = 9,
+}
+
+impl SlotState {
+    pub const ALL: [SlotState; 10] = [
+        SlotState::NotInit,
+        SlotState::Init,
+        SlotState::Free,
+        SlotState::InUse,
+        SlotState::Gracefully,
+        SlotState::Flush,
+        SlotState::IdleCheck,
+        SlotState::MaxConnectionAge,
+        SlotState::Validation,
+        SlotState::Remove,
+    ];
+
+    pub fn from_u8(value: u8) -> Option<SlotState> {
+        SlotState::ALL.get(usize::from(value)).copied()
+    }
+
+    /// Name as used by pgagroal's metrics and status output.
+    pub fn name(self) -> &'static str {
+        match self {
+            SlotState::NotInit => "not_init",
+            SlotState::Init => "init",
+            SlotState::Free => "free",
+            SlotState::InUse => "in_use",
+            SlotState::Gracefully => "gracefully",
+            SlotState::Flush => "flush",
+            SlotState::IdleCheck => "idle_check",
+            SlotState::MaxConnectionAge => "max_connection_age",
+            SlotState::Validation => "validation",
+            SlotState::Remove => "remove",
+        }
+    }
+
+    /// States in which some process holds the slot and is responsible for it.
+    pub fn is_claimed(self) -> bool {
+        !matches!(self, SlotState::NotInit | SlotState::Free)
+    }
+
+    /// Whether the state machine allows `self -> to`.
+    pub fn can_become(self, to: SlotState) -> bool {
+        use SlotState::*;
+        match self {
+            NotInit => to == Init,
+            Init => matches!(to, InUse | Free | Remove),
+            Free => matches!(to, InUse | IdleCheck | MaxConnectionAge | Validation | Flush | Remove),
+            InUse => matches!(to, Free | Gracefully | Flush | Remove),
+            Gracefully => matches!(to, Remove | Flush),
+            Flush => matches!(to, Remove | Gracefully),
+            IdleCheck | MaxConnectionAge | Validation => matches!(to, Free | Remove | Flush),
+            Remove => to == NotInit,
+        }
+    }
+}
+
+/// A decoded state word.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Word {
+    pub state: SlotState,
+    pub generation: Generation,
+    /// Pid of the process that made the last transition (0 never).
+    pub owner: i32,
+}
+
+impl Word {
+    pub fn encode(self) -> u64 {
+        (u64::from(self.owner as u32) << 32) | (u64::from(self.generation.0 & GENERATION_MASK) << 8) | self.state as u64
+    }
+
+    /// Decode; a word with an unknown state byte (corrupt memory) reads as
+    /// `Remove` owned by nobody so that nothing reuses it and the supervisor
+    /// can repair it.
+    pub fn decode(raw: u64) -> Word {
+        let state = SlotState::from_u8((raw & 0xff) as u8).unwrap_or(SlotState::Remove);
+        Word { state, generation: Generation(((raw >> 8) as u32) & GENERATION_MASK), owner: (raw >> 32) as u32 as i32 }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TransitionError {
+    #[error("slot state machine does not allow {from:?} -> {to:?}")]
+    NotAllowed { from: SlotState, to: SlotState },
+    #[error("slot changed under us (now {now:?})")]
+    Lost { now: Word },
+}
+
+/// Bytes kept for a user or database name: PostgreSQL's NAMEDATALEN.
+pub const NAME_BYTES: usize = 64;
+const NAME_WORDS: usize = NAME_BYTES / 8;
+
+/// A name packed into words, the form in which it is stored and compared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PackedName([u64; NAME_WORDS]);
+
+impl PackedName {
+    /// Pack up to 63 bytes (longer names are cut; callers truncate first).
+    pub fn new(name: &str) -> PackedName {
+        let mut bytes = [0u8; NAME_BYTES];
+        let len = name.len().min(NAME_BYTES - 1);
+        bytes[..len].copy_from_slice(&name.as_bytes()[..len]);
+        let mut words = [0u64; NAME_WORDS];
+        for (w, chunk) in words.iter_mut().zip(bytes.chunks_exact(8)) {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(chunk);
+            *w = u64::from_le_bytes(b);
+        }
+        PackedName(words)
+    }
+
+    pub fn to_string_lossy(&self) -> String {
+        let mut bytes = Vec::with_capacity(NAME_BYTES);
+        for w in self.0 {
+            bytes.extend_from_slice(&w.to_le_bytes());
+        }
+        let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+        String::from_utf8_lossy(&bytes[..end]).into_owned()
+    }
+}
+
+/// How the slot's server connection was authenticated, which decides whether
+/// another client may reuse it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[repr(u32)]
+pub enum AuthKind {
+    Unknown = 0,
+    /// The server asked for nothing: any client allowed by hba may reuse it.
+    Trust = 1,
+    /// The server asked for a password, relayed to the client.
+    PassThrough = 2,
+}
+
+impl AuthKind {
+    fn from_u32(value: u32) -> AuthKind {
+        match value {
+            1 => AuthKind::Trust,
+            2 => AuthKind::PassThrough,
+            _ => AuthKind::Unknown,
+        }
+    }
+}
+
+/// The shared record. 64-byte aligned so that two slots never share a cache line.
+#[repr(C, align(64))]
+#[derive(Default)]
+pub struct Slot {
+    word: AtomicU64,
+    /// Index of the server in the configuration.
+    server: AtomicU32,
+    auth: AtomicU32,
+    /// The server's BackendKeyData, for cancel requests and status.
+    backend_pid: AtomicI32,
+    backend_secret: AtomicU32,
+    /// Milliseconds since the epoch when the connection was made.
+    created_ms: AtomicU64,
+    /// Milliseconds since the epoch when the slot last changed hands.
+    last_used_ms: AtomicU64,
+    user: [AtomicU64; NAME_WORDS],
+    database: [AtomicU64; NAME_WORDS],
+}
+
+/// What a slot holds, read by its owner or by a scanner after an Acquire load.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlotInfo {
+    pub word: Word,
+    pub server: u32,
+    pub auth: AuthKind,
+    pub backend_pid: i32,
+    pub created_ms: u64,
+    pub last_used_ms: u64,
+    pub user: String,
+    pub database: String,
+}
+
+impl Slot {
+    pub fn load(&self) -> Word {
+        Word::decode(self.word.load(Ordering::Acquire))
+    }
+
+    /// `from -> to` if the slot still is exactly `from`; records `pid` as owner.
+    /// A NOTINIT -> INIT transition starts a new generation.
+    pub fn transition(&self, from: Word, to: SlotState, pid: i32) -> Result<Word, TransitionError> {
+        if !from.state.can_become(to) {
+            return Err(TransitionError::NotAllowed { from: from.state, to });
+        }
+        let generation = if from.state == SlotState::NotInit {
+            Generation(from.generation.0.wrapping_add(1) & GENERATION_MASK)
+        } else {
+            from.generation
+        };
+        let next = Word { state: to, generation, owner: pid };
+        self.word
+            .compare_exchange(from.encode(), next.encode(), Ordering::AcqRel, Ordering::Acquire)
+            .map(|_| next)
+            .map_err(|now| TransitionError::Lost { now: Word::decode(now) })
+    }
+
+    /// Set the connection's identity; only the owner of an INIT slot calls this.
+    pub fn set_identity(&self, user: &PackedName, database: &PackedName, server: u32, now_ms: u64) {
+        for (cell, w) in self.user.iter().zip(user.0) {
+            cell.store(w, Ordering::Relaxed);
+        }
+        for (cell, w) in self.database.iter().zip(database.0) {
+            cell.store(w, Ordering::Relaxed);
+        }
+        self.server.store(server, Ordering::Relaxed);
+        self.auth.store(AuthKind::Unknown as u32, Ordering::Relaxed);
+        self.backend_pid.store(0, Ordering::Relaxed);
+        self.backend_secret.store(0, Ordering::Relaxed);
+        self.created_ms.store(now_ms, Ordering::Relaxed);
+        self.last_used_ms.store(now_ms, Ordering::Relaxed);
+    }
+
+    /// Record how the server authenticated and its key; owner only.
+    pub fn set_backend(&self, auth: AuthKind, backend_pid: i32, secret: u32) {
+        self.auth.store(auth as u32, Ordering::Relaxed);
+        self.backend_pid.store(backend_pid, Ordering::Relaxed);
+        self.backend_secret.store(secret, Ordering::Relaxed);
+    }
+
+    /// The backend secret of the server connection (first 4 bytes).
+    pub fn backend_secret(&self) -> u32 {
+        self.backend_secret.load(Ordering::Relaxed)
+    }
+
+    pub fn touch(&self, now_ms: u64) {
+        self.last_used_ms.store(now_ms, Ordering::Relaxed);
+    }
+
+    /// Whether the slot holds a connection for this user and database that
+    /// any client may reuse.
+    pub fn reusable_for(&self, user: &PackedName, database: &PackedName) -> bool {
+        AuthKind::from_u32(self.auth.load(Ordering::Relaxed)) == AuthKind::Trust
+            && self.user.iter().zip(user.0).all(|(c, w)| c.load(Ordering::Relaxed) == w)
+            && self.database.iter().zip(database.0).all(|(c, w)| c.load(Ordering::Relaxed) == w)
+    }
+
+    pub fn info(&self) -> SlotInfo {
+        let word = self.load();
+        let name = |cells: &[AtomicU64; NAME_WORDS]| {
+            let mut p = PackedName::default();
+            for (w, c) in p.0.iter_mut().zip(cells) {
+                *w = c.load(Ordering::Relaxed);
+            }
+            p.to_string_lossy()
+        };
+        SlotInfo {
+            word,
+            server: self.server.load(Ordering::Relaxed),
+            auth: AuthKind::from_u32(self.auth.load(Ordering::Relaxed)),
+            backend_pid: self.backend_pid.load(Ordering::Relaxed),
+            created_ms: self.created_ms.load(Ordering::Relaxed),
+            last_used_ms: self.last_used_ms.load(Ordering::Relaxed),
+            user: name(&self.user),
+            database: name(&self.database),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn word_round_trip() {
+        for state in SlotState::ALL {
+            let w = Word { state, generation: Generation(0xabcdef), owner: 4_194_304 };
+            assert_eq!(Word::decode(w.encode()), w);
+        }
+        assert_eq!(Word::decode(0xff).state, SlotState::Remove);
+    }
+
+    #[test]
+    fn slot_is_cache_line_aligned() {
+        assert_eq!(std::mem::align_of::<Slot>(), 64);
+        assert_eq!(std::mem::size_of::<Slot>() % 64, 0);
+    }
+
+    #[test]
+    fn transitions_record_owner_and_generation() {
+        let s = Slot::default();
+        let w0 = s.load();
+        assert_eq!(w0.state, SlotState::NotInit);
+        let w1 = s.transition(w0, SlotState::Init, 10).expect("claim");
+        assert_eq!((w1.generation, w1.owner), (Generation(1), 10));
+        assert!(matches!(s.transition(w0, SlotState::Init, 11), Err(TransitionError::Lost { .. })));
+        assert!(matches!(s.transition(w1, SlotState::NotInit, 10), Err(TransitionError::NotAllowed { .. })));
+        let w2 = s.transition(w1, SlotState::InUse, 10).expect("use");
+        let w3 = s.transition(w2, SlotState::Free, 10).expect("free");
+        let w4 = s.transition(w3, SlotState::InUse, 12).expect("reuse");
+        assert_eq!((w4.generation, w4.owner), (Generation(1), 12));
+    }
+
+    #[test]
+    fn names_pack_and_match() {
+        let s = Slot::default();
+        let (u, d) = (PackedName::new("alice"), PackedName::new("app"));
+        s.set_identity(&u, &d, 0, 1);
+        s.set_backend(AuthKind::Trust, 42, 7);
+        assert!(s.reusable_for(&u, &d));
+        assert!(!s.reusable_for(&PackedName::new("alicia"), &d));
+        let info = s.info();
+        assert_eq!((info.user.as_str(), info.database.as_str(), info.backend_pid), ("alice", "app", 42));
+        assert_eq!(PackedName::new(&"x".repeat(100)).to_string_lossy().len(), 63);
+    }
+}

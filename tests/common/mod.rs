@@ -1,0 +1,466 @@
+//! Test harness: a real PostgreSQL started with initdb in a temporary
+//! directory, on a free port, as an unprivileged user (PostgreSQL refuses to
+//! run as root), with trust, md5 and scram-sha-256 users; and the real
+//! `pgagroal` binary started in front of it with a generated configuration.
+//!
+//! One cluster is shared by all tests of a test binary and stopped when the
+//! binary exits. Each test starts its own pooler on its own port.
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+pub const TRUST_USER: &str = "trust_user";
+pub const MD5_USER: &str = "md5_user";
+pub const MD5_PASSWORD: &str = "md5 pass";
+pub const SCRAM_USER: &str = "scram_user";
+pub const SCRAM_PASSWORD: &str = "scram pass";
+pub const DATABASE: &str = "testdb";
+
+/// The shared PostgreSQL cluster.
+pub struct Postgres {
+    pub port: u16,
+    pub dir: PathBuf,
+    bindir: PathBuf,
+    run_as: Option<(u32, u32)>,
+}
+
+static POSTGRES: OnceLock<Postgres> = OnceLock::new();
+static CLEANUP: Mutex<Option<(PathBuf, PathBuf, Option<(u32, u32)>)>> = Mutex::new(None);
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    static USED: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind port 0").local_addr().expect("addr").port();
+        let mut used = USED.lock().expect("lock");
+        if !used.contains(&port) {
+            used.push(port);
+            return port;
+        }
+    }
+}
+
+fn find_bindir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("PG_BINDIR") {
+        return PathBuf::from(dir);
+    }
+    let mut candidates: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path().join("bin")).filter(|p| p.join("initdb").exists()).collect())
+        .unwrap_or_default();
+    candidates.sort();
+    if let Some(dir) = candidates.pop() {
+        return dir;
+    }
+    let out = Command::new("sh").args(["-c", "command -v initdb"]).output().expect("sh");
+    let path = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(!path.is_empty(), "PostgreSQL server binaries (initdb) not found; set PG_BINDIR");
+    Path::new(&path).parent().expect("bindir").to_path_buf()
+}
+
+/// uid/gid to run PostgreSQL as when we are root.
+fn unprivileged() -> Option<(u32, u32)> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return None;
+    }
+    for name in ["postgres", "nobody"] {
+        let out = Command::new("id").args(["-u", name]).output().ok()?;
+        let gid = Command::new("id").args(["-g", name]).output().ok()?;
+        if out.status.success() && gid.status.success() {
+            let uid = String::from_utf8_lossy(&out.stdout).trim().parse().ok()?;
+            let gid = String::from_utf8_lossy(&gid.stdout).trim().parse().ok()?;
+            return Some((uid, gid));
+        }
+    }
+    panic!("running as root but no unprivileged user (postgres or nobody) exists");
+}
+
+fn pg_command(bindir: &Path, program: &str, run_as: Option<(u32, u32)>) -> Command {
+    let mut cmd = Command::new(bindir.join(program));
+    if let Some((uid, gid)) = run_as {
+        cmd.uid(uid).gid(gid);
+        cmd.env("HOME", "/tmp");
+    }
+    cmd.env_remove("PGPASSWORD").env_remove("PGHOST").env_remove("PGPORT");
+    cmd
+}
+
+fn run(cmd: &mut Command, what: &str) -> Output {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+extern "C" fn stop_postgres() {
+    let Ok(mut guard) = CLEANUP.lock() else { return };
+    if let Some((bindir, dir, run_as)) = guard.take() {
+        let _ = pg_command(&bindir, "pg_ctl", run_as)
+            .args(["-D"])
+            .arg(dir.join("data"))
+            .args(["-m", "immediate", "-w", "stop"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+impl Postgres {
+    fn start() -> Postgres {
+        let bindir = find_bindir();
+        let run_as = unprivileged();
+        let dir = tempfile::Builder::new().prefix("pgagroal-test-pg-").tempdir().expect("tempdir").keep();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        if let Some((uid, gid)) = run_as {
+            std::os::unix::fs::chown(&dir, Some(uid), Some(gid)).expect("chown");
+        }
+        *CLEANUP.lock().expect("lock") = Some((bindir.clone(), dir.clone(), run_as));
+        // SAFETY: registering a plain extern "C" function with no captured state.
+        unsafe { libc::atexit(stop_postgres) };
+
+        let data = dir.join("data");
+        run(
+            pg_command(&bindir, "initdb", run_as)
+                .arg("-D")
+                .arg(&data)
+                .args(["-A", "trust", "-U", "postgres", "-E", "UTF8", "--locale=C", "--no-sync"]),
+            "initdb",
+        );
+        let port = free_port();
+        let conf = format!(
+            "port = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\n\
+             max_connections = 300\nfsync = off\nsynchronous_commit = off\nfull_page_writes = off\n\
+             shared_buffers = 64MB\nlog_min_messages = warning\n",
+            dir.display()
+        );
+        let mut f = std::fs::OpenOptions::new().append(true).open(data.join("postgresql.conf")).expect("conf");
+        f.write_all(conf.as_bytes()).expect("write conf");
+        std::fs::write(
+            data.join("pg_hba.conf"),
+            format!(
+                "local all all trust\nhost all {MD5_USER} 127.0.0.1/32 md5\nhost all {SCRAM_USER} 127.0.0.1/32 scram-sha-256\n\
+                 host all all 127.0.0.1/32 trust\n"
+            ),
+        )
+        .expect("hba");
+        run(
+            pg_command(&bindir, "pg_ctl", run_as)
+                .arg("-D")
+                .arg(&data)
+                .arg("-l")
+                .arg(dir.join("postgres.log"))
+                .args(["-w", "-t", "60", "start"]),
+            "pg_ctl start",
+        );
+        let pg = Postgres { port, dir, bindir, run_as };
+        for statement in [
+            format!("CREATE ROLE {TRUST_USER} LOGIN SUPERUSER"),
+            format!("SET password_encryption = 'md5'; CREATE ROLE {MD5_USER} LOGIN PASSWORD '{MD5_PASSWORD}'"),
+            format!("SET password_encryption = 'scram-sha-256'; CREATE ROLE {SCRAM_USER} LOGIN PASSWORD '{SCRAM_PASSWORD}'"),
+            format!("CREATE DATABASE {DATABASE} OWNER {TRUST_USER}"),
+            format!("GRANT ALL ON DATABASE {DATABASE} TO {MD5_USER}, {SCRAM_USER}"),
+        ] {
+            pg.psql(&statement);
+        }
+        pg
+    }
+
+    /// Run SQL as the superuser over the Unix socket; returns stdout.
+    pub fn psql(&self, sql: &str) -> String {
+        let out = run(
+            pg_command(&self.bindir, "psql", self.run_as)
+                .arg("-h")
+                .arg(&self.dir)
+                .args(["-p", &self.port.to_string(), "-U", "postgres", "-d", "postgres", "-X", "-A", "-t", "-q"])
+                .args(["-v", "ON_ERROR_STOP=1", "-c", sql]),
+            "psql",
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    pub fn bin(&self, program: &str) -> PathBuf {
+        self.bindir.join(program)
+    }
+}
+
+/// The cluster shared by this test binary.
+pub fn postgres() -> &'static Postgres {
+    POSTGRES.get_or_init(Postgres::start)
+}
+
+/// How to configure a pooler.
+#[derive(Clone)]
+pub struct PoolerOptions {
+    pub max_connections: usize,
+    pub blocking_timeout: &'static str,
+    pub hba: String,
+    /// Extra `key = value` lines for `[pgagroal]`.
+    pub extra: String,
+}
+
+impl Default for PoolerOptions {
+    fn default() -> Self {
+        PoolerOptions {
+            max_connections: 8,
+            blocking_timeout: "30s",
+            hba: "host all all all trust\n".into(),
+            extra: String::new(),
+        }
+    }
+}
+
+/// A running `pgagroal` with its own directory and port.
+pub struct Pooler {
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    pub child: Option<Child>,
+}
+
+pub fn pooler_binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_pgagroal"))
+}
+
+pub fn cli_binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_pgagroal-cli"))
+}
+
+impl Pooler {
+    pub fn start(options: PoolerOptions) -> Pooler {
+        let pg = postgres();
+        let dir = tempfile::Builder::new().prefix("pgagroal-test-").tempdir().expect("tempdir");
+        let port = free_port();
+        let conf = format!(
+            "[pgagroal]\nhost = 127.0.0.1\nport = {port}\nunix_socket_dir = {}\nmax_connections = {}\n\
+             blocking_timeout = {}\nlog_type = console\nlog_level = debug\n{}\n\n[primary]\nhost = 127.0.0.1\nport = {}\n",
+            dir.path().display(),
+            options.max_connections,
+            options.blocking_timeout,
+            options.extra,
+            pg.port
+        );
+        std::fs::write(dir.path().join("pgagroal.conf"), conf).expect("write conf");
+        std::fs::write(dir.path().join("pgagroal_hba.conf"), &options.hba).expect("write hba");
+        let mut pooler = Pooler { port, dir, child: None };
+        pooler.spawn();
+        pooler
+    }
+
+    pub fn conf(&self) -> PathBuf {
+        self.dir.path().join("pgagroal.conf")
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("pgagroal.log")
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// Start the daemon and wait until it accepts connections.
+    pub fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path()).expect("log");
+        let child = Command::new(pooler_binary())
+            .arg("-c")
+            .arg(self.conf())
+            .arg("-a")
+            .arg(self.dir.path().join("pgagroal_hba.conf"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn pgagroal");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                panic!("pgagroal exited with {status} during start-up:\n{}", self.log());
+            }
+            assert!(Instant::now() < deadline, "pgagroal did not start listening:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().expect("running").id() as i32
+    }
+
+    /// Connection string for the pooler over TCP.
+    pub fn url(&self, user: &str, password: Option<&str>) -> String {
+        let mut s = format!("host=127.0.0.1 port={} user={user} dbname={DATABASE} connect_timeout=10", self.port);
+        if let Some(p) = password {
+            s.push_str(&format!(" password='{p}'"));
+        }
+        s
+    }
+
+    pub fn connect(&self, user: &str) -> postgres::Client {
+        postgres::Client::connect(&self.url(user, None), postgres::NoTls)
+            .unwrap_or_else(|e| panic!("connect through pgagroal as {user}: {e}\n{}", self.log()))
+    }
+
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(cli_binary()).arg("-c").arg(self.conf()).args(args).output().expect("run pgagroal-cli")
+    }
+
+    /// Send a signal to the daemon.
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: sending a signal to our own child process.
+        unsafe { libc::kill(self.pid(), signal) };
+    }
+
+    /// Wait for the daemon to exit; returns its exit code.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let deadline = Instant::now() + timeout;
+        let child = self.child.as_mut()?;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                self.child = None;
+                return Some(status.code().unwrap_or(-1));
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Direct children of the daemon (its workers).
+    pub fn workers(&self) -> Vec<i32> {
+        children_of(self.pid())
+    }
+}
+
+impl Drop for Pooler {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SAFETY: signalling our own child.
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Pids whose parent is `pid`, from /proc.
+pub fn children_of(pid: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(child) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else { continue };
+        // Fields after the command name, which is in parentheses.
+        let Some(rest) = stat.rsplit(')').next() else { continue };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        if fields.get(1).and_then(|p| p.parse::<i32>().ok()) == Some(pid) && fields.first() != Some(&"Z") {
+            out.push(child);
+        }
+    }
+    out
+}
+
+/// Processes whose command line mentions `needle`.
+pub fn processes_mentioning(needle: &str) -> Vec<i32> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else { continue };
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let zombie = stat.rsplit(')').next().and_then(|r| r.split_whitespace().next()) == Some("Z");
+        if !zombie && String::from_utf8_lossy(&cmdline).contains(needle) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// Poll `check` until it holds or `timeout` passes.
+pub fn eventually(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if check() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Read whatever the peer sends until it closes or `timeout` passes.
+pub fn read_until_close(stream: &mut TcpStream, timeout: Duration) -> Vec<u8> {
+    stream.set_read_timeout(Some(timeout)).expect("timeout");
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => return out,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+/// The SQLSTATE of the first ErrorResponse in `bytes`, if any.
+pub fn sqlstate_in(bytes: &[u8]) -> Option<String> {
+    let mut i = 0;
+    while i + 5 <= bytes.len() {
+        let tag = bytes[i];
+        let len = u32::from_be_bytes([bytes[i + 1], bytes[i + 2], bytes[i + 3], bytes[i + 4]]) as usize;
+        let end = (i + 1 + len).min(bytes.len());
+        if tag == b'E' {
+            let body = &bytes[i + 5..end];
+            let mut j = 0;
+            while j < body.len() && body[j] != 0 {
+                let kind = body[j];
+                let rest = &body[j + 1..];
+                let nul = rest.iter().position(|&b| b == 0).unwrap_or(rest.len());
+                if kind == b'C' {
+                    return Some(String::from_utf8_lossy(&rest[..nul]).into_owned());
+                }
+                j += 1 + nul + 1;
+            }
+            return None;
+        }
+        if len < 4 {
+            return None;
+        }
+        i += 1 + len;
+    }
+    None
+}
+
+/// The SQLSTATE of a postgres crate error.
+pub fn code_of(err: &postgres::Error) -> Option<String> {
+    err.code().map(|c| c.code().to_string())
+}
+
+/// Connect and expect a refusal; returns the error.
+pub fn connect_err(url: &str) -> postgres::Error {
+    match postgres::Client::connect(url, postgres::NoTls) {
+        Ok(_) => panic!("connection with '{url}' was expected to fail"),
+        Err(e) => e,
+    }
+}
