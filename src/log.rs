@@ -29,12 +29,21 @@ struct LineDrain {
     level: Level,
 }
 
-struct KvLine<'a>(&'a mut String);
+/// Collects `key=value` pairs; slog hands them over last first.
+struct KvLine(Vec<String>);
 
-impl slog::Serializer for KvLine<'_> {
+impl slog::Serializer for KvLine {
     fn emit_arguments(&mut self, key: slog::Key, val: &std::fmt::Arguments<'_>) -> slog::Result {
-        let _ = write!(self.0, " {key}={val}");
+        self.0.push(format!(" {key}={val}"));
         Ok(())
+    }
+}
+
+impl KvLine {
+    fn append_to(self, line: &mut String) {
+        for pair in self.0.into_iter().rev() {
+            line.push_str(&pair);
+        }
     }
 }
 
@@ -84,8 +93,12 @@ impl Drain for LineDrain {
             line.push(' ');
         }
         let _ = write!(line, "{} {}:{} {}", level_name(record.level()), record.file(), record.line(), record.msg());
-        let _ = record.kv().serialize(record, &mut KvLine(&mut line));
-        let _ = values.serialize(record, &mut KvLine(&mut line));
+        let mut own = KvLine(Vec::new());
+        let _ = record.kv().serialize(record, &mut own);
+        own.append_to(&mut line);
+        let mut context = KvLine(Vec::new());
+        let _ = values.serialize(record, &mut context);
+        context.append_to(&mut line);
         match &self.target {
             Target::Stderr => {
                 line.push('\n');

@@ -332,7 +332,7 @@ fn authenticate(
                         return Err("bad authentication response");
                     }
                 };
-                if client_buf[0] != frontend::PASSWORD_MESSAGE {
+                if client_buf.first() != Some(&frontend::PASSWORD_MESSAGE) {
                     refuse(client, sqlstate::PROTOCOL_VIOLATION, "expected a password response");
                     return Err("bad authentication response");
                 }
@@ -462,7 +462,7 @@ fn reset(sock: &Sock, tx_status: u8, reset_query: &str) -> bool {
     let (mut seen, mut failed, mut status) = (0, false, b'?');
     while seen < expected {
         let Ok(len) = sock.read_frame(&mut buf, 1 << 20, Some(deadline)) else { return false };
-        match buf[0] {
+        match buf.first().copied().unwrap_or(0) {
             b'Z' => {
                 seen += 1;
                 status = buf.get(5).copied().unwrap_or(b'?');

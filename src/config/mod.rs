@@ -99,7 +99,7 @@ fn from_sections(
 ) -> Result<Loaded, ConfigError> {
     let mut warnings: Vec<String> = orphans
         .iter()
-        .map(|e| format!("{}:{}: key '{}' is outside any section and is ignored", path.display(), e.line, e.key))
+        .map(|e| format!("{}: line {}: key '{}' is outside any section and is ignored", path.display(), e.line, e.key))
         .collect();
     let invalid = |line: usize, key: &str, expected: String| ConfigError::Invalid {
         file: path.to_path_buf(),
@@ -118,13 +118,13 @@ fn from_sections(
                 match cfg.set(&entry.key, &entry.value) {
                     Ok(main_keys::Outcome::Applied) => seen.mark(&entry.key),
                     Ok(main_keys::Outcome::NotYetEffective) => warnings.push(format!(
-                        "{}:{}: key '{}' is recognised but has no effect in this version",
+                        "{}: line {}: key '{}' is recognised but has no effect in this version",
                         path.display(),
                         entry.line,
                         entry.key
                     )),
                     Ok(main_keys::Outcome::Unknown) => warnings.push(format!(
-                        "{}:{}: unknown key '{}' in [pgagroal] is ignored",
+                        "{}: line {}: unknown key '{}' in [pgagroal] is ignored",
                         path.display(),
                         entry.line,
                         entry.key
@@ -228,7 +228,7 @@ fn server_section(
             "primary" => primary = value::parse_bool(&entry.value).map_err(invalid)?,
             "tls" | "tls_cert_file" | "tls_key_file" | "tls_ca_file" | "channel_binding" => {
                 warnings.push(format!(
-                    "{}:{}: key '{}' in [{}] is recognised but has no effect in this version",
+                    "{}: line {}: key '{}' in [{}] is recognised but has no effect in this version",
                     path.display(),
                     entry.line,
                     entry.key,
@@ -236,7 +236,7 @@ fn server_section(
                 ))
             }
             other => warnings.push(format!(
-                "{}:{}: unknown key '{other}' in server section [{}] is ignored",
+                "{}: line {}: unknown key '{other}' in server section [{}] is ignored",
                 path.display(),
                 entry.line,
                 section.name

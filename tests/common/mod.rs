@@ -464,3 +464,21 @@ pub fn connect_err(url: &str) -> postgres::Error {
         Err(e) => e,
     }
 }
+
+impl Pooler {
+    /// `status -F json` as a document.
+    pub fn status(&self) -> serde_json::Value {
+        let out = self.cli(&["status", "-F", "json"]);
+        assert!(out.status.success(), "status failed: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).expect("status json")
+    }
+
+    /// Wait until no slot is in use (sessions that ended were reset and returned).
+    pub fn wait_idle(&self) {
+        assert!(
+            eventually(Duration::from_secs(10), || self.status()["Response"]["ActiveConnections"] == 0),
+            "slots still in use:\n{}",
+            self.log()
+        );
+    }
+}
