@@ -87,6 +87,29 @@ impl Sock {
         }
     }
 
+    /// One read appended to `buf` without initialising its spare capacity
+    /// first (pages of a large buffer are touched only when data arrives).
+    /// `Ok(0)` is end of stream (or no spare capacity).
+    pub fn read_append(&self, buf: &mut Vec<u8>) -> io::Result<usize> {
+        let spare = buf.spare_capacity_mut();
+        loop {
+            // SAFETY: the pointer and length describe the vector's spare
+            // capacity, which read(2) may write; nothing reads it before the
+            // kernel has written it.
+            let n = unsafe { libc::read(self.fd.as_raw_fd(), spare.as_mut_ptr().cast(), spare.len()) };
+            if n >= 0 {
+                let n = n as usize;
+                // SAFETY: read(2) initialised exactly n bytes past the old length.
+                unsafe { buf.set_len(buf.len() + n) };
+                return Ok(n);
+            }
+            let err = io::Error::last_os_error();
+            if err.kind() != io::ErrorKind::Interrupted {
+                return Err(err);
+            }
+        }
+    }
+
     /// One write that never raises SIGPIPE.
     pub fn write(&self, data: &[u8]) -> io::Result<usize> {
         loop {

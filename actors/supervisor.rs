@@ -7,7 +7,7 @@
 
 mod management;
 
-use crate::worker::{self, Peer};
+use crate::worker;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use nix::sys::signal::{SigSet, Signal};
@@ -17,12 +17,13 @@ use nix::unistd::{ForkResult, Pid};
 use pgagroal::config::{Config, ConfigFiles};
 use pgagroal::hba::Hba;
 use pgagroal::ipc::{Contract, Mailbox, Received};
-use pgagroal::msg::worker::{WorkerReply, WorkerRequest};
+use pgagroal::msg::Lifecycle;
+use pgagroal::msg::worker::{Peer, WorkerReply, WorkerRequest};
 use pgagroal::protocol::encode;
 use pgagroal::shmem::region::shutdown;
 use pgagroal::shmem::{Generation, Region, SlotId, SlotState};
 use slog::{debug, error, info, warn};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -34,6 +35,10 @@ const MANAGEMENT_CONN_BASE: usize = 1 << 20;
 const WORKER_BASE: usize = 1 << 40;
 /// How long an immediate stop waits for workers before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(5);
+/// Idle workers kept ready so that a new client does not wait for a fork.
+const SPARE_WORKERS: usize = 2;
+/// Idle workers beyond this many are told to exit.
+const MAX_IDLE_WORKERS: usize = 64;
 
 /// A pooled server connection's fd, kept so later workers can check it out.
 struct Pooled {
@@ -76,6 +81,10 @@ pub struct Supervisor {
     next_conn: usize,
     signals: SignalFd,
     workers: HashMap<i32, Mailbox>,
+    /// Workers waiting for a client, most recently idle last.
+    idle: Vec<i32>,
+    /// Spare workers forked without a client that have not reported idle yet.
+    starting: HashSet<i32>,
     pooled: Vec<Option<Pooled>>,
     pid: i32,
     phase: Phase,
@@ -138,6 +147,8 @@ impl Supervisor {
             next_conn: 0,
             signals,
             workers: HashMap::new(),
+            idle: Vec::new(),
+            starting: HashSet::new(),
             pooled,
             pid: std::process::id() as i32,
             phase: Phase::Running,
@@ -149,6 +160,7 @@ impl Supervisor {
     /// Run until stopped; returns the process exit status.
     pub fn run(mut self) -> i32 {
         let mut events = Events::with_capacity(256);
+        self.keep_spares();
         loop {
             if let Err(e) = self.poll.poll(&mut events, Some(Duration::from_secs(1))) {
                 if e.kind() != std::io::ErrorKind::Interrupted {
@@ -187,7 +199,7 @@ impl Supervisor {
                 None => return,
             };
             match accepted {
-                Ok((fd, peer)) => self.spawn_worker(fd, peer),
+                Ok((fd, peer)) => self.dispatch(fd, peer),
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => {
@@ -199,12 +211,41 @@ impl Supervisor {
         }
     }
 
-    fn spawn_worker(&mut self, client: OwnedFd, peer: Peer) {
+    /// Hand a new client to an idle worker, or fork one for it.
+    fn dispatch(&mut self, client: OwnedFd, peer: Peer) {
+        while let Some(pid) = self.idle.pop() {
+            let Some(mailbox) = self.workers.get(&pid) else { continue };
+            match mailbox.send(&WorkerReply::Client { peer }, Some(std::os::fd::AsFd::as_fd(&client))) {
+                Ok(()) => {
+                    drop(client);
+                    self.keep_spares();
+                    return;
+                }
+                Err(e) => debug!(self.log, "idle worker did not take a client"; "worker" => pid, "error" => %e),
+            }
+        }
+        self.spawn_worker(Some((client, peer)));
+        self.keep_spares();
+    }
+
+    /// Fork spare workers until enough are idle or on their way.
+    fn keep_spares(&mut self) {
+        while self.phase == Phase::Running && self.idle.len() + self.starting.len() < SPARE_WORKERS {
+            match self.spawn_worker(None) {
+                Some(pid) => {
+                    self.starting.insert(pid);
+                }
+                None => return,
+            }
+        }
+    }
+
+    fn spawn_worker(&mut self, first: Option<(OwnedFd, Peer)>) -> Option<i32> {
         let (ours, theirs) = match Mailbox::pair(Contract::Worker) {
             Ok(pair) => pair,
             Err(e) => {
                 error!(self.log, "cannot create a worker mailbox"; "error" => %e);
-                return;
+                return None;
             }
         };
         // SAFETY: the supervisor is single-threaded, so the child starts from
@@ -212,13 +253,13 @@ impl Supervisor {
         // branch and leaves with _exit.
         match unsafe { nix::unistd::fork() } {
             Ok(ForkResult::Child) => {
-                let code = self.become_worker(client, theirs, peer);
+                let code = self.become_worker(first, theirs);
                 // SAFETY: _exit ends the child without running the parent's
                 // destructors or atexit handlers on its copies.
                 unsafe { libc::_exit(code) }
             }
             Ok(ForkResult::Parent { child }) => {
-                drop(client);
+                drop(first);
                 drop(theirs);
                 let pid = child.as_raw();
                 let registered = ours.set_nonblocking(true).is_ok()
@@ -232,21 +273,25 @@ impl Supervisor {
                 }
                 self.workers.insert(pid, ours);
                 debug!(self.log, "worker started"; "worker" => pid);
+                Some(pid)
             }
             Err(e) => {
                 error!(self.log, "fork failed"; "error" => %e);
-                let refusal = encode::error_response("FATAL", "53300", "cannot start a worker for this connection");
-                // SAFETY: a plain non-blocking send on the accepted socket.
-                unsafe {
-                    libc::send(client.as_raw_fd(), refusal.as_ptr().cast(), refusal.len(), libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT)
-                };
+                if let Some((client, _)) = first {
+                    let refusal = encode::error_response("FATAL", "53300", "cannot start a worker for this connection");
+                    // SAFETY: a plain non-blocking send on the accepted socket.
+                    unsafe {
+                        libc::send(client.as_raw_fd(), refusal.as_ptr().cast(), refusal.len(), libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT)
+                    };
+                }
+                None
             }
         }
     }
 
     /// In the forked child: become a worker. Never touches the supervisor's
     /// own descriptors after closing them.
-    fn become_worker(&self, client: OwnedFd, mailbox: Mailbox, peer: Peer) -> i32 {
+    fn become_worker(&self, first: Option<(OwnedFd, Peer)>, mailbox: Mailbox) -> i32 {
         pgagroal::log::after_fork_in_child();
         // SAFETY: prctl with PR_SET_PDEATHSIG and a valid signal number.
         unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) };
@@ -255,7 +300,8 @@ impl Supervisor {
         }
         crate::child::reset_signals();
         let _ = nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0));
-        let mut keep = vec![client.as_raw_fd(), mailbox.as_raw_fd()];
+        let mut keep = vec![mailbox.as_raw_fd()];
+        keep.extend(first.as_ref().map(|(client, _)| client.as_raw_fd()));
         keep.extend(pgagroal::log::kept_fds());
         if pgagroal::sys::close_all_except(&keep).is_err() {
             return 1;
@@ -266,8 +312,7 @@ impl Supervisor {
             hba: &self.hba,
             region: &self.region,
             mailbox,
-            client,
-            peer,
+            first,
         })
     }
 
@@ -372,6 +417,8 @@ impl Supervisor {
     }
 
     fn child_gone(&mut self, pid: i32, abnormal: Option<String>) {
+        self.idle.retain(|&p| p != pid);
+        self.starting.remove(&pid);
         if self.workers.contains_key(&pid) {
             // A registration may still be queued behind the exit.
             self.on_mailbox(pid);
@@ -417,6 +464,7 @@ impl Supervisor {
             if let Err(e) = table.transition(id, word, SlotState::NotInit, self.pid) {
                 warn!(self.log, "cannot reset reclaimed slot"; "slot" => id.0, "error" => %e);
             } else {
+                self.region.header().notify_release();
                 warn!(self.log, "reclaimed slot of a dead worker; its server connection was terminated";
                       "slot" => id.0, "worker" => pid, "state" => first.state.name());
             }
@@ -516,6 +564,15 @@ impl Supervisor {
                 }
                 return;
             }
+            WorkerRequest::Idle => {
+                self.starting.remove(&pid);
+                if self.phase != Phase::Running || self.idle.len() >= MAX_IDLE_WORKERS {
+                    (WorkerReply::Lifecycle(Lifecycle::Shutdown { graceful: false }), None)
+                } else {
+                    self.idle.push(pid);
+                    return;
+                }
+            }
             WorkerRequest::Lifecycle(_) => return,
         };
         if let Some(mailbox) = self.workers.get(&pid)
@@ -546,6 +603,11 @@ impl Supervisor {
             (_, true) => {
                 header.shutdown.store(shutdown::GRACEFUL, Ordering::Relaxed);
                 self.phase = Phase::Graceful;
+                for pid in self.idle.drain(..) {
+                    if let Some(mailbox) = self.workers.get(&pid) {
+                        let _ = mailbox.send(&WorkerReply::Lifecycle(Lifecycle::Shutdown { graceful: true }), None);
+                    }
+                }
                 info!(self.log, "graceful shutdown: refusing new clients, waiting for active ones"; "workers" => self.workers.len());
             }
             (_, false) => {

@@ -1,8 +1,10 @@
-//! The worker actor: one forked process per client connection. It reads the
-//! startup packet, checks hba, gets a slot (reusing a pooled server
-//! connection or making a new one), relays the session and gives the server
-//! connection back, reset, when the client leaves. It talks to the
-//! supervisor only through its mailbox and shares only the slot table.
+//! The worker actor: a forked process that serves one client at a time. It
+//! reads the startup packet, checks hba, gets a slot (reusing a pooled
+//! server connection or making a new one), relays the session and gives the
+//! server connection back, reset, when the client leaves. Then it tells the
+//! supervisor it is idle and waits for the next client's socket, so that
+//! forking stays off the connection path. It talks to the supervisor only
+//! through its mailbox and shares only the slot table.
 
 mod pool;
 mod relay;
@@ -10,41 +12,15 @@ mod relay;
 use crate::net::{IoFail, Sock};
 use pgagroal::config::Config;
 use pgagroal::hba::{Hba, Method};
-use pgagroal::ipc::Mailbox;
+use pgagroal::ipc::{Mailbox, Received};
+use pgagroal::msg::worker::{Peer, WorkerReply, WorkerRequest};
+use pgagroal::msg::{Lifecycle, LifecycleReply};
 use pgagroal::protocol::startup::{self, Startup, StartupError, StartupPacket};
 use pgagroal::protocol::{encode, sqlstate};
 use pgagroal::shmem::Region;
 use slog::{debug, info, o, warn};
-use std::net::{IpAddr, SocketAddr};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
-
-/// Where the client came from.
-#[derive(Debug, Clone, Copy)]
-pub enum Peer {
-    Tcp(SocketAddr),
-    Unix,
-}
-
-impl Peer {
-    fn ip(&self) -> Option<IpAddr> {
-        match self {
-            Peer::Tcp(addr) => Some(addr.ip()),
-            Peer::Unix => None,
-        }
-    }
-
-    /// As PostgreSQL names hosts in messages.
-    fn host(&self) -> String {
-        match self {
-            Peer::Tcp(addr) => match addr.ip() {
-                IpAddr::V6(v6) => v6.to_ipv4_mapped().map(|v4| v4.to_string()).unwrap_or_else(|| v6.to_string()),
-                v4 => v4.to_string(),
-            },
-            Peer::Unix => "[local]".into(),
-        }
-    }
-}
 
 /// Everything a worker inherits from the supervisor at fork.
 pub struct Context<'a> {
@@ -52,8 +28,8 @@ pub struct Context<'a> {
     pub hba: &'a Hba,
     pub region: &'a Region,
     pub mailbox: Mailbox,
-    pub client: OwnedFd,
-    pub peer: Peer,
+    /// The client the worker was forked for, if any (spare workers start idle).
+    pub first: Option<(OwnedFd, Peer)>,
 }
 
 /// The session's identity, fixed after start-up.
@@ -70,50 +46,100 @@ pub struct Session<'a> {
 /// (session reset) or the supervisor before giving up on a connection.
 pub const HOUSEKEEPING_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// A worker exits after this many clients, bounding what any slow leak in a
+/// long-lived process could grow to.
+const MAX_SESSIONS_PER_WORKER: u32 = 10_000;
+
 /// Send a FATAL ErrorResponse and give up on the client.
 pub fn refuse(client: &Sock, code: &str, message: &str) {
     let bytes = encode::error_response("FATAL", code, message);
     let _ = client.write_all(&bytes, Some(Instant::now() + Duration::from_secs(1)));
 }
 
-/// Run one client's session; the return value is the process exit status.
-pub fn run(ctx: Context<'_>) -> i32 {
+/// Serve clients until told to stop; the return value is the exit status.
+pub fn run(mut ctx: Context<'_>) -> i32 {
     let pid = std::process::id() as i32;
-    let log = pgagroal::log::logger().new(o!("pid" => pid, "client" => ctx.peer.host()));
-    let client = match Sock::new(ctx.client) {
+    let log = pgagroal::log::logger().new(o!("pid" => pid));
+    let mut reuse = pool::Reuse::new();
+    let mut next = ctx.first.take();
+    let mut served = 0u32;
+    loop {
+        if let Some((client, peer)) = next.take() {
+            serve_client(&ctx, client, peer, &mut reuse, &log, pid);
+            served += 1;
+        }
+        if served >= MAX_SESSIONS_PER_WORKER {
+            debug!(log, "worker retires"; "sessions" => served);
+            return 0;
+        }
+        if ctx.mailbox.send(&WorkerRequest::Idle, None).is_err() {
+            return 0;
+        }
+        match wait_for_client(&ctx.mailbox) {
+            Some(client) => next = Some(client),
+            None => return 0,
+        }
+    }
+}
+
+/// Block until the supervisor hands over a client; None means stop.
+fn wait_for_client(mailbox: &Mailbox) -> Option<(OwnedFd, Peer)> {
+    loop {
+        let mut fds = [libc::pollfd { fd: mailbox.as_raw_fd(), events: libc::POLLIN, revents: 0 }];
+        crate::net::poll(&mut fds, -1).ok()?;
+        match mailbox.recv::<WorkerReply>() {
+            Ok(Received::Message(WorkerReply::Client { peer }, Some(fd))) => return Some((fd, peer)),
+            Ok(Received::Message(WorkerReply::Lifecycle(Lifecycle::Ping), _)) => {
+                let _ = mailbox.send(&WorkerRequest::Lifecycle(LifecycleReply::Pong), None);
+            }
+            Ok(Received::Empty) => {}
+            _ => return None,
+        }
+    }
+}
+
+/// One client, from its first byte to its last.
+fn serve_client(
+    view: &Context<'_>,
+    client: OwnedFd,
+    peer: Peer,
+    reuse: &mut pool::Reuse,
+    log: &slog::Logger,
+    pid: i32,
+) {
+    let log = log.new(o!("client" => peer.host()));
+    let client = match Sock::new(client) {
         Ok(c) => c,
         Err(e) => {
             warn!(log, "cannot set up client socket"; "error" => %e);
-            return 1;
+            return;
         }
     };
-    if matches!(ctx.peer, Peer::Tcp(_)) {
-        let main = &ctx.config.main;
+    if matches!(peer, Peer::Tcp(_)) {
+        let main = &view.config.main;
         let _ = pgagroal::sys::set_nodelay(client.raw(), main.nodelay);
         let _ = pgagroal::sys::set_keepalive(client.raw(), main.keep_alive);
     }
 
-    let auth_deadline = Instant::now() + ctx.config.main.authentication_timeout;
-    let (startup, leftover) = match read_startup(&client, ctx.config, ctx.region, auth_deadline, &log) {
-        Some(found) => found,
-        None => return 0,
+    let auth_deadline = Instant::now() + view.config.main.authentication_timeout;
+    let Some((startup, leftover)) = read_startup(&client, view.config, view.region, auth_deadline, &log) else {
+        return;
     };
     let log = log.new(o!("user" => startup.user.clone(), "database" => startup.database.clone()));
 
-    if !admit(&client, ctx.hba, ctx.region, &ctx.peer, &startup, &log) {
-        return 0;
+    if !admit(&client, view.hba, view.region, &peer, &startup, &log) {
+        return;
     }
-    if ctx.config.main.log_connections {
+    if view.config.main.log_connections {
         info!(log, "connect"; "application_name" => startup.application_name.clone().unwrap_or_default());
     }
-    let session = Session { config: ctx.config, region: ctx.region, mailbox: &ctx.mailbox, log, pid, startup };
-    let outcome = pool::serve(&session, &client, leftover);
+    let session = Session { config: view.config, region: view.region, mailbox: &view.mailbox, log, pid, startup };
+    let outcome = pool::serve(&session, &client, leftover, reuse);
     if session.config.main.log_disconnections {
         info!(session.log, "disconnect"; "reason" => outcome);
     } else {
         debug!(session.log, "session ended"; "reason" => outcome);
     }
-    0
 }
 
 /// Read SSLRequest / GSSENCRequest / CancelRequest / StartupMessage until a

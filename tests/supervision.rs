@@ -11,18 +11,6 @@ fn backend_gone(pid: i32) -> bool {
     postgres().psql(&format!("SELECT count(*) FROM pg_stat_activity WHERE pid = {pid}")) == "0"
 }
 
-fn the_only_worker(pooler: &Pooler) -> i32 {
-    let mut workers = Vec::new();
-    assert!(
-        eventually(Duration::from_secs(5), || {
-            workers = pooler.workers();
-            workers.len() == 1
-        }),
-        "expected exactly one worker, found {workers:?}"
-    );
-    workers[0]
-}
-
 #[test]
 fn killed_worker_inside_a_transaction_leaves_nothing_behind() {
     let pooler = Pooler::start(PoolerOptions { max_connections: 1, blocking_timeout: "5", ..Default::default() });
@@ -32,7 +20,7 @@ fn killed_worker_inside_a_transaction_leaves_nothing_behind() {
     let state = postgres().psql(&format!("SELECT state FROM pg_stat_activity WHERE pid = {backend}"));
     assert_eq!(state, "idle in transaction");
 
-    let worker = the_only_worker(&pooler);
+    let worker = pooler.worker_serving(backend);
     // SAFETY: signalling a child of the daemon under test.
     unsafe { libc::kill(worker, libc::SIGKILL) };
 
@@ -66,7 +54,7 @@ fn killed_worker_running_a_query_has_the_query_cancelled() {
     assert!(eventually(Duration::from_secs(5), || {
         postgres().psql(&format!("SELECT state FROM pg_stat_activity WHERE pid = {backend}")) == "active"
     }));
-    let worker = the_only_worker(&pooler);
+    let worker = pooler.worker_serving(backend);
     // SAFETY: signalling a child of the daemon under test.
     unsafe { libc::kill(worker, libc::SIGKILL) };
     assert!(eventually(Duration::from_secs(10), || backend_gone(backend)), "the sleeping backend survived");
@@ -161,4 +149,37 @@ fn graceful_shutdown_waits_for_clients() {
     assert_eq!(pooler.wait_exit(Duration::from_millis(500)), None, "stopped while a client was active");
     drop(client);
     assert_eq!(pooler.wait_exit(Duration::from_secs(15)), Some(0));
+}
+
+#[test]
+fn workers_serve_one_client_after_another() {
+    let pooler = Pooler::start(PoolerOptions::default());
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..20 {
+        let mut c = pooler.connect(TRUST_USER);
+        c.query_one("SELECT 1", &[]).expect("query");
+        drop(c);
+        pooler.wait_idle();
+        seen.extend(pooler.workers());
+    }
+    // Sequential clients are served by recycled workers, not a fork each.
+    assert!(seen.len() <= 4, "20 sequential clients used {} worker processes", seen.len());
+}
+
+#[test]
+fn killed_idle_workers_are_replaced() {
+    let pooler = Pooler::start(PoolerOptions::default());
+    pooler.connect(TRUST_USER).query_one("SELECT 1", &[]).expect("warm up");
+    pooler.wait_idle();
+    let idle = pooler.workers();
+    assert!(!idle.is_empty(), "no idle workers");
+    for w in &idle {
+        // SAFETY: signalling children of the daemon under test.
+        unsafe { libc::kill(*w, libc::SIGKILL) };
+    }
+    assert!(eventually(Duration::from_secs(5), || pooler.workers().iter().all(|w| !idle.contains(w))));
+    for _ in 0..3 {
+        pooler.connect(TRUST_USER).query_one("SELECT 1", &[]).expect("served after idle workers died");
+    }
+    assert!(!pooler.log().contains("reclaimed slot"), "idle workers held no slot:\n{}", pooler.log());
 }

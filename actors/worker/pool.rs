@@ -20,8 +20,9 @@ use std::time::{Duration, Instant};
 
 /// Largest message the pooler reads from a server during start-up.
 const MAX_STARTUP_MESSAGE: usize = 64 * 1024;
-/// Longest pause between two looks at the slot table while the pool is full.
-const MAX_BACKOFF: Duration = Duration::from_millis(50);
+/// Longest sleep between two looks at the client while waiting for a slot
+/// (slot releases wake the waiter at once).
+const WAIT_SLICE: Duration = Duration::from_millis(100);
 
 /// The server connection a session runs on.
 pub struct Conn {
@@ -31,30 +32,70 @@ pub struct Conn {
     pub auth: AuthKind,
     /// The supervisor holds a copy, so the connection can be pooled.
     pub registered: bool,
+    /// ParameterStatus set and BackendKeyData replayed to a reusing client.
+    pub startup: Vec<u8>,
+}
+
+/// A pooled connection whose fd this worker kept after giving the slot back,
+/// so that its next client can use it without asking the supervisor.
+pub struct Cached {
+    id: SlotId,
+    generation: pgagroal::shmem::Generation,
+    sock: Sock,
+    startup: Vec<u8>,
+}
+
+/// What a worker keeps from one client to the next.
+pub struct Reuse {
+    pub buffers: relay::Buffers,
+    cached: Option<Cached>,
+}
+
+impl Reuse {
+    pub fn new() -> Self {
+        Reuse { buffers: relay::Buffers::new(), cached: None }
+    }
 }
 
 /// Serve the client from start to end; returns why the session ended.
-pub fn serve(s: &Session<'_>, client: &Sock, mut client_buf: Vec<u8>) -> &'static str {
-    let conn = match acquire(s, client, &mut client_buf) {
+pub fn serve(s: &Session<'_>, client: &Sock, mut client_buf: Vec<u8>, reuse: &mut Reuse) -> &'static str {
+    let conn = match acquire(s, client, &mut client_buf, &mut reuse.cached) {
         Ok(conn) => conn,
         Err(reason) => return reason,
     };
-    let end = relay::run(s, client, &conn.sock, client_buf);
-    finish(s, conn, end)
+    let end = relay::run(s, client, &conn.sock, client_buf, &mut reuse.buffers);
+    finish(s, conn, end, &mut reuse.cached)
 }
 
-fn acquire(s: &Session<'_>, client: &Sock, client_buf: &mut Vec<u8>) -> Result<Conn, &'static str> {
+/// The fd of a claimed FREE slot: the one kept from the last client when it
+/// is still that connection, else the supervisor's copy.
+fn fetch(s: &Session<'_>, claim: Claim, cached: &mut Option<Cached>) -> Option<(Sock, Vec<u8>)> {
+    match cached.take() {
+        Some(c) if c.id == claim.id && c.generation == claim.word.generation => Some((c.sock, c.startup)),
+        _ => checkout(s, claim),
+    }
+}
+
+fn acquire(
+    s: &Session<'_>,
+    client: &Sock,
+    client_buf: &mut Vec<u8>,
+    cached: &mut Option<Cached>,
+) -> Result<Conn, &'static str> {
     let table = s.region.slots();
+    let header = s.region.header();
     let user = PackedName::new(&s.startup.user);
     let database = PackedName::new(&s.startup.database);
     let deadline = Instant::now() + s.config.main.blocking_timeout;
-    let mut backoff = Duration::from_millis(1);
     loop {
-        if let Some(claim) = table.claim_reusable(&user, &database, s.pid) {
-            match checkout(s, claim) {
+        let ticket = header.release_ticket();
+        let prefer = cached.as_ref().map(|c| c.id);
+        if let Some(claim) = table.claim_reusable(prefer, &user, &database, s.pid) {
+            match fetch(s, claim, cached) {
                 Some((sock, startup)) if sock.idle_and_open() => {
-                    let conn = Conn { sock, id: claim.id, word: claim.word, auth: AuthKind::Trust, registered: true };
-                    return greet_reused(s, client, conn, &startup);
+                    let conn =
+                        Conn { sock, id: claim.id, word: claim.word, auth: AuthKind::Trust, registered: true, startup };
+                    return greet_reused(s, client, conn);
                 }
                 other => {
                     debug!(s.log, "pooled connection is gone"; "slot" => claim.id.0);
@@ -64,6 +105,7 @@ fn acquire(s: &Session<'_>, client: &Sock, client_buf: &mut Vec<u8>) -> Result<C
             }
         }
         if let Some(claim) = table.claim_empty(s.pid) {
+            *cached = None;
             return connect_new(s, client, client_buf, claim);
         }
         if let Some(claim) = table.claim_evictable(&user, &database, s.pid) {
@@ -78,14 +120,14 @@ fn acquire(s: &Session<'_>, client: &Sock, client_buf: &mut Vec<u8>) -> Result<C
             refuse(client, sqlstate::TOO_MANY_CONNECTIONS, "connection pool is full");
             return Err("pool full");
         }
-        // Sleep, but wake up if the client goes away meanwhile.
-        let wait = backoff.min(deadline - now);
+        // Sleep until a slot is released (or a slice passes), then make sure
+        // the client is still there before looking again.
+        header.wait_release(ticket, WAIT_SLICE.min(deadline - now));
         let mut fds = [libc::pollfd { fd: client.raw(), events: libc::POLLIN, revents: 0 }];
-        if crate::net::poll(&mut fds, wait.as_millis() as i32).unwrap_or(0) > 0 && !client.idle_and_open() {
+        if crate::net::poll(&mut fds, 0).unwrap_or(0) > 0 && !client.idle_and_open() {
             debug!(s.log, "client left while waiting for a connection");
             return Err("client left while waiting");
         }
-        backoff = (backoff * 2).min(MAX_BACKOFF);
     }
 }
 
@@ -151,20 +193,22 @@ pub fn kill(s: &Session<'_>, id: SlotId, word: Word, sock: Option<&Sock>, clean:
     }
     if let Err(e) = table.transition(id, word, SlotState::NotInit, s.pid) {
         warn!(s.log, "cannot free slot"; "slot" => id.0, "error" => %e);
+    } else {
+        s.region.header().notify_release();
     }
     let _ = s.mailbox.send(&WorkerRequest::Killed { slot: id, generation: word.generation }, None);
 }
 
-fn greet_reused(s: &Session<'_>, client: &Sock, conn: Conn, startup: &[u8]) -> Result<Conn, &'static str> {
-    let mut out = Vec::with_capacity(startup.len() + 16);
+fn greet_reused(s: &Session<'_>, client: &Sock, conn: Conn) -> Result<Conn, &'static str> {
+    let mut out = Vec::with_capacity(conn.startup.len() + 16);
     out.extend_from_slice(&encode::authentication_ok());
-    out.extend_from_slice(startup);
+    out.extend_from_slice(&conn.startup);
     out.extend_from_slice(&encode::ready_for_query(b'I'));
     if let Some(slot) = s.region.slots().get(conn.id) {
         slot.touch(pgagroal::sys::now_ms());
     }
     if client.write_all(&out, Some(Instant::now() + HOUSEKEEPING_TIMEOUT)).is_err() {
-        give_back(s, conn);
+        let _ = give_back(s, conn);
         return Err("client left during start-up");
     }
     debug!(s.log, "reusing pooled connection"; "slot" => conn.id.0);
@@ -225,13 +269,16 @@ fn connect_new(s: &Session<'_>, client: &Sock, client_buf: &mut Vec<u8>, claim: 
             return Err("server unreachable");
         }
     };
-    let mut conn = Conn { sock, id: claim.id, word: claim.word, auth: AuthKind::Trust, registered: false };
+    let mut conn =
+        Conn { sock, id: claim.id, word: claim.word, auth: AuthKind::Trust, registered: false, startup: Vec::new() };
     match authenticate(s, client, client_buf, &mut conn, deadline) {
         Ok((startup, key_pid, key_secret)) => {
             if let Some(slot) = table.get(conn.id) {
                 slot.set_backend(conn.auth, key_pid, key_secret);
             }
-            let request = WorkerRequest::Register { slot: conn.id, generation: conn.word.generation, startup };
+            let request =
+                WorkerRequest::Register { slot: conn.id, generation: conn.word.generation, startup: startup.clone() };
+            conn.startup = startup;
             conn.registered = matches!(call_with_fd(s, &request, Some(&conn.sock)), Some((WorkerReply::Registered, _)));
             if !conn.registered {
                 warn!(s.log, "supervisor did not take the connection; it will not be pooled"; "slot" => conn.id.0);
@@ -396,19 +443,27 @@ fn authenticate(
     Ok((cached, key.0, key.1))
 }
 
-/// Return a clean slot: IN_USE -> FREE.
-fn give_back(s: &Session<'_>, conn: Conn) {
+/// Return a clean slot: IN_USE -> FREE. The worker keeps its copy of the
+/// fd for its next client.
+fn give_back(s: &Session<'_>, conn: Conn) -> Option<Cached> {
     let table = s.region.slots();
     if let Some(slot) = table.get(conn.id) {
         slot.touch(pgagroal::sys::now_ms());
     }
-    if let Err(e) = table.transition(conn.id, conn.word, SlotState::Free, s.pid) {
-        warn!(s.log, "cannot return slot; terminating its connection"; "slot" => conn.id.0, "error" => %e);
-        let now = table.get(conn.id).map(|slot| slot.load());
-        if let Some(word) = now.filter(|w| w.owner == s.pid) {
-            kill(s, conn.id, word, Some(&conn.sock), true);
-        } else {
-            conn.sock.shutdown();
+    match table.transition(conn.id, conn.word, SlotState::Free, s.pid) {
+        Ok(word) => {
+            s.region.header().notify_release();
+            Some(Cached { id: conn.id, generation: word.generation, sock: conn.sock, startup: conn.startup })
+        }
+        Err(e) => {
+            warn!(s.log, "cannot return slot; terminating its connection"; "slot" => conn.id.0, "error" => %e);
+            let now = table.get(conn.id).map(|slot| slot.load());
+            if let Some(word) = now.filter(|w| w.owner == s.pid) {
+                kill(s, conn.id, word, Some(&conn.sock), true);
+            } else {
+                conn.sock.shutdown();
+            }
+            None
         }
     }
 }
@@ -476,7 +531,7 @@ fn reset(sock: &Sock, tx_status: u8, reset_query: &str) -> bool {
 }
 
 /// After the relay: reset and return the connection, or terminate it.
-fn finish(s: &Session<'_>, conn: Conn, end: End) -> &'static str {
+fn finish(s: &Session<'_>, conn: Conn, end: End, cached: &mut Option<Cached>) -> &'static str {
     match end {
         End::Client { how, client, mut server, clean } => {
             let poolable = conn.auth == AuthKind::Trust && conn.registered;
@@ -493,7 +548,7 @@ fn finish(s: &Session<'_>, conn: Conn, end: End) -> &'static str {
             if drain(&conn.sock, &mut server, client.sync_points, deadline)
                 && reset(&conn.sock, server.tx_status, &s.config.main.server_reset_query)
             {
-                give_back(s, conn);
+                *cached = give_back(s, conn);
             } else {
                 info!(s.log, "server connection could not be reset; terminating it"; "slot" => conn.id.0);
                 kill(s, conn.id, conn.word, Some(&conn.sock), false);

@@ -33,33 +33,54 @@ pub enum End {
     Supervisor,
 }
 
-/// Bytes read but not yet written on.
-struct Pending {
-    buf: Vec<u8>,
-    start: usize,
-    end: usize,
+/// The relay's two buffers, allocated once per worker and reused by every
+/// session. Their capacity is not initialised up front, so an idle session
+/// touches only the pages its messages used.
+pub struct Buffers {
+    up: Vec<u8>,
+    down: Vec<u8>,
 }
 
-impl Pending {
-    fn new(size: usize) -> Self {
-        Pending { buf: vec![0; size], start: 0, end: 0 }
+impl Buffers {
+    pub fn new() -> Self {
+        Buffers { up: Vec::with_capacity(UP_BUF), down: Vec::with_capacity(DOWN_BUF) }
+    }
+}
+
+/// Bytes read but not yet written on: `buf[start..]`.
+struct Pending<'b> {
+    buf: &'b mut Vec<u8>,
+    start: usize,
+}
+
+impl<'b> Pending<'b> {
+    fn new(buf: &'b mut Vec<u8>) -> Self {
+        buf.clear();
+        Pending { buf, start: 0 }
     }
 
     fn is_empty(&self) -> bool {
-        self.start == self.end
+        self.start == self.buf.len()
+    }
+
+    /// Read one chunk into the (empty) buffer.
+    fn fill(&mut self, from: &Sock) -> std::io::Result<usize> {
+        self.buf.clear();
+        self.start = 0;
+        from.read_append(self.buf)
     }
 
     /// Write as much as the socket takes; Err on a failed socket.
     fn flush(&mut self, to: &Sock) -> Result<(), ()> {
-        while self.start < self.end {
-            match to.write(&self.buf[self.start..self.end]) {
+        while self.start < self.buf.len() {
+            match to.write(&self.buf[self.start..]) {
                 Ok(n) => self.start += n,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
                 Err(_) => return Err(()),
             }
         }
+        self.buf.clear();
         self.start = 0;
-        self.end = 0;
         Ok(())
     }
 }
@@ -69,16 +90,16 @@ const VIOLATION: &str = "client protocol violation";
 
 const READABLE: libc::c_short = libc::POLLIN | libc::POLLHUP | libc::POLLERR;
 
-pub fn run(s: &Session<'_>, client: &Sock, server: &Sock, leftover: Vec<u8>) -> End {
-    let mut up = Pending::new(UP_BUF.max(leftover.len()));
-    let mut down = Pending::new(DOWN_BUF);
+pub fn run(s: &Session<'_>, client: &Sock, server: &Sock, leftover: Vec<u8>, buffers: &mut Buffers) -> End {
+    let mut up = Pending::new(&mut buffers.up);
+    let mut down = Pending::new(&mut buffers.down);
     let mut ct = Tracker::new(Direction::Frontend);
     let mut st = Tracker::new(Direction::Backend);
     let mut leaving: Option<&'static str> = None;
 
     if !leftover.is_empty() {
-        up.buf[..leftover.len()].copy_from_slice(&leftover);
-        up.end = accept_client_bytes(&mut ct, &up.buf[..leftover.len()], &mut leaving, client);
+        let keep = accept_client_bytes(&mut ct, &leftover, &mut leaving, client);
+        up.buf.extend_from_slice(&leftover[..keep]);
     }
 
     loop {
@@ -112,13 +133,12 @@ pub fn run(s: &Session<'_>, client: &Sock, server: &Sock, leftover: Vec<u8>) -> 
         }
 
         if fds[1].revents & READABLE != 0 && down.is_empty() {
-            match server.read(&mut down.buf) {
+            match down.fill(server) {
                 Ok(0) => return End::Server("server closed the connection"),
-                Ok(n) => {
-                    if st.scan(&down.buf[..n]).is_err() {
+                Ok(_) => {
+                    if st.scan(down.buf).is_err() {
                         return End::Server("server protocol violation");
                     }
-                    down.end = n;
                     if down.flush(client).is_err() {
                         return End::Client { how: "client connection failed", client: ct, server: st, clean: true };
                     }
@@ -129,11 +149,11 @@ pub fn run(s: &Session<'_>, client: &Sock, server: &Sock, leftover: Vec<u8>) -> 
         }
 
         if fds[0].revents & READABLE != 0 && up.is_empty() && leaving.is_none() {
-            match client.read(&mut up.buf) {
+            match up.fill(client) {
                 Ok(0) => leaving = Some("client closed the connection"),
-                Ok(n) => {
-                    up.start = 0;
-                    up.end = accept_client_bytes(&mut ct, &up.buf[..n], &mut leaving, client);
+                Ok(_) => {
+                    let keep = accept_client_bytes(&mut ct, up.buf, &mut leaving, client);
+                    up.buf.truncate(keep);
                     if up.flush(server).is_err() {
                         return End::Server("server connection failed");
                     }

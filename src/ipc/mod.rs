@@ -145,10 +145,36 @@ impl Mailbox {
         }
     }
 
+    /// Length of the next queued packet; None when nothing is queued on a
+    /// non-blocking mailbox. Blocks (as the socket is set) otherwise.
+    fn peek_len(&self) -> Result<Option<usize>, MailboxError> {
+        loop {
+            // SAFETY: a zero-length peek writes nothing; MSG_TRUNC makes the
+            // kernel return the packet's real length.
+            let n = unsafe {
+                libc::recv(self.fd.as_raw_fd(), std::ptr::null_mut(), 0, libc::MSG_PEEK | libc::MSG_TRUNC)
+            };
+            if n >= 0 {
+                return Ok(Some(n as usize));
+            }
+            match Errno::last() {
+                Errno::EINTR => continue,
+                Errno::EAGAIN => return Ok(None),
+                e => return Err(e.into()),
+            }
+        }
+    }
+
     /// Receive one message (blocking or not, as the socket is set).
     pub fn recv<T: DeserializeOwned>(&self) -> Result<Received<T>, MailboxError> {
         use bincode::Options;
-        let mut buf = vec![0u8; MAX_PACKET];
+        // Size the buffer to the queued packet (peeking with MSG_TRUNC gives
+        // its full length) so that small messages cost small buffers.
+        let size = match self.peek_len()? {
+            Some(0) | None => HEADER_LEN,
+            Some(n) => n.clamp(HEADER_LEN, MAX_PACKET + 1),
+        };
+        let mut buf = vec![0u8; size];
         // Room for two descriptors so that a second one is seen (and closed)
         // rather than silently discarded by the kernel.
         let mut space = nix::cmsg_space!([RawFd; 2]);

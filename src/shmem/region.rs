@@ -28,6 +28,53 @@ pub struct Header {
     pub shutdown: AtomicU32,
     /// Milliseconds since the epoch when the daemon started.
     pub started_ms: AtomicU64,
+    /// Bumped whenever a slot becomes claimable (FREE or NOTINIT); a futex
+    /// word that clients waiting for a slot sleep on.
+    pub release_seq: AtomicU32,
+    /// Processes currently sleeping on `release_seq`.
+    pub waiters: AtomicU32,
+}
+
+impl Header {
+    /// Wake the processes waiting for a slot. Cheap when nobody waits.
+    pub fn notify_release(&self) {
+        self.release_seq.fetch_add(1, Ordering::SeqCst);
+        if self.waiters.load(Ordering::SeqCst) > 0 {
+            futex(&self.release_seq, libc::FUTEX_WAKE, i32::MAX as u32, None);
+        }
+    }
+
+    /// The value to pass to `wait_release`, read before looking for a slot.
+    pub fn release_ticket(&self) -> u32 {
+        self.release_seq.load(Ordering::SeqCst)
+    }
+
+    /// Sleep until a slot is released after `ticket` was read, or `timeout`
+    /// passes. Returns at once if a release already happened.
+    pub fn wait_release(&self, ticket: u32, timeout: std::time::Duration) {
+        self.waiters.fetch_add(1, Ordering::SeqCst);
+        if self.release_seq.load(Ordering::SeqCst) == ticket {
+            futex(&self.release_seq, libc::FUTEX_WAIT, ticket, Some(timeout));
+        }
+        self.waiters.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// futex(2) on a word of the shared mapping (not FUTEX_PRIVATE: the waiters
+/// and wakers are different processes).
+fn futex(word: &AtomicU32, op: libc::c_int, value: u32, timeout: Option<std::time::Duration>) {
+    let ts = timeout.map(|t| libc::timespec {
+        tv_sec: t.as_secs().min(i64::MAX as u64) as libc::time_t,
+        tv_nsec: t.subsec_nanos() as libc::c_long,
+    });
+    let ts_ptr = ts.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: the address is a live, aligned AtomicU32 in the shared mapping;
+    // the timespec, when given, outlives the call. Errors (EAGAIN when the
+    // value changed, ETIMEDOUT, EINTR) all mean "look again", which every
+    // caller does.
+    unsafe {
+        libc::syscall(libc::SYS_futex, word.as_ptr(), op, value, ts_ptr, std::ptr::null::<u32>(), 0);
+    }
 }
 
 /// Values of [`Header::shutdown`].

@@ -68,9 +68,17 @@ impl<'a> SlotTable<'a> {
     }
 
     /// Take a FREE slot holding a reusable connection for this user and
-    /// database: FREE -> IN_USE.
-    pub fn claim_reusable(&self, user: &PackedName, database: &PackedName, pid: i32) -> Option<Claim> {
-        for (id, slot) in self.iter() {
+    /// database: FREE -> IN_USE. `prefer` is tried first (a worker prefers
+    /// the slot whose connection it still holds from its last client).
+    pub fn claim_reusable(
+        &self,
+        prefer: Option<SlotId>,
+        user: &PackedName,
+        database: &PackedName,
+        pid: i32,
+    ) -> Option<Claim> {
+        let preferred = prefer.and_then(|id| self.get(id).map(|slot| (id, slot)));
+        for (id, slot) in preferred.into_iter().chain(self.iter()) {
             let word = slot.load();
             if word.state == SlotState::Free
                 && slot.reusable_for(user, database)
@@ -151,7 +159,7 @@ mod tests {
         let slots = table(2);
         let t = SlotTable::new(&slots);
         let (u, d) = (PackedName::new("u"), PackedName::new("d"));
-        assert!(t.claim_reusable(&u, &d, 1).is_none());
+        assert!(t.claim_reusable(None, &u, &d, 1).is_none());
         let c = t.claim_empty(1).expect("empty slot");
         let slot = t.get(c.id).expect("slot");
         slot.set_identity(&u, &d, 0, 5);
@@ -159,11 +167,23 @@ mod tests {
         let w = t.transition(c.id, c.word, SlotState::InUse, 1).expect("in use");
         assert_eq!(t.counts().active(), 1);
         t.transition(c.id, w, SlotState::Free, 1).expect("returned");
-        let again = t.claim_reusable(&u, &d, 2).expect("reused");
+        let again = t.claim_reusable(None, &u, &d, 2).expect("reused");
+        assert_eq!(again.id, c.id);
+        // A preferred slot is taken before the scan order.
+        t.transition(again.id, again.word, SlotState::Free, 2).expect("returned");
+        let second = t.claim_empty(3).expect("second slot");
+        let sslot = t.get(second.id).expect("slot");
+        sslot.set_identity(&u, &d, 0, 5);
+        sslot.set_backend(AuthKind::Trust, 98, 1);
+        t.transition(second.id, second.word, SlotState::Free, 3).expect("free");
+        let preferred = t.claim_reusable(Some(second.id), &u, &d, 4).expect("preferred");
+        assert_eq!(preferred.id, second.id);
+        t.transition(preferred.id, preferred.word, SlotState::Free, 4).expect("free");
+        let again = t.claim_reusable(None, &u, &d, 2).expect("reused");
         assert_eq!(again.id, c.id);
         assert_eq!(again.word.owner, 2);
         assert_eq!(t.claimed_by(2), vec![(again.id, again.word)]);
-        assert_eq!(t.counts().total(), 1);
+        assert_eq!(t.counts().total(), 2);
     }
 
     #[test]

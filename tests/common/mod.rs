@@ -482,3 +482,49 @@ impl Pooler {
         );
     }
 }
+
+/// Socket inodes of `/proc/net/tcp{,6}` entries whose local port is `port`.
+fn socket_inodes_with_local_port(port: u16) -> Vec<u64> {
+    let mut inodes = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let text = std::fs::read_to_string(table).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let Some(local) = fields.get(1) else { continue };
+            let Some(hex_port) = local.rsplit(':').next() else { continue };
+            if u16::from_str_radix(hex_port, 16).ok() == Some(port)
+                && let Some(inode) = fields.get(9).and_then(|i| i.parse::<u64>().ok())
+            {
+                inodes.push(inode);
+            }
+        }
+    }
+    inodes
+}
+
+/// Whether process `pid` has an open socket with one of these inodes.
+fn holds_socket(pid: i32, inodes: &[u64]) -> bool {
+    let Ok(entries) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { return false };
+    entries.flatten().any(|e| {
+        std::fs::read_link(e.path())
+            .ok()
+            .and_then(|t| t.to_str().and_then(|t| t.strip_prefix("socket:[")?.strip_suffix(']')?.parse::<u64>().ok()))
+            .is_some_and(|inode| inodes.contains(&inode))
+    })
+}
+
+impl Pooler {
+    /// The worker process relaying for the PostgreSQL backend `backend_pid`:
+    /// the daemon's child holding the server connection whose local port
+    /// PostgreSQL reports as that backend's client_port.
+    pub fn worker_serving(&self, backend_pid: i32) -> i32 {
+        let port: u16 = postgres()
+            .psql(&format!("SELECT client_port FROM pg_stat_activity WHERE pid = {backend_pid}"))
+            .parse()
+            .expect("client_port of the backend");
+        let inodes = socket_inodes_with_local_port(port);
+        let holders: Vec<i32> = self.workers().into_iter().filter(|&w| holds_socket(w, &inodes)).collect();
+        assert_eq!(holders.len(), 1, "workers holding backend {backend_pid}'s connection: {holders:?}");
+        holders[0]
+    }
+}
