@@ -16,6 +16,10 @@ use slog::{info, warn};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+/// System allocator in the supervisor; a private region in each worker.
+#[global_allocator]
+static ALLOCATOR: pgagroal::arena::ForkArena = pgagroal::arena::ForkArena::new();
+
 #[derive(Parser, Debug)]
 #[command(name = "pgagroal", about = "PostgreSQL connection pool", disable_help_flag = true, disable_version_flag = true)]
 struct Args {

@@ -160,6 +160,9 @@ impl Supervisor {
     /// Run until stopped; returns the process exit status.
     pub fn run(mut self) -> i32 {
         let mut events = Events::with_capacity(256);
+        // From here on the supervisor allocates from a region its workers
+        // unmap, so its bookkeeping never dirties pages they share.
+        crate::ALLOCATOR.activate();
         self.keep_spares();
         loop {
             if let Err(e) = self.poll.poll(&mut events, Some(Duration::from_secs(1))) {
@@ -253,7 +256,9 @@ impl Supervisor {
         // branch and leaves with _exit.
         match unsafe { nix::unistd::fork() } {
             Ok(ForkResult::Child) => {
-                let code = self.become_worker(first, theirs);
+                // Before anything allocates: the worker's heap is its own.
+                let supervisor_region = crate::ALLOCATOR.activate();
+                let code = self.become_worker(first, theirs, supervisor_region);
                 // SAFETY: _exit ends the child without running the parent's
                 // destructors or atexit handlers on its copies.
                 unsafe { libc::_exit(code) }
@@ -291,7 +296,7 @@ impl Supervisor {
 
     /// In the forked child: become a worker. Never touches the supervisor's
     /// own descriptors after closing them.
-    fn become_worker(&self, first: Option<(OwnedFd, Peer)>, mailbox: Mailbox) -> i32 {
+    fn become_worker(&self, first: Option<(OwnedFd, Peer)>, mailbox: Mailbox, supervisor_region: Option<(usize, usize)>) -> i32 {
         pgagroal::log::after_fork_in_child();
         // SAFETY: prctl with PR_SET_PDEATHSIG and a valid signal number.
         unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) };
@@ -307,13 +312,15 @@ impl Supervisor {
             return 1;
         }
         let _ = mailbox.set_recv_timeout(worker::HOUSEKEEPING_TIMEOUT);
-        worker::run(worker::Context {
-            config: &self.config,
-            hba: &self.hba,
-            region: &self.region,
-            mailbox,
-            first,
-        })
+        // Own copies of what the worker reads, then let go of the
+        // supervisor's allocations (see arena.rs). Only these, the shared
+        // memory mapping, the pid and values on this stack are used below.
+        let config = self.config.clone();
+        let hba = self.hba.clone();
+        if let Some(region) = supervisor_region {
+            crate::ALLOCATOR.release(region);
+        }
+        worker::run(worker::Context { config: &config, hba: &hba, region: &self.region, mailbox, first })
     }
 
     fn on_signals(&mut self) {

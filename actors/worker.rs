@@ -59,7 +59,7 @@ pub fn refuse(client: &Sock, code: &str, message: &str) {
 /// Serve clients until told to stop; the return value is the exit status.
 pub fn run(mut ctx: Context<'_>) -> i32 {
     let pid = std::process::id() as i32;
-    let log = pgagroal::log::logger().new(o!("pid" => pid));
+    let log = pgagroal::log::fresh_root().new(o!("pid" => pid));
     let mut reuse = pool::Reuse::new();
     let mut next = ctx.first.take();
     let mut served = 0u32;

@@ -17,7 +17,9 @@
 //! - [`mgmt`]: the management protocol spoken by `pgagroal-cli`.
 //! - [`log`]: the synchronous slog drain (console, file, syslog).
 //! - [`sys`]: small, audited wrappers over libc for fds and sockets.
+//! - [`arena`]: the fork-aware global allocator that keeps workers small.
 
+pub mod arena;
 pub mod config;
 pub mod hba;
 pub mod ipc;

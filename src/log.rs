@@ -17,9 +17,12 @@ static LOGGER: OnceLock<slog::Logger> = OnceLock::new();
 /// Lines written per level (fatal, error, warn, info), for the metrics.
 pub static LINES: [AtomicU64; 4] = [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)];
 
+#[derive(Clone, Copy)]
 enum Target {
     Stderr,
-    File(std::fs::File),
+    /// The log file, opened once by `init` and kept open for the life of
+    /// the process (and inherited by workers).
+    File(RawFd),
     Syslog,
 }
 
@@ -104,8 +107,12 @@ impl Drain for LineDrain {
                 line.push('\n');
                 let _ = io::stderr().lock().write_all(line.as_bytes());
             }
-            Target::File(file) => {
+            Target::File(fd) => {
                 line.push('\n');
+                // SAFETY: the descriptor stays open for the life of the
+                // process (see LOG_FILE); ManuallyDrop keeps this borrowed
+                // File from closing it.
+                let file = std::mem::ManuallyDrop::new(unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(*fd) });
                 let _ = (&*file).write_all(line.as_bytes());
             }
             Target::Syslog => {
@@ -141,8 +148,9 @@ pub fn init(config: &MainConfig) -> io::Result<()> {
             let file = options.open(&config.log_path).map_err(|e| {
                 io::Error::new(e.kind(), format!("cannot open log_path {}: {e}", config.log_path.display()))
             })?;
-            let _ = LOG_FD.set(file.as_raw_fd());
-            Target::File(file)
+            let fd = file.as_raw_fd();
+            let _ = LOG_FILE.set(file);
+            Target::File(fd)
         }
         LogType::Syslog => {
             // SAFETY: the ident is a static C string, as openlog requires.
@@ -150,9 +158,36 @@ pub fn init(config: &MainConfig) -> io::Result<()> {
             Target::Syslog
         }
     };
-    let drain = LineDrain { target, prefix: config.log_line_prefix.clone(), level: slog_level(config.log_level) };
-    let logger = slog::Logger::root(drain.fuse(), slog::o!());
+    let settings = Settings { target, prefix: config.log_line_prefix.clone(), level: slog_level(config.log_level) };
+    let logger = settings.root();
+    let _ = SETTINGS.set(settings);
     LOGGER.set(logger).map_err(|_| io::Error::other("logger already initialised"))
+}
+
+/// How lines are written; kept so a worker can build its own root logger.
+struct Settings {
+    target: Target,
+    prefix: String,
+    level: Level,
+}
+
+impl Settings {
+    fn root(&self) -> slog::Logger {
+        let drain = LineDrain { target: self.target, prefix: self.prefix.clone(), level: self.level };
+        slog::Logger::root(drain.fuse(), slog::o!())
+    }
+}
+
+static SETTINGS: OnceLock<Settings> = OnceLock::new();
+
+/// A root logger built anew in the calling process. A forked worker uses it
+/// instead of [`logger`]: deriving from the supervisor's logger would write
+/// reference counts into pages shared with the supervisor (copying them).
+pub fn fresh_root() -> slog::Logger {
+    match SETTINGS.get() {
+        Some(settings) => settings.root(),
+        None => fallback(),
+    }
 }
 
 /// A console logger for tools and for errors before the configuration is read.
@@ -166,12 +201,12 @@ pub fn logger() -> &'static slog::Logger {
     LOGGER.get_or_init(fallback)
 }
 
-/// The log file's descriptor, which the post-fork cleanup must keep open.
-static LOG_FD: OnceLock<RawFd> = OnceLock::new();
+/// The log file, kept open for the life of the process.
+static LOG_FILE: OnceLock<std::fs::File> = OnceLock::new();
 
 /// Descriptors the logger needs kept open across the post-fork cleanup.
 pub fn kept_fds() -> Vec<RawFd> {
-    LOG_FD.get().copied().into_iter().collect()
+    LOG_FILE.get().map(|f| f.as_raw_fd()).into_iter().collect()
 }
 
 /// In a freshly forked child, before closing inherited descriptors: drop the
