@@ -63,7 +63,7 @@ pub fn serve(s: &Session<'_>, client: &Sock, mut client_buf: Vec<u8>, reuse: &mu
         Ok(conn) => conn,
         Err(reason) => return reason,
     };
-    let end = relay::run(s, client, &conn.sock, client_buf, &mut reuse.buffers);
+    let end = relay::run(client, &conn.sock, client_buf, &mut reuse.buffers);
     finish(s, conn, end, &mut reuse.cached)
 }
 
@@ -558,10 +558,6 @@ fn finish(s: &Session<'_>, conn: Conn, end: End, cached: &mut Option<Cached>) ->
         End::Server(reason) => {
             kill(s, conn.id, conn.word, Some(&conn.sock), false);
             reason
-        }
-        End::Supervisor => {
-            kill(s, conn.id, conn.word, Some(&conn.sock), false);
-            "pooler stopping"
         }
     }
 }

@@ -5,16 +5,14 @@
 //! forwarded) and the transaction status of the last ReadyForQuery.
 //!
 //! One poll(2) per wake-up, one read and one write per chunk; buffers are
-//! allocated once per session.
+//! allocated once per worker. The mailbox is not watched here: a stopping
+//! supervisor sends QUIT, and a dead one takes its workers with it
+//! (PR_SET_PDEATHSIG).
 
-use super::Session;
 use crate::net::{Sock, poll};
-use pgagroal::ipc::Received;
-use pgagroal::msg::worker::WorkerReply;
 use pgagroal::protocol::tracker::{Direction, Tracker};
 use pgagroal::protocol::{encode, sqlstate};
 use std::io::ErrorKind;
-use std::os::fd::AsRawFd;
 
 /// Client-to-server buffer.
 const UP_BUF: usize = 16 * 1024;
@@ -29,8 +27,6 @@ pub enum End {
     Client { how: &'static str, client: Tracker, server: Tracker, clean: bool },
     /// The server connection failed or closed.
     Server(&'static str),
-    /// The supervisor is gone or asked to stop.
-    Supervisor,
 }
 
 /// The relay's two buffers, allocated once per worker and reused by every
@@ -90,7 +86,7 @@ const VIOLATION: &str = "client protocol violation";
 
 const READABLE: libc::c_short = libc::POLLIN | libc::POLLHUP | libc::POLLERR;
 
-pub fn run(s: &Session<'_>, client: &Sock, server: &Sock, leftover: Vec<u8>, buffers: &mut Buffers) -> End {
+pub fn run(client: &Sock, server: &Sock, leftover: Vec<u8>, buffers: &mut Buffers) -> End {
     let mut up = Pending::new(&mut buffers.up);
     let mut down = Pending::new(&mut buffers.down);
     let mut ct = Tracker::new(Direction::Frontend);
@@ -126,7 +122,6 @@ pub fn run(s: &Session<'_>, client: &Sock, server: &Sock, leftover: Vec<u8>, buf
                 events: if down.is_empty() { libc::POLLIN } else { 0 } | if up.is_empty() { 0 } else { libc::POLLOUT },
                 revents: 0,
             },
-            libc::pollfd { fd: s.mailbox.as_raw_fd(), events: libc::POLLIN, revents: 0 },
         ];
         if poll(&mut fds, -1).is_err() {
             return End::Server("poll failed");
@@ -163,21 +158,6 @@ pub fn run(s: &Session<'_>, client: &Sock, server: &Sock, leftover: Vec<u8>, buf
             }
         }
 
-        if fds[2].revents & READABLE != 0 {
-            match s.mailbox.recv::<WorkerReply>() {
-                Ok(Received::Message(WorkerReply::Lifecycle(pgagroal::msg::Lifecycle::Ping), _)) => {
-                    let _ = s.mailbox.send(
-                        &pgagroal::msg::worker::WorkerRequest::Lifecycle(pgagroal::msg::LifecycleReply::Pong),
-                        None,
-                    );
-                }
-                Ok(Received::Empty) => {}
-                _ => {
-                    super::refuse(client, sqlstate::ADMIN_SHUTDOWN, "terminating connection because the pooler is stopping");
-                    return End::Supervisor;
-                }
-            }
-        }
     }
 }
 

@@ -34,8 +34,6 @@ pub mod sqlstate {
     pub const CONNECTION_FAILURE: &str = "08006";
     /// cannot_connect_now: the pooler is shutting down.
     pub const CANNOT_CONNECT_NOW: &str = "57P03";
-    /// admin_shutdown: the session is ended by the pooler stopping.
-    pub const ADMIN_SHUTDOWN: &str = "57P01";
     /// internal_error.
     pub const INTERNAL_ERROR: &str = "XX000";
 }
