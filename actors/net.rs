@@ -72,21 +72,6 @@ impl Sock {
         &self.fd
     }
 
-    /// One read; `Ok(0)` is end of stream, WouldBlock when nothing is there.
-    pub fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
-        loop {
-            // SAFETY: buf is valid and writable for buf.len() bytes.
-            let n = unsafe { libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-            if n >= 0 {
-                return Ok(n as usize);
-            }
-            let err = io::Error::last_os_error();
-            if err.kind() != io::ErrorKind::Interrupted {
-                return Err(err);
-            }
-        }
-    }
-
     /// One read appended to `buf` without initialising its spare capacity
     /// first (pages of a large buffer are touched only when data arrives).
     /// `Ok(0)` is end of stream (or no spare capacity).
@@ -135,14 +120,15 @@ impl Sock {
 
     /// Read at least one byte, appending to `buf`, waiting until `deadline`.
     pub fn read_some(&self, buf: &mut Vec<u8>, deadline: Option<Instant>) -> Result<usize, IoFail> {
-        let mut chunk = [0u8; 4096];
+        // Read straight into the vector: no stack buffer (a worker's stack
+        // pages are copies of the supervisor's once written).
+        if buf.capacity() == buf.len() {
+            buf.reserve(buf.len().max(256));
+        }
         loop {
-            match self.read(&mut chunk) {
+            match self.read_append(buf) {
                 Ok(0) => return Err(IoFail::Eof),
-                Ok(n) => {
-                    buf.extend_from_slice(&chunk[..n]);
-                    return Ok(n);
-                }
+                Ok(n) => return Ok(n),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.wait(libc::POLLIN, deadline)?,
                 Err(e) => return Err(IoFail::Io(e)),
             }

@@ -33,6 +33,8 @@ const MIN_CLASS_SHIFT: u32 = 4;
 const MAX_CLASS_SHIFT: u32 = 20;
 const CLASSES: usize = (MAX_CLASS_SHIFT - MIN_CLASS_SHIFT + 1) as usize;
 const PAGE: usize = 4096;
+/// Alignment of every block (what any request with a smaller alignment gets).
+const MIN_ALIGN: usize = 16;
 /// Freed page runs remembered for reuse.
 const LARGE_SLOTS: usize = 64;
 
@@ -40,8 +42,11 @@ const LARGE_SLOTS: usize = 64;
 pub struct Arena {
     base: usize,
     end: usize,
-    /// Next never-used byte.
-    bump: usize,
+    /// Next never-used byte for blocks up to a page, in the region's first
+    /// half: small objects stay packed together on as few pages as possible.
+    small: usize,
+    /// Next never-used byte for larger blocks, in the second half.
+    big: usize,
     /// Heads of the free lists, one per size class.
     free: [usize; CLASSES],
     /// Freed page runs (address, length), zero length for an empty slot.
@@ -66,7 +71,14 @@ impl Arena {
     /// An arena over `[base, base + len)`, which the caller has mapped
     /// readable, writable and zero-filled.
     pub const fn over(base: usize, len: usize) -> Arena {
-        Arena { base, end: base + len, bump: base, free: [0; CLASSES], large: [(0, 0); LARGE_SLOTS] }
+        Arena {
+            base,
+            end: base + len,
+            small: base,
+            big: base + len / 2,
+            free: [0; CLASSES],
+            large: [(0, 0); LARGE_SLOTS],
+        }
     }
 
     pub fn owns(&self, ptr: *mut u8) -> bool {
@@ -74,12 +86,19 @@ impl Arena {
     }
 
     fn carve(&mut self, size: usize, align: usize) -> Option<usize> {
-        let start = align_up(self.bump, align);
+        let small = size <= PAGE;
+        let (cursor, limit) =
+            if small { (self.small, self.base + (self.end - self.base) / 2) } else { (self.big, self.end) };
+        let start = align_up(cursor, align);
         let next = start.checked_add(size)?;
-        if next > self.end {
+        if next > limit {
             return None;
         }
-        self.bump = next;
+        if small {
+            self.small = next;
+        } else {
+            self.big = next;
+        }
         Some(start)
     }
 
@@ -87,15 +106,20 @@ impl Arena {
     pub fn alloc(&mut self, layout: Layout) -> Option<(*mut u8, bool)> {
         match class_of(layout) {
             Some(class) => {
+                let size = class_size(class);
+                // Free blocks are only known to be 16-aligned: a request for
+                // more gets a fresh block.
                 let head = self.free[class];
-                if head != 0 {
+                if head != 0 && layout.align() <= MIN_ALIGN {
                     // SAFETY: a free block of this class holds the address of
                     // the next one in its first word (written by `free`).
                     self.free[class] = unsafe { ptr::read(head as *const usize) };
                     return Some((head as *mut u8, false));
                 }
-                let size = class_size(class);
-                self.carve(size, size.min(PAGE).max(layout.align())).map(|p| (p as *mut u8, true))
+                // Small blocks are packed at 16 bytes so that a worker's many
+                // small objects share few pages; large ones start on a page.
+                let align = if size > PAGE { PAGE.max(layout.align()) } else { layout.align().max(MIN_ALIGN) };
+                self.carve(size, align).map(|p| (p as *mut u8, true))
             }
             None => {
                 let len = align_up(layout.size(), PAGE);
@@ -316,17 +340,24 @@ mod tests {
         let (p1, fresh1) = a.alloc(l).expect("p1");
         let (p2, _) = a.alloc(l).expect("p2");
         assert!(fresh1);
-        assert_eq!(p1 as usize % 128, 0);
+        assert_eq!(p1 as usize % 16, 0);
+        // A stricter alignment gets a block of its own, aligned as asked.
+        let strict = Layout::from_size_align(100, 128).expect("layout");
+        let (p4, _) = a.alloc(strict).expect("p4");
+        assert_eq!(p4 as usize % 128, 0);
         assert!(p2 as usize >= p1 as usize + 128 || p1 as usize >= p2 as usize + 128);
         a.free(p1, l);
         let (p3, fresh3) = a.alloc(l).expect("p3");
         assert_eq!((p3, fresh3), (p1, false));
+        a.free(p3, l);
+        let (p5, _) = a.alloc(strict).expect("p5");
+        assert_ne!(p5, p1, "a 16-aligned free block must not serve a 128-aligned request");
         assert!(a.owns(p3) && !a.owns(std::ptr::null_mut()));
     }
 
     #[test]
     fn exhaustion_is_none_not_a_crash() {
-        let (mut a, _backing) = region(4096);
+        let (mut a, _backing) = region(8192);
         let l = Layout::from_size_align(2048, 8).expect("layout");
         assert!(a.alloc(l).is_some());
         assert!(a.alloc(l).is_some());

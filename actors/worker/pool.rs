@@ -471,12 +471,16 @@ fn give_back(s: &Session<'_>, conn: Conn) -> Option<Cached> {
 /// Read from the server until the tracker is at a message boundary and every
 /// request sent has been answered, discarding what arrives.
 fn drain(sock: &Sock, server: &mut Tracker, expected_ready: u64, deadline: Instant) -> bool {
-    let mut chunk = vec![0u8; 8192];
+    if server.ready_count >= expected_ready && server.at_boundary() {
+        return server.ready_count == expected_ready;
+    }
+    let mut chunk = Vec::with_capacity(8192);
     while server.ready_count < expected_ready || !server.at_boundary() {
-        match sock.read(&mut chunk) {
+        chunk.clear();
+        match sock.read_append(&mut chunk) {
             Ok(0) => return false,
-            Ok(n) => {
-                if server.scan(&chunk[..n]).is_err() {
+            Ok(_) => {
+                if server.scan(&chunk).is_err() {
                     return false;
                 }
             }

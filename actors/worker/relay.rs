@@ -14,10 +14,8 @@ use pgagroal::protocol::tracker::{Direction, Tracker};
 use pgagroal::protocol::{encode, sqlstate};
 use std::io::ErrorKind;
 
-/// Client-to-server buffer.
-const UP_BUF: usize = 16 * 1024;
-/// Server-to-client buffer.
-const DOWN_BUF: usize = 32 * 1024;
+/// Size of each relay buffer.
+const BUF: usize = 32 * 1024;
 
 /// How the relay stopped.
 pub enum End {
@@ -30,52 +28,75 @@ pub enum End {
 }
 
 /// The relay's two buffers, allocated once per worker and reused by every
-/// session. Their capacity is not initialised up front, so an idle session
-/// touches only the pages its messages used.
+/// session; their capacity is not initialised up front. A direction takes
+/// the first buffer unless the other direction holds it, so a session whose
+/// requests and answers alternate (almost all of them) keeps using one
+/// buffer, and an idle session has touched only one page of it.
 pub struct Buffers {
-    up: Vec<u8>,
-    down: Vec<u8>,
+    bufs: [Vec<u8>; 2],
 }
 
 impl Buffers {
     pub fn new() -> Self {
-        Buffers { up: Vec::with_capacity(UP_BUF), down: Vec::with_capacity(DOWN_BUF) }
+        Buffers { bufs: [Vec::with_capacity(BUF), Vec::with_capacity(BUF)] }
     }
 }
 
-/// Bytes read but not yet written on: `buf[start..]`.
-struct Pending<'b> {
-    buf: &'b mut Vec<u8>,
+/// Bytes one direction read but has not yet written on:
+/// `bufs[held][start..]`.
+#[derive(Default)]
+struct Pending {
+    held: Option<usize>,
     start: usize,
 }
 
-impl<'b> Pending<'b> {
-    fn new(buf: &'b mut Vec<u8>) -> Self {
-        buf.clear();
-        Pending { buf, start: 0 }
-    }
-
+impl Pending {
     fn is_empty(&self) -> bool {
-        self.start == self.buf.len()
+        self.held.is_none()
     }
 
-    /// Read one chunk into the (empty) buffer.
-    fn fill(&mut self, from: &Sock) -> std::io::Result<usize> {
-        self.buf.clear();
-        self.start = 0;
-        from.read_append(self.buf)
+    /// Read one chunk into a free buffer (`other` is the other direction).
+    fn fill(&mut self, bufs: &mut [Vec<u8>; 2], other: &Pending, from: &Sock) -> std::io::Result<usize> {
+        let index = if other.held == Some(0) { 1 } else { 0 };
+        let buf = &mut bufs[index];
+        buf.clear();
+        let n = from.read_append(buf)?;
+        if n > 0 {
+            self.held = Some(index);
+            self.start = 0;
+        }
+        Ok(n)
+    }
+
+    /// The bytes not yet written.
+    fn bytes<'b>(&self, bufs: &'b [Vec<u8>; 2]) -> &'b [u8] {
+        match self.held {
+            Some(i) => &bufs[i][self.start..],
+            None => &[],
+        }
+    }
+
+    /// Keep only the first `len` bytes read (the rest is not forwarded).
+    fn truncate(&mut self, bufs: &mut [Vec<u8>; 2], len: usize) {
+        if let Some(i) = self.held {
+            bufs[i].truncate(len);
+            if len == 0 {
+                self.held = None;
+            }
+        }
     }
 
     /// Write as much as the socket takes; Err on a failed socket.
-    fn flush(&mut self, to: &Sock) -> Result<(), ()> {
-        while self.start < self.buf.len() {
-            match to.write(&self.buf[self.start..]) {
+    fn flush(&mut self, bufs: &[Vec<u8>; 2], to: &Sock) -> Result<(), ()> {
+        let Some(i) = self.held else { return Ok(()) };
+        while self.start < bufs[i].len() {
+            match to.write(&bufs[i][self.start..]) {
                 Ok(n) => self.start += n,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
                 Err(_) => return Err(()),
             }
         }
-        self.buf.clear();
+        self.held = None;
         self.start = 0;
         Ok(())
     }
@@ -87,15 +108,20 @@ const VIOLATION: &str = "client protocol violation";
 const READABLE: libc::c_short = libc::POLLIN | libc::POLLHUP | libc::POLLERR;
 
 pub fn run(client: &Sock, server: &Sock, leftover: Vec<u8>, buffers: &mut Buffers) -> End {
-    let mut up = Pending::new(&mut buffers.up);
-    let mut down = Pending::new(&mut buffers.down);
+    let bufs = &mut buffers.bufs;
+    let mut up = Pending::default();
+    let mut down = Pending::default();
     let mut ct = Tracker::new(Direction::Frontend);
     let mut st = Tracker::new(Direction::Backend);
     let mut leaving: Option<&'static str> = None;
 
     if !leftover.is_empty() {
         let keep = accept_client_bytes(&mut ct, &leftover, &mut leaving, client);
-        up.buf.extend_from_slice(&leftover[..keep]);
+        if keep > 0 {
+            bufs[0].clear();
+            bufs[0].extend_from_slice(&leftover[..keep]);
+            up.held = Some(0);
+        }
     }
 
     loop {
@@ -104,10 +130,10 @@ pub fn run(client: &Sock, server: &Sock, leftover: Vec<u8>, buffers: &mut Buffer
         {
             return End::Client { how, client: ct, server: st, clean: how != VIOLATION };
         }
-        if !up.is_empty() && up.flush(server).is_err() {
+        if up.flush(bufs, server).is_err() {
             return End::Server("server connection failed");
         }
-        if !down.is_empty() && down.flush(client).is_err() {
+        if down.flush(bufs, client).is_err() {
             return End::Client { how: "client connection failed", client: ct, server: st, clean: true };
         }
         let mut fds = [
@@ -128,13 +154,13 @@ pub fn run(client: &Sock, server: &Sock, leftover: Vec<u8>, buffers: &mut Buffer
         }
 
         if fds[1].revents & READABLE != 0 && down.is_empty() {
-            match down.fill(server) {
+            match down.fill(bufs, &up, server) {
                 Ok(0) => return End::Server("server closed the connection"),
                 Ok(_) => {
-                    if st.scan(down.buf).is_err() {
+                    if st.scan(down.bytes(bufs)).is_err() {
                         return End::Server("server protocol violation");
                     }
-                    if down.flush(client).is_err() {
+                    if down.flush(bufs, client).is_err() {
                         return End::Client { how: "client connection failed", client: ct, server: st, clean: true };
                     }
                 }
@@ -144,12 +170,12 @@ pub fn run(client: &Sock, server: &Sock, leftover: Vec<u8>, buffers: &mut Buffer
         }
 
         if fds[0].revents & READABLE != 0 && up.is_empty() && leaving.is_none() {
-            match up.fill(client) {
+            match up.fill(bufs, &down, client) {
                 Ok(0) => leaving = Some("client closed the connection"),
                 Ok(_) => {
-                    let keep = accept_client_bytes(&mut ct, up.buf, &mut leaving, client);
-                    up.buf.truncate(keep);
-                    if up.flush(server).is_err() {
+                    let keep = accept_client_bytes(&mut ct, up.bytes(bufs), &mut leaving, client);
+                    up.truncate(bufs, keep);
+                    if up.flush(bufs, server).is_err() {
                         return End::Server("server connection failed");
                     }
                 }
@@ -157,7 +183,6 @@ pub fn run(client: &Sock, server: &Sock, leftover: Vec<u8>, buffers: &mut Buffer
                 Err(_) => leaving = Some("client connection failed"),
             }
         }
-
     }
 }
 

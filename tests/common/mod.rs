@@ -104,6 +104,34 @@ fn run(cmd: &mut Command, what: &str) -> Output {
     out
 }
 
+/// Run the postmaster as a child of a thread that lives as long as this test
+/// binary, with SIGQUIT (immediate shutdown) as its parent-death signal: a
+/// test binary that is killed does not leave a cluster behind.
+fn start_postmaster(bindir: &Path, run_as: Option<(u32, u32)>, data: &Path, log: &Path) {
+    let log = std::fs::File::create(log).expect("postgres log");
+    let mut cmd = pg_command(bindir, "postgres", run_as);
+    cmd.arg("-D").arg(data).stdin(Stdio::null()).stdout(log.try_clone().expect("log")).stderr(log);
+    // SAFETY: prctl only sets this child's own parent-death signal; it runs
+    // after the user switch, so the setting survives into postgres.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGQUIT as libc::c_ulong);
+            Ok(())
+        });
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("postgres-keeper".into())
+        .spawn(move || {
+            let _ = tx.send(cmd.spawn().map(|child| child.id()));
+            loop {
+                std::thread::park();
+            }
+        })
+        .expect("keeper thread");
+    rx.recv().expect("keeper thread answers").expect("spawn postgres");
+}
+
 extern "C" fn stop_postgres() {
     let Ok(mut guard) = CLEANUP.lock() else { return };
     if let Some((bindir, dir, run_as)) = guard.take() {
@@ -156,15 +184,16 @@ impl Postgres {
             ),
         )
         .expect("hba");
-        run(
-            pg_command(&bindir, "pg_ctl", run_as)
-                .arg("-D")
-                .arg(&data)
-                .arg("-l")
-                .arg(dir.join("postgres.log"))
-                .args(["-w", "-t", "60", "start"]),
-            "pg_ctl start",
-        );
+        start_postmaster(&bindir, run_as, &data, &dir.join("postgres.log"));
+        let ready = eventually(Duration::from_secs(60), || {
+            pg_command(&bindir, "pg_isready", run_as)
+                .arg("-h")
+                .arg(&dir)
+                .args(["-p", &port.to_string(), "-q"])
+                .status()
+                .is_ok_and(|s| s.success())
+        });
+        assert!(ready, "PostgreSQL did not become ready:\n{}", std::fs::read_to_string(dir.join("postgres.log")).unwrap_or_default());
         let pg = Postgres { port, dir, bindir, run_as };
         for statement in [
             format!("CREATE ROLE {TRUST_USER} LOGIN SUPERUSER"),
@@ -273,16 +302,24 @@ impl Pooler {
     /// Start the daemon and wait until it accepts connections.
     pub fn spawn(&mut self) {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path()).expect("log");
-        let child = Command::new(pooler_binary())
-            .arg("-c")
+        let mut cmd = Command::new(pooler_binary());
+        cmd.arg("-c")
             .arg(self.conf())
             .arg("-a")
             .arg(self.dir.path().join("pgagroal_hba.conf"))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .expect("spawn pgagroal");
+            .stderr(log);
+        // SAFETY: prctl only sets the child's parent-death signal: a killed
+        // test binary does not leave a daemon behind. The spawning test
+        // thread outlives the daemon (Drop stops it first).
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().expect("spawn pgagroal");
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
