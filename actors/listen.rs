@@ -18,20 +18,29 @@ fn relisten(fd: i32, backlog: u32) -> io::Result<()> {
     Ok(())
 }
 
-fn bind_one(addr: SocketAddr, backlog: u32) -> io::Result<mio::net::TcpListener> {
+/// TCP_NODELAY and SO_KEEPALIVE on a listener: Linux copies both into every
+/// accepted socket, which saves two system calls per client.
+pub fn set_client_options(fd: i32, nodelay: bool, keep_alive: bool) -> io::Result<()> {
+    pgagroal::sys::set_nodelay(fd, nodelay)?;
+    pgagroal::sys::set_keepalive(fd, keep_alive)
+}
+
+fn bind_one(addr: SocketAddr, backlog: u32, options: (bool, bool)) -> io::Result<mio::net::TcpListener> {
     let listener = std::net::TcpListener::bind(addr)?;
+    set_client_options(listener.as_raw_fd(), options.0, options.1)?;
     relisten(listener.as_raw_fd(), backlog)?;
     listener.set_nonblocking(true)?;
     Ok(mio::net::TcpListener::from_std(listener))
 }
 
-/// Bind TCP listeners for `host`.
-pub fn tcp(host: &str, port: u16, backlog: u32) -> io::Result<Vec<mio::net::TcpListener>> {
+/// Bind TCP listeners for `host`; `options` is (nodelay, keep_alive) for
+/// the clients they accept.
+pub fn tcp(host: &str, port: u16, backlog: u32, options: (bool, bool)) -> io::Result<Vec<mio::net::TcpListener>> {
     if host == "*" {
-        return match bind_one(SocketAddr::from(([0u16; 8], port)), backlog) {
+        return match bind_one(SocketAddr::from(([0u16; 8], port)), backlog, options) {
             Ok(l) => Ok(vec![l]),
             Err(e) if e.kind() == io::ErrorKind::AddrInUse => Err(e),
-            Err(_) => Ok(vec![bind_one(SocketAddr::from(([0u8; 4], port)), backlog)?]),
+            Err(_) => Ok(vec![bind_one(SocketAddr::from(([0u8; 4], port)), backlog, options)?]),
         };
     }
     let mut listeners = Vec::new();
@@ -40,7 +49,7 @@ pub fn tcp(host: &str, port: u16, backlog: u32) -> io::Result<Vec<mio::net::TcpL
     addrs.sort();
     addrs.dedup();
     for addr in addrs {
-        match bind_one(addr, backlog) {
+        match bind_one(addr, backlog, options) {
             Ok(l) => listeners.push(l),
             Err(e) => last_error = Some(io::Error::new(e.kind(), format!("{addr}: {e}"))),
         }

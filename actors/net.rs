@@ -68,6 +68,14 @@ impl Sock {
         Ok(Sock { fd })
     }
 
+    /// Adopt a socket that is already non-blocking: one the supervisor
+    /// accepted (mio accepts with SOCK_NONBLOCK) or a pooled server
+    /// connection (non-blocking since its worker set it up; the flag belongs
+    /// to the socket, not to one descriptor).
+    pub fn adopt(fd: OwnedFd) -> Sock {
+        Sock { fd }
+    }
+
     pub fn fd(&self) -> &OwnedFd {
         &self.fd
     }
@@ -200,5 +208,87 @@ impl std::fmt::Display for FrameFail {
             FrameFail::Io(e) => write!(f, "{e}"),
             FrameFail::Frame(e) => write!(f, "{e}"),
         }
+    }
+}
+
+/// A small level-triggered epoll set, created once per worker and reused by
+/// its sessions: unlike poll(2) it does not re-register with every socket's
+/// wait queue on each wait.
+pub struct Epoll {
+    fd: OwnedFd,
+    /// (descriptor, current interest) of each registered socket.
+    watched: [(RawFd, u32); 2],
+}
+
+impl Epoll {
+    pub fn new() -> io::Result<Epoll> {
+        // SAFETY: epoll_create1 has no memory arguments; the result is checked.
+        let raw = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if raw < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: a new descriptor that nothing else owns.
+        let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) };
+        Ok(Epoll { fd, watched: [(-1, 0); 2] })
+    }
+
+    fn ctl(&self, op: libc::c_int, fd: RawFd, events: u32, token: u64) -> io::Result<()> {
+        let mut event = libc::epoll_event { events, u64: token };
+        // SAFETY: event is a valid epoll_event for the duration of the call.
+        if unsafe { libc::epoll_ctl(self.fd.as_raw_fd(), op, fd, &mut event) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Watch `fds[i]` with token `i` (interest set later by `want`).
+    pub fn watch(&mut self, fds: [RawFd; 2]) -> io::Result<()> {
+        for (i, fd) in fds.into_iter().enumerate() {
+            self.ctl(libc::EPOLL_CTL_ADD, fd, 0, i as u64)?;
+            self.watched[i] = (fd, 0);
+        }
+        Ok(())
+    }
+
+    /// Set the interest of socket `i`; a syscall only when it changes.
+    pub fn want(&mut self, i: usize, events: u32) -> io::Result<()> {
+        let (fd, current) = self.watched[i];
+        if current != events {
+            self.ctl(libc::EPOLL_CTL_MOD, fd, events, i as u64)?;
+            self.watched[i].1 = events;
+        }
+        Ok(())
+    }
+
+    /// Wait for readiness; returns the ready events of socket 0 and 1.
+    pub fn wait(&self) -> io::Result<[u32; 2]> {
+        let mut events = [libc::epoll_event { events: 0, u64: 0 }; 2];
+        loop {
+            // SAFETY: events is a writable array of 2 epoll_event.
+            let n = unsafe { libc::epoll_wait(self.fd.as_raw_fd(), events.as_mut_ptr(), 2, -1) };
+            if n >= 0 {
+                let mut ready = [0u32; 2];
+                for e in &events[..n as usize] {
+                    if let Some(slot) = ready.get_mut(e.u64 as usize) {
+                        *slot |= e.events;
+                    }
+                }
+                return Ok(ready);
+            }
+            let err = io::Error::last_os_error();
+            if err.kind() != io::ErrorKind::Interrupted {
+                return Err(err);
+            }
+        }
+    }
+
+    /// Stop watching both sockets (they may outlive the session).
+    pub fn clear(&mut self) {
+        for (fd, _) in self.watched {
+            if fd >= 0 {
+                let _ = self.ctl(libc::EPOLL_CTL_DEL, fd, 0, 0);
+            }
+        }
+        self.watched = [(-1, 0); 2];
     }
 }

@@ -150,7 +150,7 @@ fn run(config: config::Config, files: ConfigFiles, hba: Hba, pidfile: &Path) -> 
     };
     region.header().started_ms.store(pgagroal::sys::now_ms(), std::sync::atomic::Ordering::Relaxed);
     let backlog = main.backlog();
-    let tcp = match listen::tcp(&main.host, main.port, backlog) {
+    let tcp = match listen::tcp(&main.host, main.port, backlog, (main.nodelay, main.keep_alive)) {
         Ok(l) => l,
         Err(e) => {
             slog::crit!(log, "cannot listen"; "host" => &main.host, "port" => main.port, "error" => %e);

@@ -37,8 +37,6 @@ const WORKER_BASE: usize = 1 << 40;
 const STOP_GRACE: Duration = Duration::from_secs(5);
 /// Idle workers kept ready so that a new client does not wait for a fork.
 const SPARE_WORKERS: usize = 2;
-/// Idle workers beyond this many are told to exit.
-const MAX_IDLE_WORKERS: usize = 64;
 
 /// A pooled server connection's fd, kept so later workers can check it out.
 struct Pooled {
@@ -81,9 +79,8 @@ pub struct Supervisor {
     next_conn: usize,
     signals: SignalFd,
     workers: HashMap<i32, Mailbox>,
-    /// Workers waiting for a client, most recently idle last.
-    idle: Vec<i32>,
-    /// Spare workers forked without a client that have not reported idle yet.
+    /// Spare workers forked without a client that are not in the idle list
+    /// yet.
     starting: HashSet<i32>,
     pooled: Vec<Option<Pooled>>,
     pid: i32,
@@ -147,7 +144,6 @@ impl Supervisor {
             next_conn: 0,
             signals,
             workers: HashMap::new(),
-            idle: Vec::new(),
             starting: HashSet::new(),
             pooled,
             pid: std::process::id() as i32,
@@ -216,7 +212,8 @@ impl Supervisor {
 
     /// Hand a new client to an idle worker, or fork one for it.
     fn dispatch(&mut self, client: OwnedFd, peer: Peer) {
-        while let Some(pid) = self.idle.pop() {
+        while let Some(pid) = self.region.header().take_idle() {
+            self.starting.remove(&pid);
             let Some(mailbox) = self.workers.get(&pid) else { continue };
             match mailbox.send(&WorkerReply::Client { peer }, Some(std::os::fd::AsFd::as_fd(&client))) {
                 Ok(()) => {
@@ -233,7 +230,9 @@ impl Supervisor {
 
     /// Fork spare workers until enough are idle or on their way.
     fn keep_spares(&mut self) {
-        while self.phase == Phase::Running && self.idle.len() + self.starting.len() < SPARE_WORKERS {
+        let header = self.region.header();
+        self.starting.retain(|&pid| !header.is_idle(pid));
+        while self.phase == Phase::Running && self.region.header().idle_count() + self.starting.len() < SPARE_WORKERS {
             match self.spawn_worker(None) {
                 Some(pid) => {
                     self.starting.insert(pid);
@@ -401,6 +400,15 @@ impl Supervisor {
         for w in &loaded.warnings {
             warn!(self.log, "{}", w);
         }
+        if (new.main.nodelay, new.main.keep_alive) != (self.config.main.nodelay, self.config.main.keep_alive) {
+            for l in &self.listeners {
+                if let Listener::Tcp(t) = l
+                    && let Err(e) = crate::listen::set_client_options(t.as_raw_fd(), new.main.nodelay, new.main.keep_alive)
+                {
+                    warn!(self.log, "cannot apply nodelay/keep_alive to a listener"; "error" => %e);
+                }
+            }
+        }
         self.config = new;
         self.hba = hba;
         info!(self.log, "configuration reloaded"; "restart_required" => restart);
@@ -424,7 +432,7 @@ impl Supervisor {
     }
 
     fn child_gone(&mut self, pid: i32, abnormal: Option<String>) {
-        self.idle.retain(|&p| p != pid);
+        self.region.header().forget_idle(pid);
         self.starting.remove(&pid);
         if self.workers.contains_key(&pid) {
             // A registration may still be queued behind the exit.
@@ -571,15 +579,6 @@ impl Supervisor {
                 }
                 return;
             }
-            WorkerRequest::Idle => {
-                self.starting.remove(&pid);
-                if self.phase != Phase::Running || self.idle.len() >= MAX_IDLE_WORKERS {
-                    (WorkerReply::Lifecycle(Lifecycle::Shutdown { graceful: false }), None)
-                } else {
-                    self.idle.push(pid);
-                    return;
-                }
-            }
             WorkerRequest::Lifecycle(_) => return,
         };
         if let Some(mailbox) = self.workers.get(&pid)
@@ -610,11 +609,7 @@ impl Supervisor {
             (_, true) => {
                 header.shutdown.store(shutdown::GRACEFUL, Ordering::Relaxed);
                 self.phase = Phase::Graceful;
-                for pid in self.idle.drain(..) {
-                    if let Some(mailbox) = self.workers.get(&pid) {
-                        let _ = mailbox.send(&WorkerReply::Lifecycle(Lifecycle::Shutdown { graceful: true }), None);
-                    }
-                }
+                self.dismiss_idle();
                 info!(self.log, "graceful shutdown: refusing new clients, waiting for active ones"; "workers" => self.workers.len());
             }
             (_, false) => {
@@ -624,6 +619,15 @@ impl Supervisor {
                     let _ = nix::sys::signal::kill(Pid::from_raw(*pid), Signal::SIGQUIT);
                 }
                 self.phase = Phase::Stopping { deadline: Instant::now() + STOP_GRACE };
+            }
+        }
+    }
+
+    /// Tell every idle worker to exit (graceful shutdown).
+    fn dismiss_idle(&mut self) {
+        while let Some(pid) = self.region.header().take_idle() {
+            if let Some(mailbox) = self.workers.get(&pid) {
+                let _ = mailbox.send(&WorkerReply::Lifecycle(Lifecycle::Shutdown { graceful: true }), None);
             }
         }
     }
@@ -643,6 +647,9 @@ impl Supervisor {
         match self.phase {
             Phase::Running => false,
             Phase::Graceful => {
+                // A worker may have put itself in the idle list just as the
+                // shutdown began.
+                self.dismiss_idle();
                 if self.workers.is_empty() {
                     self.begin_stop(false);
                     return true;

@@ -18,7 +18,7 @@ use pgagroal::msg::{Lifecycle, LifecycleReply};
 use pgagroal::protocol::startup::{self, Startup, StartupError, StartupPacket};
 use pgagroal::protocol::{encode, sqlstate};
 use pgagroal::shmem::Region;
-use slog::{debug, info, o, warn};
+use slog::{debug, info, o};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
@@ -72,7 +72,10 @@ pub fn run(mut ctx: Context<'_>) -> i32 {
             debug!(log, "worker retires"; "sessions" => served);
             return 0;
         }
-        if ctx.mailbox.send(&WorkerRequest::Idle, None).is_err() {
+        let header = ctx.region.header();
+        let running = header.shutdown.load(std::sync::atomic::Ordering::Acquire)
+            == pgagroal::shmem::region::shutdown::RUNNING;
+        if !running || !header.offer_idle(pid) {
             return 0;
         }
         match wait_for_client(&ctx.mailbox) {
@@ -108,18 +111,9 @@ fn serve_client(
     pid: i32,
 ) {
     let log = log.new(o!("client" => peer.host()));
-    let client = match Sock::new(client) {
-        Ok(c) => c,
-        Err(e) => {
-            warn!(log, "cannot set up client socket"; "error" => %e);
-            return;
-        }
-    };
-    if matches!(peer, Peer::Tcp(_)) {
-        let main = &view.config.main;
-        let _ = pgagroal::sys::set_nodelay(client.raw(), main.nodelay);
-        let _ = pgagroal::sys::set_keepalive(client.raw(), main.keep_alive);
-    }
+    // Accepted non-blocking, with TCP_NODELAY and SO_KEEPALIVE inherited
+    // from the listener.
+    let client = Sock::adopt(client);
 
     let auth_deadline = Instant::now() + view.config.main.authentication_timeout;
     let Some((startup, leftover)) = read_startup(&client, view.config, view.region, auth_deadline, &log) else {

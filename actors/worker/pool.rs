@@ -91,8 +91,9 @@ fn acquire(
         let ticket = header.release_ticket();
         let prefer = cached.as_ref().map(|c| c.id);
         if let Some(claim) = table.claim_reusable(prefer, &user, &database, s.pid) {
+            let owed = table.get(claim.id).map_or(0, |slot| slot.take_reset_pending());
             match fetch(s, claim, cached) {
-                Some((sock, startup)) if sock.idle_and_open() => {
+                Some((sock, startup)) if settle_reset(&sock, owed) && sock.idle_and_open() => {
                     let conn =
                         Conn { sock, id: claim.id, word: claim.word, auth: AuthKind::Trust, registered: true, startup };
                     return greet_reused(s, client, conn);
@@ -135,7 +136,7 @@ fn acquire(
 fn checkout(s: &Session<'_>, claim: Claim) -> Option<(Sock, Vec<u8>)> {
     let request = WorkerRequest::Checkout { slot: claim.id, generation: claim.word.generation };
     match call(s, &request) {
-        Some((WorkerReply::CheckedOut { startup }, Some(fd))) => Sock::new(fd).ok().map(|sock| (sock, startup)),
+        Some((WorkerReply::CheckedOut { startup }, Some(fd))) => Some((Sock::adopt(fd), startup)),
         Some((reply, _)) => {
             warn!(s.log, "supervisor refused checkout"; "slot" => claim.id.0, "reply" => ?reply);
             None
@@ -497,9 +498,12 @@ fn drain(sock: &Sock, server: &mut Tracker, expected_ready: u64, deadline: Insta
     server.ready_count == expected_ready
 }
 
-/// Roll back an open transaction and run the reset query; true when the
-/// connection ends idle with no error.
-fn reset(sock: &Sock, tx_status: u8, reset_query: &str) -> bool {
+/// Send the reset: ROLLBACK when a transaction is open, then the reset
+/// query. Returns how many ReadyForQuery messages answer it, or None when the
+/// server cannot be written to. The answers are read by the next user of the
+/// slot ([`settle_reset`]), so a leaving client's worker does not wait on the
+/// server once more.
+fn send_reset(sock: &Sock, tx_status: u8, reset_query: &str) -> Option<u32> {
     let mut queries = Vec::with_capacity(64);
     let mut expected = 0;
     if tx_status != b'I' {
@@ -510,14 +514,20 @@ fn reset(sock: &Sock, tx_status: u8, reset_query: &str) -> bool {
         encode::append_query(&mut queries, reset_query);
         expected += 1;
     }
+    if expected > 0 && sock.write_all(&queries, Some(Instant::now() + HOUSEKEEPING_TIMEOUT)).is_err() {
+        return None;
+    }
+    Some(expected)
+}
+
+/// Read the answers to the previous user's reset; true when they came with
+/// no error and the connection is idle. Usually they are already there.
+fn settle_reset(sock: &Sock, expected: u32) -> bool {
     if expected == 0 {
         return true;
     }
     let deadline = Instant::now() + HOUSEKEEPING_TIMEOUT;
-    if sock.write_all(&queries, Some(deadline)).is_err() {
-        return false;
-    }
-    let mut buf = Vec::with_capacity(1024);
+    let mut buf = Vec::with_capacity(512);
     let (mut seen, mut failed, mut status) = (0, false, b'?');
     while seen < expected {
         let Ok(len) = sock.read_frame(&mut buf, 1 << 20, Some(deadline)) else { return false };
@@ -549,9 +559,13 @@ fn finish(s: &Session<'_>, conn: Conn, end: End, cached: &mut Option<Cached>) ->
                 return how;
             }
             let deadline = Instant::now() + HOUSEKEEPING_TIMEOUT;
-            if drain(&conn.sock, &mut server, client.sync_points, deadline)
-                && reset(&conn.sock, server.tx_status, &s.config.main.server_reset_query)
-            {
+            let reset = drain(&conn.sock, &mut server, client.sync_points, deadline)
+                .then(|| send_reset(&conn.sock, server.tx_status, &s.config.main.server_reset_query))
+                .flatten();
+            if let Some(pending) = reset {
+                if let Some(slot) = s.region.slots().get(conn.id) {
+                    slot.set_reset_pending(pending);
+                }
                 *cached = give_back(s, conn);
             } else {
                 info!(s.log, "server connection could not be reset; terminating it"; "slot" => conn.id.0);

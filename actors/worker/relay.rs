@@ -4,12 +4,13 @@
 //! where message boundaries are, whether a Terminate arrived (it is not
 //! forwarded) and the transaction status of the last ReadyForQuery.
 //!
-//! One poll(2) per wake-up, one read and one write per chunk; buffers are
-//! allocated once per worker. The mailbox is not watched here: a stopping
+//! One wait per wake-up (poll(2), then epoll once a session proves long),
+//! one read and one write per chunk; buffers and the epoll set are made once
+//! per worker. The mailbox is not watched here: a stopping
 //! supervisor sends QUIT, and a dead one takes its workers with it
 //! (PR_SET_PDEATHSIG).
 
-use crate::net::{Sock, poll};
+use crate::net::{Epoll, Sock, poll};
 use pgagroal::protocol::tracker::{Direction, Tracker};
 use pgagroal::protocol::{encode, sqlstate};
 use std::io::ErrorKind;
@@ -34,11 +35,14 @@ pub enum End {
 /// buffer, and an idle session has touched only one page of it.
 pub struct Buffers {
     bufs: [Vec<u8>; 2],
+    /// The worker's epoll set, None where it could not be created (poll(2)
+    /// is used then).
+    epoll: Option<Epoll>,
 }
 
 impl Buffers {
     pub fn new() -> Self {
-        Buffers { bufs: [Vec::with_capacity(BUF), Vec::with_capacity(BUF)] }
+        Buffers { bufs: [Vec::with_capacity(BUF), Vec::with_capacity(BUF)], epoll: Epoll::new().ok() }
     }
 }
 
@@ -108,7 +112,72 @@ const VIOLATION: &str = "client protocol violation";
 const READABLE: libc::c_short = libc::POLLIN | libc::POLLHUP | libc::POLLERR;
 
 pub fn run(client: &Sock, server: &Sock, leftover: Vec<u8>, buffers: &mut Buffers) -> End {
-    let bufs = &mut buffers.bufs;
+    let waiter = Waiter { epoll: buffers.epoll.as_mut(), active: false, wakeups: 0 };
+    relay(client, server, leftover, &mut buffers.bufs, waiter)
+}
+
+/// Wake-ups after which a session moves from poll(2) to the worker's epoll
+/// set: registering costs four epoll_ctl calls per session, which a short
+/// session (a connection per transaction) would not earn back.
+const EPOLL_AFTER: u32 = 16;
+
+/// Waits for the client and server sockets: poll(2) at first, the epoll set
+/// once the session proves long. Leaves the epoll set empty when dropped.
+struct Waiter<'e> {
+    epoll: Option<&'e mut Epoll>,
+    active: bool,
+    wakeups: u32,
+}
+
+impl Waiter<'_> {
+    /// Wait until client or server is ready for what is wanted of it;
+    /// returns their ready events (poll(2) flags).
+    fn wait(&mut self, client: &Sock, server: &Sock, want: [libc::c_short; 2]) -> std::io::Result<[libc::c_short; 2]> {
+        self.wakeups = self.wakeups.saturating_add(1);
+        if !self.active
+            && self.wakeups >= EPOLL_AFTER
+            && let Some(e) = self.epoll.as_deref_mut()
+        {
+            match e.watch([client.raw(), server.raw()]) {
+                Ok(()) => self.active = true,
+                Err(_) => {
+                    e.clear();
+                    self.epoll = None;
+                }
+            }
+        }
+        match self.epoll.as_deref_mut().filter(|_| self.active) {
+            Some(e) => {
+                e.want(0, want[0] as u32)?;
+                e.want(1, want[1] as u32)?;
+                let ready = e.wait()?;
+                Ok([ready[0] as libc::c_short, ready[1] as libc::c_short])
+            }
+            None => {
+                let mut fds = [
+                    libc::pollfd { fd: client.raw(), events: want[0], revents: 0 },
+                    libc::pollfd { fd: server.raw(), events: want[1], revents: 0 },
+                ];
+                poll(&mut fds, -1)?;
+                Ok([fds[0].revents, fds[1].revents])
+            }
+        }
+    }
+}
+
+impl Drop for Waiter<'_> {
+    fn drop(&mut self) {
+        if self.active
+            && let Some(e) = self.epoll.as_deref_mut()
+        {
+            // Both sockets may outlive the session (the server's is pooled):
+            // never leave them registered.
+            e.clear();
+        }
+    }
+}
+
+fn relay(client: &Sock, server: &Sock, leftover: Vec<u8>, bufs: &mut [Vec<u8>; 2], mut waiter: Waiter<'_>) -> End {
     let mut up = Pending::default();
     let mut down = Pending::default();
     let mut ct = Tracker::new(Direction::Frontend);
@@ -136,24 +205,16 @@ pub fn run(client: &Sock, server: &Sock, leftover: Vec<u8>, buffers: &mut Buffer
         if down.flush(bufs, client).is_err() {
             return End::Client { how: "client connection failed", client: ct, server: st, clean: true };
         }
-        let mut fds = [
-            libc::pollfd {
-                fd: client.raw(),
-                events: if up.is_empty() && leaving.is_none() { libc::POLLIN } else { 0 }
-                    | if down.is_empty() { 0 } else { libc::POLLOUT },
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: server.raw(),
-                events: if down.is_empty() { libc::POLLIN } else { 0 } | if up.is_empty() { 0 } else { libc::POLLOUT },
-                revents: 0,
-            },
+        let want = [
+            if up.is_empty() && leaving.is_none() { libc::POLLIN } else { 0 }
+                | if down.is_empty() { 0 } else { libc::POLLOUT },
+            if down.is_empty() { libc::POLLIN } else { 0 } | if up.is_empty() { 0 } else { libc::POLLOUT },
         ];
-        if poll(&mut fds, -1).is_err() {
-            return End::Server("poll failed");
-        }
+        let Ok(ready) = waiter.wait(client, server, want) else {
+            return End::Server("waiting on the sockets failed");
+        };
 
-        if fds[1].revents & READABLE != 0 && down.is_empty() {
+        if ready[1] & READABLE != 0 && down.is_empty() {
             match down.fill(bufs, &up, server) {
                 Ok(0) => return End::Server("server closed the connection"),
                 Ok(_) => {
@@ -169,7 +230,7 @@ pub fn run(client: &Sock, server: &Sock, leftover: Vec<u8>, buffers: &mut Buffer
             }
         }
 
-        if fds[0].revents & READABLE != 0 && up.is_empty() && leaving.is_none() {
+        if ready[0] & READABLE != 0 && up.is_empty() && leaving.is_none() {
             match up.fill(bufs, &down, client) {
                 Ok(0) => leaving = Some("client closed the connection"),
                 Ok(_) => {

@@ -8,10 +8,10 @@
 //! than one is refused (the extras are closed).
 
 use nix::errno::Errno;
-use nix::sys::socket::{self, ControlMessage, ControlMessageOwned, MsgFlags};
+use nix::sys::socket::{self, ControlMessage, MsgFlags};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use std::io::{IoSlice, IoSliceMut};
+use std::io::IoSlice;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
@@ -145,72 +145,66 @@ impl Mailbox {
         }
     }
 
-    /// Length of the next queued packet; None when nothing is queued on a
-    /// non-blocking mailbox. Blocks (as the socket is set) otherwise.
-    fn peek_len(&self) -> Result<Option<usize>, MailboxError> {
-        loop {
-            // SAFETY: a zero-length peek writes nothing; MSG_TRUNC makes the
-            // kernel return the packet's real length.
-            let n = unsafe {
-                libc::recv(self.fd.as_raw_fd(), std::ptr::null_mut(), 0, libc::MSG_PEEK | libc::MSG_TRUNC)
-            };
+    /// One recvmsg(2) into `buf`'s spare capacity (nothing is zero-filled
+    /// first: only the pages the packet lands on are touched). None when a
+    /// non-blocking mailbox has nothing queued.
+    fn recv_raw(&self, buf: &mut Vec<u8>) -> Result<Option<(usize, Vec<OwnedFd>, libc::c_int)>, MailboxError> {
+        // Room for two descriptors so that a second one is seen (and closed)
+        // rather than silently discarded by the kernel; u64s for alignment.
+        let mut control = [0u64; 8];
+        let spare = buf.spare_capacity_mut();
+        let mut iov = libc::iovec { iov_base: spare.as_mut_ptr().cast(), iov_len: spare.len() };
+        // SAFETY: msghdr is plain data; zero is a valid empty header.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = std::mem::size_of_val(&control) as _;
+        let n = loop {
+            // SAFETY: msg points at a live iovec over the vector's spare
+            // capacity and at a live, aligned control buffer.
+            let n = unsafe { libc::recvmsg(self.fd.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
             if n >= 0 {
-                return Ok(Some(n as usize));
+                break n as usize;
             }
             match Errno::last() {
                 Errno::EINTR => continue,
                 Errno::EAGAIN => return Ok(None),
                 e => return Err(e.into()),
             }
+        };
+        // SAFETY: recvmsg initialised exactly n bytes of the spare capacity.
+        unsafe { buf.set_len(n) };
+        let mut fds = Vec::new();
+        // SAFETY: the CMSG_* helpers walk the control buffer the kernel filled
+        // in, within msg_controllen; each SCM_RIGHTS payload holds
+        // (cmsg_len - CMSG_LEN(0)) / sizeof(int) descriptors, which the kernel
+        // installed for us and which nothing else owns.
+        unsafe {
+            let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+            while !cmsg.is_null() {
+                if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
+                    let data = libc::CMSG_DATA(cmsg) as *const libc::c_int;
+                    let count = ((*cmsg).cmsg_len as usize - libc::CMSG_LEN(0) as usize) / std::mem::size_of::<libc::c_int>();
+                    for i in 0..count {
+                        fds.push(OwnedFd::from_raw_fd(std::ptr::read_unaligned(data.add(i))));
+                    }
+                }
+                cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+            }
         }
+        Ok(Some((n, fds, msg.msg_flags)))
     }
 
     /// Receive one message (blocking or not, as the socket is set).
     pub fn recv<T: DeserializeOwned>(&self) -> Result<Received<T>, MailboxError> {
         use bincode::Options;
-        // Size the buffer to the queued packet (peeking with MSG_TRUNC gives
-        // its full length) so that small messages cost small buffers.
-        let size = match self.peek_len()? {
-            Some(0) | None => HEADER_LEN,
-            Some(n) => n.clamp(HEADER_LEN, MAX_PACKET + 1),
-        };
-        let mut buf = vec![0u8; size];
-        // Room for two descriptors so that a second one is seen (and closed)
-        // rather than silently discarded by the kernel.
-        let mut space = nix::cmsg_space!([RawFd; 2]);
-        let (len, mut fds, flags) = loop {
-            let mut iov = [IoSliceMut::new(&mut buf)];
-            match socket::recvmsg::<()>(
-                self.fd.as_raw_fd(),
-                &mut iov,
-                Some(&mut space),
-                MsgFlags::MSG_CMSG_CLOEXEC,
-            ) {
-                Ok(msg) => {
-                    let mut fds: Vec<OwnedFd> = Vec::new();
-                    if let Ok(cmsgs) = msg.cmsgs() {
-                        for cmsg in cmsgs {
-                            if let ControlMessageOwned::ScmRights(raw) = cmsg {
-                                for r in raw {
-                                    // SAFETY: the kernel just installed this
-                                    // descriptor in our table for us; nothing
-                                    // else refers to it.
-                                    fds.push(unsafe { OwnedFd::from_raw_fd(r) });
-                                }
-                            }
-                        }
-                    }
-                    break (msg.bytes, fds, msg.flags);
-                }
-                Err(Errno::EINTR) => continue,
-                Err(Errno::EAGAIN) => return Ok(Received::Empty),
-                Err(e) => return Err(e.into()),
-            }
-        };
+        let mut buf = Vec::with_capacity(MAX_PACKET);
+        let Some((len, mut fds, flags)) = self.recv_raw(&mut buf)? else { return Ok(Received::Empty) };
         if len == 0 && fds.is_empty() {
             return Ok(Received::Closed);
         }
-        if flags.intersects(MsgFlags::MSG_TRUNC | MsgFlags::MSG_CTRUNC) {
+        if flags & (libc::MSG_TRUNC | libc::MSG_CTRUNC) != 0 {
             return Err(MailboxError::Truncated);
         }
         if fds.len() > 1 {

@@ -4,8 +4,8 @@
 //! bytes to replay to a client that reuses it (ParameterStatus set and
 //! BackendKeyData). A worker that creates a connection registers it; a worker
 //! that claims a FREE slot checks its fd out. Workers outlive their clients:
-//! one that is done says so and is handed the next client's socket. Bulk
-//! data never travels here.
+//! one that is done puts itself in the idle list in shared memory and is
+//! handed the next client's socket here. Bulk data never travels here.
 
 use super::{Lifecycle, LifecycleReply};
 use crate::shmem::{Generation, SlotId};
@@ -22,10 +22,6 @@ pub enum WorkerRequest {
     Checkout { slot: SlotId, generation: Generation },
     /// The worker terminated the connection in `slot`; drop the copy.
     Killed { slot: SlotId, generation: Generation },
-    /// The worker's client is gone and it holds no slot: it can take the
-    /// next client. Answered with `Client` (fd on the packet) when one
-    /// arrives, or `Lifecycle(Shutdown)` when enough workers are idle.
-    Idle,
     Lifecycle(LifecycleReply),
 }
 
@@ -36,7 +32,8 @@ pub enum WorkerReply {
     CheckedOut { startup: Vec<u8> },
     /// The supervisor holds no connection for that slot and generation.
     Unavailable { reason: String },
-    /// A new client for an idle worker; its socket rides on the packet.
+    /// A new client for an idle worker (one that put itself in the shared
+    /// idle list); its socket rides on the packet.
     Client { peer: Peer },
     Lifecycle(Lifecycle),
 }

@@ -14,7 +14,9 @@ use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
 /// "PGAGROAL" in ASCII.
 pub const MAGIC: u64 = 0x5047_4147_524f_414c;
 /// Bumped whenever the layout of [`Header`] or [`Slot`] changes.
-pub const LAYOUT_VERSION: u32 = 1;
+pub const LAYOUT_VERSION: u32 = 2;
+/// Workers that may wait for a client at once (more idle ones exit).
+pub const IDLE_WORKERS: usize = 64;
 
 /// Pool-wide state at the start of the region.
 #[repr(C, align(64))]
@@ -33,9 +35,46 @@ pub struct Header {
     pub release_seq: AtomicU32,
     /// Processes currently sleeping on `release_seq`.
     pub waiters: AtomicU32,
+    /// Pids of workers waiting for a client (0 = empty entry). A worker puts
+    /// itself here when its client leaves; the supervisor takes one out
+    /// (compare-and-swap to 0) to hand it the next client, with no message
+    /// and no wake-up of the supervisor for the worker's return.
+    pub idle: [AtomicI32; IDLE_WORKERS],
 }
 
 impl Header {
+    /// A worker offers itself for the next client; false when enough
+    /// workers are idle already (the caller then exits).
+    pub fn offer_idle(&self, pid: i32) -> bool {
+        self.idle.iter().any(|e| e.compare_exchange(0, pid, Ordering::AcqRel, Ordering::Relaxed).is_ok())
+    }
+
+    /// Take an idle worker (the lowest entry, so a few hot workers serve
+    /// most clients).
+    pub fn take_idle(&self) -> Option<i32> {
+        self.idle.iter().find_map(|e| {
+            let pid = e.load(Ordering::Acquire);
+            (pid != 0 && e.compare_exchange(pid, 0, Ordering::AcqRel, Ordering::Relaxed).is_ok()).then_some(pid)
+        })
+    }
+
+    /// Remove a worker that died while idle.
+    pub fn forget_idle(&self, pid: i32) {
+        for e in &self.idle {
+            let _ = e.compare_exchange(pid, 0, Ordering::AcqRel, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether a worker is in the idle list.
+    pub fn is_idle(&self, pid: i32) -> bool {
+        self.idle.iter().any(|e| e.load(Ordering::Acquire) == pid)
+    }
+
+    /// Number of idle workers.
+    pub fn idle_count(&self) -> usize {
+        self.idle.iter().filter(|e| e.load(Ordering::Acquire) != 0).count()
+    }
+
     /// Wake the processes waiting for a slot. Cheap when nobody waits.
     pub fn notify_release(&self) {
         self.release_seq.fetch_add(1, Ordering::SeqCst);
@@ -144,6 +183,22 @@ impl Region {
 mod tests {
     use super::*;
     use crate::shmem::slot::SlotState;
+
+    #[test]
+    fn idle_list_takes_each_worker_once() {
+        let region = Region::create(1).expect("region");
+        let h = region.header();
+        assert!(h.offer_idle(10) && h.offer_idle(11));
+        assert_eq!(h.idle_count(), 2);
+        h.forget_idle(10);
+        assert!(!h.is_idle(10) && h.is_idle(11));
+        assert_eq!(h.take_idle(), Some(11));
+        assert_eq!(h.take_idle(), None);
+        for pid in 1..=IDLE_WORKERS as i32 {
+            assert!(h.offer_idle(pid));
+        }
+        assert!(!h.offer_idle(9999), "the list is bounded");
+    }
 
     #[test]
     fn region_is_shared_across_fork() {

@@ -192,6 +192,11 @@ pub struct Slot {
     created_ms: AtomicU64,
     /// Milliseconds since the epoch when the slot last changed hands.
     last_used_ms: AtomicU64,
+    /// ReadyForQuery messages the server still owes for the reset queries
+    /// the last user sent before freeing the slot; the next user reads (and
+    /// checks) them before its client's first query. Anyone else touching a
+    /// FREE slot's connection must account for them.
+    reset_pending: AtomicU32,
     user: [AtomicU64; NAME_WORDS],
     database: [AtomicU64; NAME_WORDS],
 }
@@ -246,6 +251,7 @@ impl Slot {
         self.backend_secret.store(0, Ordering::Relaxed);
         self.created_ms.store(now_ms, Ordering::Relaxed);
         self.last_used_ms.store(now_ms, Ordering::Relaxed);
+        self.reset_pending.store(0, Ordering::Relaxed);
     }
 
     /// Record how the server authenticated and its key; owner only.
@@ -258,6 +264,16 @@ impl Slot {
     /// The backend secret of the server connection (first 4 bytes).
     pub fn backend_secret(&self) -> u32 {
         self.backend_secret.load(Ordering::Relaxed)
+    }
+
+    /// Record the answers owed for reset queries; owner only, before FREE.
+    pub fn set_reset_pending(&self, ready_messages: u32) {
+        self.reset_pending.store(ready_messages, Ordering::Relaxed);
+    }
+
+    /// Take the answers owed for reset queries; the new owner after a claim.
+    pub fn take_reset_pending(&self) -> u32 {
+        self.reset_pending.swap(0, Ordering::Relaxed)
     }
 
     pub fn touch(&self, now_ms: u64) {
