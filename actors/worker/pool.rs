@@ -93,7 +93,9 @@ fn acquire(
         if let Some(claim) = table.claim_reusable(prefer, &user, &database, s.pid) {
             let owed = table.get(claim.id).map_or(0, |slot| slot.take_reset_pending());
             match fetch(s, claim, cached) {
-                Some((sock, startup)) if settle_reset(&sock, owed) && sock.idle_and_open() => {
+                // Reading the reset's answers shows the connection alive; with
+                // none owed, peek that nothing (an error, an EOF) is waiting.
+                Some((sock, startup)) if settle_reset(&sock, owed) && (owed > 0 || sock.idle_and_open()) => {
                     let conn =
                         Conn { sock, id: claim.id, word: claim.word, auth: AuthKind::Trust, registered: true, startup };
                     return greet_reused(s, client, conn);

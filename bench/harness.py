@@ -1,0 +1,537 @@
+#!/usr/bin/env python3
+"""Side-by-side benchmark of pgagroal, PgBouncer and direct PostgreSQL.
+
+Starts its own PostgreSQL, runs each pgbench workload against the three
+targets interleaved (direct, pgbouncer, pgagroal; round after round), measures
+the poolers' CPU and memory from /proc, prints medians and ratios, and writes
+results.json, summary.txt and chart.png into the results folder. Everything it
+started is stopped on the way out, also on Ctrl-C or an error.
+
+Normally started through bench/run, which installs what is missing and builds
+the binaries; see docs/PERFORMANCE.md.
+"""
+
+import argparse
+import datetime
+import os
+import platform
+import resource
+import secrets
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+
+import idle_clients
+import processes
+import report
+from cluster import DATABASE, SCRAM_USER, SUPERUSER, Cluster
+from pgbench_run import run_pgbench
+from poolers import PgBouncer, Pgagroal, Profile, TargetError, find_pgbouncer, version_of
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FD_LIMIT = 65536
+
+
+@dataclass(frozen=True)
+class Workload:
+    name: str
+    options: tuple            # pgbench options besides duration, host, port, user, logs
+    clients: int
+    pool: int
+    description: str
+    user: str = SUPERUSER
+    auth: str = "trust"
+    transaction: bool = False  # needs transaction pooling
+
+    def profile(self):
+        return Profile(pool=self.pool, mode="transaction" if self.transaction else "session",
+                       auth=self.auth, max_clients=self.clients + 64)
+
+
+WORKLOADS = (
+    Workload("select-8", ("-S", "-c", "8", "-j", "2"), 8, 8,
+             "built-in select-only script, simple protocol"),
+    Workload("tpcb-8", ("-c", "8", "-j", "2"), 8, 8,
+             "built-in TPC-B-like script"),
+    Workload("extended-8", ("-S", "-M", "extended", "-c", "8", "-j", "2"), 8, 8,
+             "select-only, extended query protocol"),
+    Workload("churn-trust", ("-S", "-C", "-c", "8", "-j", "2"), 8, 8,
+             "select-only, a new connection per transaction, trust"),
+    Workload("churn-scram", ("-S", "-C", "-c", "8", "-j", "2"), 8, 8,
+             "select-only, a new connection per transaction, scram-sha-256",
+             user=SCRAM_USER, auth="scram-sha-256"),
+    Workload("many-clients", ("-S", "-c", "256", "-j", "2"), 256, 16,
+             "select-only, 256 clients on a pool of 16 (transaction pooling)",
+             transaction=True),
+)
+TARGETS = report.TARGETS
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(
+        prog="bench/run", description="pgagroal vs PgBouncer vs direct PostgreSQL (pgbench).")
+    parser.add_argument("--smoke", action="store_true",
+                        help="test the harness: 1 round x 2 s, 50 idle clients; "
+                             "exit non-zero on any failure")
+    parser.add_argument("--rounds", type=int, help="rounds (default 3; smoke 1)")
+    parser.add_argument("--duration", type=int, help="seconds per run (default 10; smoke 2)")
+    parser.add_argument("--memory-clients", type=int,
+                        help="idle clients for the memory check (default 1000; smoke 50)")
+    parser.add_argument("--skip-memory", action="store_true", help="no memory check")
+    parser.add_argument("--workloads", help="comma-separated subset of: " +
+                        ", ".join(w.name for w in WORKLOADS))
+    parser.add_argument("--results-dir",
+                        help="where results go (default bench/results/<timestamp>)")
+    args = parser.parse_args(argv)
+    args.rounds = args.rounds or (1 if args.smoke else 3)
+    args.duration = args.duration or (2 if args.smoke else 10)
+    args.memory_clients = args.memory_clients or (50 if args.smoke else 1000)
+    if args.rounds < 1 or args.duration < 1 or args.memory_clients < 1:
+        parser.error("--rounds, --duration and --memory-clients must be positive")
+    names = [w.name for w in WORKLOADS]
+    args.selected = names
+    if args.workloads:
+        args.selected = [n.strip() for n in args.workloads.split(",") if n.strip()]
+        unknown = set(args.selected) - set(names)
+        if unknown:
+            parser.error(f"unknown workload(s): {', '.join(sorted(unknown))}")
+    return args
+
+
+class Harness:
+    def __init__(self, args):
+        self.args = args
+        self.bin_dir = os.environ.get("PGAGROAL_BIN_DIR") or os.path.join(REPO, "target", "release")
+        self.pg_bindir = os.environ.get("PG_BINDIR") or find_pg_bindir()
+        self.run_user = processes.RunUser.pick()
+        self.scram_password = secrets.token_hex(12)
+        self.workdir = None
+        self.cluster = None
+        self.daemon_count = 0
+        self.transaction_mode = False
+        self.results = {
+            "mode": "smoke" if args.smoke else "full",
+            "rounds": args.rounds,
+            "duration_s": args.duration,
+            "started": now(),
+            "status": "running",
+            "machine": {},
+            "postgresql_settings": {},
+            "transaction_mode": {},
+            "workloads": [],
+            "memory": None,
+            "commands": [],
+            "configs": {},
+            "failures": [],
+            "warnings": [],
+        }
+
+    # --- bookkeeping --------------------------------------------------------
+
+    def log_command(self, cmd):
+        if not isinstance(cmd, str):
+            cmd = shlex.join(str(c) for c in cmd)
+        self.results["commands"].append(cmd)
+
+    def fail(self, message):
+        self.results["failures"].append(message)
+        print("  FAILED: " + message.replace("\n", "\n    "), flush=True)
+
+    def warn(self, message):
+        self.results["warnings"].append(message)
+        print(f"  note: {message}", flush=True)
+
+    # --- setup --------------------------------------------------------------
+
+    def setup(self):
+        self.workdir = tempfile.mkdtemp(prefix="pgagroal-bench-")
+        os.chmod(self.workdir, 0o755)
+        for name in ("pgagroal", "pgagroal-cli"):
+            if not os.access(os.path.join(self.bin_dir, name), os.X_OK):
+                raise RuntimeError(f"{name} not found in {self.bin_dir} "
+                                   "(set PGAGROAL_BIN_DIR or run through bench/run)")
+        find_pgbouncer()
+        self.cluster = Cluster(self.pg_bindir, self.workdir, self.run_user, self.log_command)
+        print(f"PostgreSQL: initdb and start on 127.0.0.1:{self.cluster.port} "
+              f"(as {self.run_user.name if self.run_user else 'the current user'})", flush=True)
+        self.results["postgresql_settings"] = self.cluster.init()
+        self.cluster.start()
+        print("PostgreSQL: pgbench -i -s 10 ...", flush=True)
+        took = self.cluster.prepare(self.scram_password)
+        self.log_command("# before every run, directly on PostgreSQL:")
+        self.cluster.reset_tables(record=True)
+        print(f"PostgreSQL: ready ({took:.1f} s)", flush=True)
+        self.results["machine"] = self.machine_info()
+        self.detect_transaction_mode()
+
+    def machine_info(self):
+        uname = os.uname()
+        info = {
+            "nproc": os.cpu_count(),
+            "cpus_usable": len(os.sched_getaffinity(0)),
+            "kernel": f"{uname.sysname} {uname.release}",
+            "arch": uname.machine,
+            "cpu_model": read_cpu_model(),
+            "mem_total_kib": read_meminfo("MemTotal"),
+            "loadavg_at_start": read_loadavg(),
+            "python": platform.python_version(),
+            "postgresql": self.cluster.version(),
+            "pgbouncer": version_of(find_pgbouncer(), "--version"),
+            "pgagroal": version_of(os.path.join(self.bin_dir, "pgagroal"), "--version"),
+            "pgagroal_binaries": self.bin_dir,
+            "binaries_built_by_harness": os.environ.get("PGAGROAL_BUILT") == "1",
+            "run_user": self.run_user.name if self.run_user else None,
+            "fd_limit": resource.getrlimit(resource.RLIMIT_NOFILE)[0],
+        }
+        info.update(git_info())
+        return info
+
+    def make_daemon(self, target, profile, tag):
+        self.daemon_count += 1
+        workdir = os.path.join(self.workdir, f"{self.daemon_count:03d}-{target}-{tag}")
+        args = (workdir, self.run_user, self.cluster.port, profile, self.scram_password)
+        daemon = Pgagroal(self.bin_dir, *args) if target == "pgagroal" else PgBouncer(*args)
+        return daemon
+
+    def record_config(self, target, daemon):
+        key = f"{target}: {daemon.profile.label()}"
+        if key in self.results["configs"]:
+            return
+        files = {name: text.replace(self.scram_password, "<password>")
+                 .replace(daemon.dir, "<dir>")
+                 for name, text in daemon.configs.items()}
+        files["command"] = shlex.join(daemon.command()).replace(daemon.dir, "<dir>")
+        self.results["configs"][key] = files
+
+    def detect_transaction_mode(self):
+        """Starts pgagroal once with pipeline = transaction: a non-zero exit
+        means it has no transaction pooling yet."""
+        daemon = self.make_daemon("pgagroal", Profile(pool=16, mode="transaction"), "probe")
+        try:
+            daemon.start(timeout=10)
+        except TargetError as e:
+            detail = str(e).replace("\n", " | ")
+            self.results["transaction_mode"] = {"available": False, "detail": detail}
+            print(f"pgagroal: no transaction pooling ({detail[:160]})", flush=True)
+            return
+        daemon.stop()
+        self.transaction_mode = True
+        self.results["transaction_mode"] = {"available": True, "detail": "started"}
+        print("pgagroal: transaction pooling available", flush=True)
+
+    # --- workloads ----------------------------------------------------------
+
+    def run_workloads(self):
+        selected = [w for w in WORKLOADS if w.name in self.args.selected]
+        entries = {}
+        for wl in selected:
+            entry = {"name": wl.name, "description": wl.description,
+                     "pgbench_options": " ".join(wl.options), "clients": wl.clients,
+                     "user": wl.user, "profile": vars(wl.profile()), "status": "ran",
+                     "reason": None, "runs": {t: [] for t in TARGETS}}
+            if wl.transaction and not self.transaction_mode:
+                entry["status"] = "n/a"
+                entry["reason"] = ("needs transaction pooling, which pgagroal does not have "
+                                   "yet (pipeline = transaction is refused); not run for any "
+                                   "target")
+            entries[wl.name] = entry
+            self.results["workloads"].append(entry)
+        for round_no in range(1, self.args.rounds + 1):
+            for wl in selected:
+                if entries[wl.name]["status"] != "ran":
+                    continue
+                for target in TARGETS:
+                    record = self.run_one(wl, target, round_no)
+                    entries[wl.name]["runs"][target].append(record)
+
+    def run_one(self, wl, target, round_no):
+        """One pgbench run of one workload against one target; for a pooler,
+        started for this run only and stopped right after."""
+        record = {"round": round_no, "target": target, "ok": False, "cpu_s": None,
+                  "cpu_s_per_1k_tx": None}
+        where = f"{wl.name} / {target} / round {round_no}"
+        daemon = None
+        try:
+            self.cluster.reset_tables()
+            port = self.cluster.port
+            if target != "direct":
+                daemon = self.make_daemon(target, wl.profile(), f"{wl.name}-r{round_no}")
+                daemon.start()
+                self.record_config(target, daemon)
+                record["daemon_command"] = shlex.join(daemon.command())
+                port = daemon.port
+                children_before = daemon.children()
+                ticks_before = daemon.cpu_ticks()
+            record.update(run_pgbench(
+                os.path.join(self.pg_bindir, "pgbench"), wl.options, port=port, user=wl.user,
+                duration=self.args.duration, logdir=self.workdir,
+                tag=f"{wl.name}-{target}-r{round_no}",
+                password=self.scram_password if wl.auth != "trust" else None))
+            if daemon is not None:
+                daemon.settle(children_before)
+                record["cpu_s"] = (daemon.cpu_ticks() - ticks_before) / processes.CLK_TCK
+                if record.get("transactions"):
+                    record["cpu_s_per_1k_tx"] = record["cpu_s"] * 1000 / record["transactions"]
+        except TargetError as e:
+            record["error"] = str(e)
+        finally:
+            if daemon is not None:
+                record["stop_exit_code"] = daemon.stop()
+                if record["stop_exit_code"] != 0 and "error" not in record:
+                    record["error"] = (f"{target} did not stop cleanly "
+                                       f"(exit {record['stop_exit_code']}): "
+                                       f"{daemon.diagnostics()}")
+        self.judge(record, where)
+        print_run(record, where)
+        return record
+
+    def judge(self, record, where):
+        """Marks the run ok or not and records why."""
+        if record.get("error"):
+            self.fail(f"{where}: {record['error']}")
+        elif record.get("exit_code") != 0:
+            self.fail(f"{where}: pgbench exited {record.get('exit_code')}: "
+                      f"{record.get('stderr_tail')}")
+        elif record.get("tps") is None:
+            self.fail(f"{where}: no 'tps =' line in pgbench's output")
+        else:
+            record["ok"] = True
+        failed = record.get("failed_tx") or 0
+        if failed > 0:
+            message = f"{where}: {failed} failed transactions"
+            if self.args.smoke:
+                self.fail(message)
+            else:
+                self.warn(message)
+
+    # --- memory -------------------------------------------------------------
+
+    def run_memory(self):
+        clients = self.args.memory_clients
+        profile = Profile(pool=clients, mode="session", auth="trust", max_clients=clients + 100)
+        memory = {"clients": clients, "profile": vars(profile), "targets": {}}
+        self.results["memory"] = memory
+        for target in ("pgbouncer", "pgagroal"):
+            print(f"memory: {clients} idle clients through {target} ...", flush=True)
+            memory["targets"][target] = self.measure_memory(target, profile, clients)
+        a, b = (memory["targets"][t].get("pss_per_client_kib") for t in ("pgagroal", "pgbouncer"))
+        memory["per_client_pgagroal_vs_pgbouncer"] = a / b if a is not None and b else None
+
+    def measure_memory(self, target, profile, clients):
+        daemon = self.make_daemon(target, profile, "memory")
+        result = {}
+        try:
+            daemon.start(timeout=60)
+            self.record_config(target, daemon)
+            time.sleep(1.0)
+            before, procs_before = daemon.pss_kib()
+
+            def while_held():
+                time.sleep(1.0)
+                return daemon.pss_kib()
+
+            opened, errors, held = idle_clients.hold_clients(
+                "127.0.0.1", daemon.port, SUPERUSER, DATABASE, clients, while_held,
+                timeout=300.0)
+            if errors:
+                kinds = sorted(set(errors))
+                raise TargetError(f"{len(errors)} of {clients} clients failed to log in and "
+                                  f"run SELECT 1 through {target}: " + "; ".join(kinds[:3]))
+            with_clients, procs_with = held
+            result = {
+                "pss_before_kib": before, "processes_before": procs_before,
+                "pss_with_clients_kib": with_clients, "processes_with_clients": procs_with,
+                "pss_per_client_kib": (with_clients - before) / clients,
+            }
+            print(f"  {target}: PSS {before / 1024:.1f} MiB -> {with_clients / 1024:.1f} MiB "
+                  f"({procs_with} processes), {result['pss_per_client_kib']:.1f} KiB per client",
+                  flush=True)
+        except TargetError as e:
+            result = {"error": str(e)}
+            self.fail(f"memory / {target}: {e}")
+        finally:
+            code = daemon.stop()
+            if code != 0 and "error" not in result:
+                result["error"] = f"did not stop cleanly (exit {code})"
+                self.fail(f"memory / {target}: {result['error']}: {daemon.diagnostics()}")
+        return result
+
+    # --- teardown -----------------------------------------------------------
+
+    def teardown(self):
+        try:
+            if self.cluster is not None:
+                self.cluster.stop()
+        finally:
+            processes.cleanup()
+            if self.workdir:
+                shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+# --- helpers ----------------------------------------------------------------
+
+def now():
+    return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+def print_run(record, where):
+    def f(key, spec):
+        value = record.get(key)
+        return "n/a" if value is None else format(value, spec)
+    status = "ok" if record["ok"] else "FAILED"
+    print(f"  {where:<42} tps {f('tps', '.1f'):>9}  p50 {f('p50_ms', '.3f'):>7} ms  "
+          f"p99 {f('p99_ms', '.3f'):>7} ms  cpu {f('cpu_s_per_1k_tx', '.4f'):>7} s/1k tx  "
+          f"failed {f('failed_tx', 'd')}  {status}", flush=True)
+
+
+def find_pg_bindir():
+    candidates = sorted((d for d in os.listdir("/usr/lib/postgresql")
+                         if os.path.exists(f"/usr/lib/postgresql/{d}/bin/initdb")),
+                        key=lambda v: [int(x) for x in v.split(".") if x.isdigit()],
+                        reverse=True) if os.path.isdir("/usr/lib/postgresql") else []
+    if candidates:
+        return f"/usr/lib/postgresql/{candidates[0]}/bin"
+    initdb = shutil.which("initdb")
+    if initdb:
+        return os.path.dirname(initdb)
+    raise RuntimeError("PostgreSQL server binaries not found (set PG_BINDIR)")
+
+
+def git_info():
+    def git(*args):
+        try:
+            out = subprocess.run(["git", "-C", REPO, *args], capture_output=True, text=True,
+                                 timeout=30)
+            return out.stdout.strip() if out.returncode == 0 else None
+        except OSError:
+            return None
+    commit = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {"pgagroal_commit": commit,
+            "pgagroal_tree_dirty": None if status is None else bool(status)}
+
+
+def read_cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
+
+
+def read_meminfo(key):
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def read_loadavg():
+    with open("/proc/loadavg") as f:
+        return [float(x) for x in f.read().split()[:3]]
+
+
+def raise_fd_limit():
+    """Children inherit it: PgBouncer and the pooler each need an fd per
+    client and per server connection in the memory check."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft >= FD_LIMIT:
+        return
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (FD_LIMIT, max(hard, FD_LIMIT)))
+    except (ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def interrupt_on_signals():
+    """SIGTERM and SIGHUP unwind like Ctrl-C, through the finally blocks."""
+    def handler(signum, _frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGHUP, handler)
+
+
+def ignore_signals():
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
+
+
+def results_dir(args):
+    path = args.results_dir or os.path.join(
+        REPO, "bench", "results", datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+def write_outputs(results, out_dir):
+    """summary.txt, results.json and chart.png; returns the printed report."""
+    report.summarize(results)
+    text = report.render(results)
+    with open(os.path.join(out_dir, "summary.txt"), "w") as f:
+        f.write(text + "\n")
+    report.write_json(results, os.path.join(out_dir, "results.json"))
+    if results["workloads"]:
+        try:
+            report.draw_chart(results, os.path.join(out_dir, "chart.png"))
+        except Exception as e:  # a missing chart is a failure, not a crash
+            results["failures"].append(f"chart: {type(e).__name__}: {e}")
+            report.write_json(results, os.path.join(out_dir, "results.json"))
+            text = report.render(results)
+    return text
+
+
+def main(argv):
+    args = parse_args(argv)
+    interrupt_on_signals()
+    raise_fd_limit()
+    processes.become_subreaper()
+    out_dir = results_dir(args)
+    harness = Harness(args)
+    print(f"{harness.results['mode']} mode: {args.rounds} round(s) x {args.duration} s, "
+          f"workloads {', '.join(args.selected)}; results in {out_dir}", flush=True)
+    code = 0
+    try:
+        harness.setup()
+        harness.run_workloads()
+        if not args.skip_memory:
+            harness.run_memory()
+        harness.results["status"] = "done"
+    except KeyboardInterrupt as e:
+        harness.results["status"] = "interrupted"
+        harness.results["failures"].append(f"interrupted ({str(e) or 'Ctrl-C'})")
+        code = 130
+    except Exception as e:
+        harness.results["status"] = "error"
+        harness.results["failures"].append(f"{type(e).__name__}: {e}")
+        print(f"ERROR: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
+        code = 2
+    finally:
+        ignore_signals()
+        print("stopping everything the harness started ...", flush=True)
+        harness.teardown()
+    harness.results["finished"] = now()
+    harness.results["machine"]["loadavg_at_end"] = read_loadavg()
+    text = write_outputs(harness.results, out_dir)
+    print()
+    print(text)
+    print()
+    print(f"results: {out_dir}/results.json, summary.txt, chart.png")
+    if code == 0 and harness.results["failures"]:
+        code = 1
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,241 @@
+"""The two poolers under test, configured alike: same pool size, same pooling
+mode, same authentication method between client and pooler, the same reset
+query (DISCARD ALL), no per-connection logging, both in front of the same
+PostgreSQL over TCP on 127.0.0.1, both run as the same unprivileged user."""
+
+import os
+import shutil
+import signal
+import subprocess
+from dataclasses import dataclass
+
+import processes
+from cluster import DATABASE, SCRAM_USER, SUPERUSER
+
+
+class TargetError(Exception):
+    """A pooler did not start (or the measurement of it failed)."""
+
+
+@dataclass(frozen=True)
+class Profile:
+    """What both poolers are given for one workload."""
+    pool: int                  # server connections
+    mode: str = "session"      # "session" or "transaction"
+    auth: str = "trust"        # client <-> pooler: "trust" or "scram-sha-256"
+    max_clients: int = 100     # PgBouncer's max_client_conn
+
+    def label(self):
+        return f"pool {self.pool}, {self.mode}, {self.auth}"
+
+
+def tail(path, lines=15):
+    try:
+        with open(path, errors="replace") as f:
+            return "".join(f.readlines()[-lines:]).strip()
+    except OSError:
+        return ""
+
+
+class Daemon:
+    """A pooler process started in a directory of its own for one run."""
+
+    name = "daemon"
+    include_children = False    # CPU of reaped and live children counts too
+    stop_signal = signal.SIGTERM
+
+    def __init__(self, workdir, run_user, pg_port, profile, scram_password):
+        self.dir = workdir
+        self.run_user = run_user
+        self.pg_port = pg_port
+        self.profile = profile
+        self.scram_password = scram_password
+        self.port = processes.free_port()
+        self.proc = None
+        self.stderr_path = os.path.join(workdir, "stderr.log")
+        os.makedirs(workdir, mode=0o755)
+        if run_user:
+            run_user.give(workdir)
+
+    # Subclasses: write_config() returns {file name: text}; command(); log_path.
+    def write_config(self):
+        raise NotImplementedError
+
+    def command(self):
+        raise NotImplementedError
+
+    log_path = ""
+
+    def _write_files(self):
+        files = self.write_config()
+        for name, text in files.items():
+            path = os.path.join(self.dir, name)
+            with open(path, "w") as f:
+                f.write(text)
+            os.chmod(path, 0o600)
+            if self.run_user:
+                self.run_user.give(path)
+        return files
+
+    def start(self, timeout=20.0):
+        """Starts and waits until the port accepts connections."""
+        self.configs = self._write_files()
+        with open(self.stderr_path, "wb") as err:
+            self.proc = processes.spawn(self.command(), as_user=self.run_user, cwd=self.dir,
+                                        stdout=err, stderr=subprocess.STDOUT)
+        ready = processes.wait_until(
+            lambda: self.proc.poll() is not None or processes.port_open(self.port), timeout)
+        if self.proc.poll() is not None or not ready:
+            code = self.proc.poll()
+            self.stop()
+            raise TargetError(f"{self.name} did not start (exit {code}): {self.diagnostics()}")
+
+    def diagnostics(self):
+        """The end of its standard error and of its log file (once if equal)."""
+        parts = []
+        for text in (tail(self.stderr_path), tail(self.log_path)):
+            if text and text not in parts:
+                parts.append(text)
+        return "\n".join(parts) or "no output"
+
+    def stop(self):
+        """stop_signal, wait; leftovers (workers included) are killed. Returns
+        the exit code (negative if it had to be killed)."""
+        if self.proc is None:
+            return None
+        table = processes.process_table()
+        members = [(pid, table[pid]["start"])
+                   for pid in processes.descendants(self.proc.pid, table)]
+        processes.terminate(self.proc, sig=self.stop_signal)
+        for pid, start in members:
+            processes.kill_if_same(pid, start)
+        code, self.proc = self.proc.returncode, None
+        return code
+
+    # --- measurements -------------------------------------------------------
+
+    def cpu_ticks(self):
+        ticks = processes.cpu_ticks(self.proc.pid, self.include_children)
+        if ticks is None:
+            raise TargetError(f"{self.name} is gone: {self.diagnostics()}")
+        return ticks
+
+    def pids(self):
+        return [self.proc.pid] + processes.descendants(self.proc.pid)
+
+    def pss_kib(self):
+        pids = self.pids()
+        return sum(processes.pss_kib(pid) for pid in pids), len(pids)
+
+    def settle(self, children_before, timeout=2.0):
+        """After a run, waits (up to timeout) until the workers of the clients
+        that left have exited, so their CPU time is in the parent's counters."""
+        processes.wait_until(
+            lambda: len(processes.descendants(self.proc.pid)) <= children_before, timeout)
+
+
+class Pgagroal(Daemon):
+    name = "pgagroal"
+    include_children = True
+
+    def __init__(self, bin_dir, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.binary = os.path.join(bin_dir, "pgagroal")
+        self.log_path = os.path.join(self.dir, "pgagroal.log")
+
+    def write_config(self):
+        p = self.profile
+        conf = f"""\
+[pgagroal]
+host = 127.0.0.1
+port = {self.port}
+unix_socket_dir = {self.dir}
+max_connections = {p.pool}
+pipeline = {p.mode}
+log_type = file
+log_path = {self.log_path}
+log_level = info
+log_connections = off
+log_disconnections = off
+blocking_timeout = 30
+server_reset_query = DISCARD ALL
+
+[primary]
+host = 127.0.0.1
+port = {self.pg_port}
+"""
+        hba = ""
+        if p.auth != "trust":
+            hba += f"host all {SCRAM_USER} all {p.auth}\n"
+        hba += "host all all all trust\n"
+        return {"pgagroal.conf": conf, "pgagroal_hba.conf": hba}
+
+    def command(self):
+        return [self.binary, "-c", os.path.join(self.dir, "pgagroal.conf"),
+                "-a", os.path.join(self.dir, "pgagroal_hba.conf")]
+
+    def children(self):
+        return len(processes.descendants(self.proc.pid))
+
+
+class PgBouncer(Daemon):
+    name = "pgbouncer"
+    # SIGINT is PgBouncer's clean shutdown (exit 0); SIGTERM is its "fast
+    # exit", which ends with status 1.
+    stop_signal = signal.SIGINT
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.binary = find_pgbouncer()
+        self.log_path = os.path.join(self.dir, "pgbouncer.log")
+
+    def write_config(self):
+        p = self.profile
+        ini = f"""\
+[databases]
+{DATABASE} = host=127.0.0.1 port={self.pg_port} dbname={DATABASE}
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = {self.port}
+unix_socket_dir = {self.dir}
+pidfile = {os.path.join(self.dir, "pgbouncer.pid")}
+logfile = {self.log_path}
+auth_type = {p.auth}
+auth_file = {os.path.join(self.dir, "userlist.txt")}
+pool_mode = {p.mode}
+default_pool_size = {p.pool}
+min_pool_size = 0
+reserve_pool_size = 0
+max_db_connections = 0
+max_client_conn = {p.max_clients}
+server_reset_query = DISCARD ALL
+log_connections = 0
+log_disconnections = 0
+"""
+        # With scram-sha-256 PgBouncer checks the client's password itself and
+        # logs into PostgreSQL with the same (plain text) password.
+        users = f'"{SUPERUSER}" ""\n"{SCRAM_USER}" "{self.scram_password}"\n'
+        return {"pgbouncer.ini": ini, "userlist.txt": users}
+
+    def command(self):
+        return [self.binary, os.path.join(self.dir, "pgbouncer.ini")]
+
+    def children(self):
+        return 0
+
+
+def find_pgbouncer():
+    found = shutil.which("pgbouncer") or shutil.which(
+        "pgbouncer", path="/usr/sbin:/usr/local/sbin:/usr/bin")
+    if not found:
+        raise TargetError("pgbouncer not found (bench/run installs it with apt-get)")
+    return found
+
+
+def version_of(binary, flag):
+    try:
+        out = processes.run([binary, flag], timeout=30, check=False)
+        return (out[1] or out[2]).strip().splitlines()[0]
+    except Exception as e:  # recorded, not fatal
+        return f"unknown ({e})"

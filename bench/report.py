@@ -1,0 +1,239 @@
+"""Medians, ratios, the printed tables, the JSON file and the PNG chart."""
+
+import json
+import math
+import statistics
+
+TARGETS = ("direct", "pgbouncer", "pgagroal")
+LABELS = {"direct": "PostgreSQL (direct)", "pgbouncer": "PgBouncer", "pgagroal": "pgagroal"}
+COLORS = {"direct": "#7f7f7f", "pgbouncer": "#1f77b4", "pgagroal": "#d62728"}
+METRICS = ("tps", "p50_ms", "p99_ms", "cpu_s_per_1k_tx")
+
+
+# --- medians and ratios -----------------------------------------------------
+
+def _median(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def _ratio(a, b):
+    return a / b if a is not None and b else None
+
+
+def summarize_target(runs):
+    """Medians over the rounds that ran cleanly; failed transactions summed."""
+    ok = [r for r in runs if r.get("ok")]
+    summary = {m: _median(r.get(m) for r in ok) for m in METRICS}
+    summary["failed_tx"] = sum(r.get("failed_tx") or 0 for r in runs) if runs else None
+    summary["rounds_ok"] = len(ok)
+    summary["rounds"] = len(runs)
+    for m in ("tps", "p99_ms"):
+        vals = [r[m] for r in ok if r.get(m) is not None]
+        summary[m + "_min"] = min(vals) if vals else None
+        summary[m + "_max"] = max(vals) if vals else None
+    return summary
+
+
+def summarize(results):
+    for wl in results["workloads"]:
+        if wl["status"] != "ran":
+            wl["median"] = {t: None for t in TARGETS}
+            wl["ratios"] = {"tps_pgagroal_vs_direct": None, "tps_pgagroal_vs_pgbouncer": None,
+                            "cpu_pgagroal_vs_pgbouncer": None}
+            continue
+        med = {t: summarize_target(wl["runs"][t]) for t in TARGETS}
+        wl["median"] = med
+        wl["ratios"] = {
+            "tps_pgagroal_vs_direct": _ratio(med["pgagroal"]["tps"], med["direct"]["tps"]),
+            "tps_pgagroal_vs_pgbouncer": _ratio(med["pgagroal"]["tps"], med["pgbouncer"]["tps"]),
+            "cpu_pgagroal_vs_pgbouncer": _ratio(med["pgagroal"]["cpu_s_per_1k_tx"],
+                                                med["pgbouncer"]["cpu_s_per_1k_tx"]),
+        }
+    return results
+
+
+# --- tables -----------------------------------------------------------------
+
+def _fmt(value, spec):
+    return "n/a" if value is None else format(value, spec)
+
+
+def _table(header, rows, left=2):
+    """Left-aligns the first `left` columns, right-aligns the rest."""
+    widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
+    lines = []
+    for n, row in enumerate([header] + rows):
+        cells = [str(c).ljust(w) if i < left else str(c).rjust(w)
+                 for i, (c, w) in enumerate(zip(row, widths))]
+        lines.append("  ".join(cells).rstrip())
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def workload_table(results):
+    header = ["workload", "target", "TPS", "p50 ms", "p99 ms", "CPU s/1k tx", "failed tx"]
+    rows = []
+    for wl in results["workloads"]:
+        for n, target in enumerate(TARGETS):
+            m = wl["median"][target]
+            name = wl["name"] if n == 0 else ""
+            if m is None:
+                rows.append([name, target, "n/a", "n/a", "n/a", "n/a", "n/a"])
+                continue
+            tps = "failed" if m["rounds"] and not m["rounds_ok"] else _fmt(m["tps"], ".1f")
+            rows.append([name, target, tps, _fmt(m["p50_ms"], ".3f"),
+                         _fmt(m["p99_ms"], ".3f"), _fmt(m["cpu_s_per_1k_tx"], ".4f"),
+                         _fmt(m["failed_tx"], "d")])
+    return _table(header, rows)
+
+
+def ratio_table(results):
+    header = ["workload", "TPS pgagroal/direct", "TPS pgagroal/PgBouncer",
+              "CPU pgagroal/PgBouncer"]
+    rows = []
+    for wl in results["workloads"]:
+        r = wl["ratios"]
+        rows.append([wl["name"], _fmt(r["tps_pgagroal_vs_direct"], ".2f"),
+                     _fmt(r["tps_pgagroal_vs_pgbouncer"], ".2f"),
+                     _fmt(r["cpu_pgagroal_vs_pgbouncer"], ".2f")])
+    return _table(header, rows, left=1)
+
+
+def memory_table(results):
+    mem = results.get("memory") or {}
+    header = ["target", "processes", "PSS before", "PSS with clients", "PSS per client"]
+    rows = []
+    for target in ("pgbouncer", "pgagroal"):
+        m = (mem.get("targets") or {}).get(target)
+        if not m or m.get("error"):
+            rows.append([target, "n/a", "n/a", "n/a", "n/a"])
+            continue
+        rows.append([target, f"{m['processes_before']} -> {m['processes_with_clients']}",
+                     f"{m['pss_before_kib'] / 1024:.1f} MiB",
+                     f"{m['pss_with_clients_kib'] / 1024:.1f} MiB",
+                     f"{m['pss_per_client_kib']:.1f} KiB"])
+    return _table(header, rows, left=1)
+
+
+def render(results):
+    """The whole human-readable report."""
+    out = []
+    out.append(f"Median of {results['rounds']} round(s) x {results['duration_s']} s per "
+               f"workload and target (interleaved: direct, pgbouncer, pgagroal).")
+    out.append("TPS of the churn workloads = connections per second (-C). "
+               "CPU = the pooler's own CPU seconds per 1,000 transactions.")
+    out.append("")
+    out.append(workload_table(results))
+    notes = [f"  {wl['name']}: n/a, {wl['reason']}" for wl in results["workloads"]
+             if wl["status"] != "ran"]
+    if notes:
+        out.append("")
+        out.extend(notes)
+    out.append("")
+    out.append("Ratios (of the medians)")
+    out.append(ratio_table(results))
+    mem = results.get("memory")
+    if mem:
+        out.append("")
+        out.append(f"Memory: {mem['clients']} idle clients (each logged in and ran SELECT 1), "
+                   f"pool of {mem['clients']}; PSS summed over all of the pooler's processes")
+        out.append(memory_table(results))
+        for target, m in (mem.get("targets") or {}).items():
+            if m.get("error"):
+                out.append(f"  {target}: {m['error']}")
+        ratio = mem.get("per_client_pgagroal_vs_pgbouncer")
+        if ratio is not None:
+            out.append(f"  PSS per client pgagroal/PgBouncer: {ratio:.1f}")
+    if results.get("failures"):
+        out.append("")
+        out.append(f"FAILURES ({len(results['failures'])}):")
+        out.extend("  - " + f.replace("\n", "\n    ") for f in results["failures"])
+    return "\n".join(out)
+
+
+# --- files ------------------------------------------------------------------
+
+def write_json(results, path):
+    with open(path, "w") as f:
+        json.dump(results, f, indent=2, sort_keys=False)
+        f.write("\n")
+
+
+def chart_title(results):
+    machine = results.get("machine", {})
+    source = f"checkout {str(machine.get('pgagroal_commit'))[:12]}"
+    if machine.get("pgagroal_tree_dirty"):
+        source += " with changes"
+    if not machine.get("binaries_built_by_harness"):
+        source += ", prebuilt binaries"
+    return (f"pgagroal vs PgBouncer vs direct PostgreSQL: {results['rounds']} round(s) x "
+            f"{results['duration_s']} s, {machine.get('nproc', '?')} CPUs\n{source}")
+
+
+def draw_chart(results, path):
+    """Two panels, median TPS and median p99 latency, one group of bars per
+    workload and one bar per target; error bars span the rounds' min..max."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.transforms import blended_transform_factory
+
+    workloads = results["workloads"]
+    names = [wl["name"] for wl in workloads]
+    fig, axes = plt.subplots(2, 1, figsize=(max(8, 1.7 * len(names) + 2), 9))
+    width = 0.8 / len(TARGETS)
+    panels = (("tps", "median TPS", "{:.0f}"), ("p99_ms", "median p99 latency, ms", "{:.2f}"))
+    for ax, (metric, title, label_fmt) in zip(axes, panels):
+        values = [(wl["median"][t] or {}).get(metric) for wl in workloads for t in TARGETS]
+        values = [v for v in values if v]
+        tops = values + [(wl["median"][t] or {}).get(metric + "_max") or 0
+                         for wl in workloads for t in TARGETS]
+        # A log scale only when the values span more than ~1.5 decades; its
+        # bars then start at a whole decade.
+        log = bool(values) and max(values) / min(values) > 30
+        ax.set_title(title + (" (log scale)" if log else ""), fontsize=11)
+        if log:
+            ax.set_yscale("log")
+        na_at = blended_transform_factory(ax.transData, ax.transAxes)
+        for x, wl in enumerate(workloads):
+            if wl["status"] != "ran":
+                ax.text(x, 0.03, "n/a: needs\ntransaction pooling", transform=na_at,
+                        ha="center", va="bottom", fontsize=8, color="#555555")
+                continue
+            for i, target in enumerate(TARGETS):
+                pos = x + (i - (len(TARGETS) - 1) / 2) * width
+                m = wl["median"][target]
+                value = m.get(metric)
+                if value is None:
+                    ax.text(pos, 0.03, "failed" if m["rounds"] else "n/a", transform=na_at,
+                            ha="center", va="bottom", rotation=90, fontsize=8,
+                            color=COLORS[target])
+                    continue
+                err, top = None, value
+                if m.get(metric + "_min") is not None and results["rounds"] > 1:
+                    err = [[value - m[metric + "_min"]], [m[metric + "_max"] - value]]
+                    top = m[metric + "_max"]
+                ax.bar(pos, value, width, color=COLORS[target], yerr=err, capsize=2,
+                       error_kw={"ecolor": "#333333", "elinewidth": 0.8})
+                # The label sits above the error bar.
+                ax.text(pos, top * 1.1 if log else top + 0.02 * max(values),
+                        label_fmt.format(value), ha="center", va="bottom", fontsize=7,
+                        rotation=90)
+        # Always one legend entry per target, even if its first workload is n/a.
+        handles = [plt.Rectangle((0, 0), 1, 1, color=COLORS[t]) for t in TARGETS]
+        ax.legend(handles, [LABELS[t] for t in TARGETS], fontsize=8, loc="upper right")
+        ax.set_xlim(-0.6, len(names) - 0.4)
+        ax.set_xticks(range(len(names)))
+        ax.set_xticklabels(names)
+        if log:
+            bottom = 10 ** math.floor(math.log10(min(values)))
+            ax.set_ylim(bottom, max(tops) * 8)    # room for the value labels
+        elif values:
+            ax.set_ylim(0, max(tops) * 1.35)
+        ax.grid(axis="y", which="major", alpha=0.3)
+    fig.suptitle(chart_title(results), fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
