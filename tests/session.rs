@@ -184,3 +184,38 @@ fn psql_and_pgbench_work_through_the_pooler() {
     assert!(run.status.success(), "pgbench: {text}{}", String::from_utf8_lossy(&run.stderr));
     assert!(text.contains("number of failed transactions: 0"), "{text}");
 }
+
+#[test]
+fn a_failing_reset_retires_the_connection() {
+    let pooler = Pooler::start(PoolerOptions {
+        max_connections: 1,
+        extra: "server_reset_query = 'SELECT 1/0'".into(),
+        ..Default::default()
+    });
+    let first: i32 = pooler.connect(TRUST_USER).query_one("SELECT pg_backend_pid()", &[]).expect("pid").get(0);
+    pooler.wait_idle();
+    // The reset's error is found by the next user of the slot, which closes
+    // that connection and makes a new one: the client never sees it.
+    let mut second = pooler.connect(TRUST_USER);
+    let pid: i32 = second.query_one("SELECT pg_backend_pid()", &[]).expect("second client works").get(0);
+    assert_ne!(pid, first, "a connection whose reset failed was handed out again");
+    let pg = postgres();
+    assert!(eventually(Duration::from_secs(5), || {
+        pg.psql(&format!("SELECT count(*) FROM pg_stat_activity WHERE pid = {first}")) == "0"
+    }));
+}
+
+#[test]
+fn a_custom_reset_query_keeps_the_connection() {
+    let pooler = Pooler::start(PoolerOptions { extra: "server_reset_query = 'RESET ALL'".into(), ..Default::default() });
+    let mut a = pooler.connect(TRUST_USER);
+    a.batch_execute("SET work_mem = '7MB'").expect("set");
+    let first: i32 = a.query_one("SELECT pg_backend_pid()", &[]).expect("pid").get(0);
+    drop(a);
+    pooler.wait_idle();
+    let mut b = pooler.connect(TRUST_USER);
+    let second: i32 = b.query_one("SELECT pg_backend_pid()", &[]).expect("pid").get(0);
+    assert_eq!(first, second);
+    let work_mem: String = b.query_one("SHOW work_mem", &[]).expect("show").get(0);
+    assert_ne!(work_mem, "7MB", "RESET ALL ran before the next client");
+}
