@@ -480,21 +480,10 @@ fn drain(sock: &Sock, server: &mut Tracker, expected_ready: u64, deadline: Insta
     let mut chunk = Vec::with_capacity(8192);
     while server.ready_count < expected_ready || !server.at_boundary() {
         chunk.clear();
-        match sock.read_append(&mut chunk) {
-            Ok(0) => return false,
-            Ok(_) => {
-                if server.scan(&chunk).is_err() {
-                    return false;
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                let mut fds = [libc::pollfd { fd: sock.raw(), events: libc::POLLIN, revents: 0 }];
-                let left = deadline.saturating_duration_since(Instant::now()).as_millis() as i32;
-                if left <= 0 || crate::net::poll(&mut fds, left).unwrap_or(0) == 0 {
-                    return false;
-                }
-            }
-            Err(_) => return false,
+        // End of stream, a failed read and the deadline all mean the
+        // connection cannot be reused.
+        if sock.read_some(&mut chunk, Some(deadline)).is_err() || server.scan(&chunk).is_err() {
+            return false;
         }
     }
     server.ready_count == expected_ready
