@@ -20,7 +20,9 @@ pub fn reset_signals() {
         let mut empty: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut empty);
         libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
-        for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGCHLD, libc::SIGALRM, libc::SIGTRAP, libc::SIGUSR1] {
+        for sig in
+            [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGCHLD, libc::SIGALRM, libc::SIGTRAP, libc::SIGUSR1]
+        {
             libc::signal(sig, libc::SIG_DFL);
         }
         libc::signal(libc::SIGQUIT, quit_now as *const () as libc::sighandler_t);

@@ -21,7 +21,12 @@ use std::process::ExitCode;
 static ALLOCATOR: pgagroal::arena::ForkArena = pgagroal::arena::ForkArena::new();
 
 #[derive(Parser, Debug)]
-#[command(name = "pgagroal", about = "PostgreSQL connection pool", disable_help_flag = true, disable_version_flag = true)]
+#[command(
+    name = "pgagroal",
+    about = "PostgreSQL connection pool",
+    disable_help_flag = true,
+    disable_version_flag = true
+)]
 struct Args {
     /// Main configuration file (pgagroal.conf or a .toml file)
     #[arg(short = 'c', long = "config")]
@@ -207,7 +212,8 @@ fn claim_pidfile(path: &Path) -> Result<(), String> {
             }
             _ => {
                 warn!(pgagroal::log::logger(), "removing stale pid file"; "path" => %path.display());
-                std::fs::remove_file(path).map_err(|e| format!("cannot remove stale pid file {}: {e}", path.display()))?;
+                std::fs::remove_file(path)
+                    .map_err(|e| format!("cannot remove stale pid file {}: {e}", path.display()))?;
             }
         }
     }

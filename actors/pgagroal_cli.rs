@@ -80,8 +80,13 @@ fn parse_command(words: &[String]) -> Result<(Command, Map<String, Value>), Stri
         ["shutdown", "cancel"] => (Command::CancelShutdown, Map::new()),
         ["conf", "reload"] => (Command::Reload, Map::new()),
         [] => return Err("no command given; try 'pgagroal-cli -?'".into()),
-        ["status", "details"] | ["flush", ..] | ["enable", ..] | ["disable", ..] | ["switch-to", ..]
-        | ["clear", ..] | ["conf", ..] => {
+        ["status", "details"]
+        | ["flush", ..]
+        | ["enable", ..]
+        | ["disable", ..]
+        | ["switch-to", ..]
+        | ["clear", ..]
+        | ["conf", ..] => {
             return Err(format!("command '{}' is not supported by this version", words.join(" ")));
         }
         _ => return Err(format!("unknown command '{}'; try 'pgagroal-cli -?'", words.join(" "))),
@@ -125,7 +130,10 @@ fn main() -> ExitCode {
     }
     let _ = (&args.user, &args.password, &args.logfile);
     if args.host.is_some() || args.port.is_some() {
-        return fail(args.verbose, "remote management (-h/-p) is not supported by this version; use -c with the local configuration");
+        return fail(
+            args.verbose,
+            "remote management (-h/-p) is not supported by this version; use -c with the local configuration",
+        );
     }
     let (command, request) = match parse_command(&args.command) {
         Ok(c) => c,

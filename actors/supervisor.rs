@@ -57,7 +57,9 @@ enum Phase {
     /// Refusing new clients, waiting for the current ones to leave.
     Graceful,
     /// Workers were told to quit; SIGKILL after the deadline.
-    Stopping { deadline: Instant },
+    Stopping {
+        deadline: Instant,
+    },
 }
 
 /// Paths the supervisor must clean up on exit.
@@ -114,7 +116,14 @@ fn blocked_signals() -> SigSet {
 }
 
 impl Supervisor {
-    pub fn new(config: Config, files: ConfigFiles, hba: Hba, region: Region, bound: Bound, paths: Paths) -> std::io::Result<Self> {
+    pub fn new(
+        config: Config,
+        files: ConfigFiles,
+        hba: Hba,
+        region: Region,
+        bound: Bound,
+        paths: Paths,
+    ) -> std::io::Result<Self> {
         let mask = blocked_signals();
         mask.thread_block().map_err(std::io::Error::from)?;
         let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
@@ -161,13 +170,12 @@ impl Supervisor {
         crate::ALLOCATOR.activate();
         self.keep_spares();
         loop {
-            if let Err(e) = self.poll.poll(&mut events, Some(Duration::from_secs(1))) {
-                if e.kind() != std::io::ErrorKind::Interrupted {
+            if let Err(e) = self.poll.poll(&mut events, Some(Duration::from_secs(1)))
+                && e.kind() != std::io::ErrorKind::Interrupted {
                     error!(self.log, "poll failed"; "error" => %e);
                     self.stop_now();
                     break;
                 }
-            }
             for event in events.iter() {
                 match event.token() {
                     SIGNALS => self.on_signals(),
@@ -270,7 +278,11 @@ impl Supervisor {
                     && self
                         .poll
                         .registry()
-                        .register(&mut SourceFd(&ours.as_raw_fd()), Token(WORKER_BASE + pid as usize), Interest::READABLE)
+                        .register(
+                            &mut SourceFd(&ours.as_raw_fd()),
+                            Token(WORKER_BASE + pid as usize),
+                            Interest::READABLE,
+                        )
                         .is_ok();
                 if !registered {
                     warn!(self.log, "cannot watch worker mailbox"; "worker" => pid);
@@ -285,7 +297,12 @@ impl Supervisor {
                     let refusal = encode::error_response("FATAL", "53300", "cannot start a worker for this connection");
                     // SAFETY: a plain non-blocking send on the accepted socket.
                     unsafe {
-                        libc::send(client.as_raw_fd(), refusal.as_ptr().cast(), refusal.len(), libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT)
+                        libc::send(
+                            client.as_raw_fd(),
+                            refusal.as_ptr().cast(),
+                            refusal.len(),
+                            libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
+                        )
                     };
                 }
                 None
@@ -295,7 +312,12 @@ impl Supervisor {
 
     /// In the forked child: become a worker. Never touches the supervisor's
     /// own descriptors after closing them.
-    fn become_worker(&self, first: Option<(OwnedFd, Peer)>, mailbox: Mailbox, supervisor_region: Option<(usize, usize)>) -> i32 {
+    fn become_worker(
+        &self,
+        first: Option<(OwnedFd, Peer)>,
+        mailbox: Mailbox,
+        supervisor_region: Option<(usize, usize)>,
+    ) -> i32 {
         pgagroal::log::after_fork_in_child();
         // SAFETY: prctl with PR_SET_PDEATHSIG and a valid signal number.
         unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) };
@@ -403,7 +425,8 @@ impl Supervisor {
         if (new.main.nodelay, new.main.keep_alive) != (self.config.main.nodelay, self.config.main.keep_alive) {
             for l in &self.listeners {
                 if let Listener::Tcp(t) = l
-                    && let Err(e) = crate::listen::set_client_options(t.as_raw_fd(), new.main.nodelay, new.main.keep_alive)
+                    && let Err(e) =
+                        crate::listen::set_client_options(t.as_raw_fd(), new.main.nodelay, new.main.keep_alive)
                 {
                     warn!(self.log, "cannot apply nodelay/keep_alive to a listener"; "error" => %e);
                 }
@@ -418,8 +441,12 @@ impl Supervisor {
     fn reap(&mut self) {
         loop {
             match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::Exited(pid, code)) => self.child_gone(pid.as_raw(), if code == 0 { None } else { Some(format!("exit status {code}")) }),
-                Ok(WaitStatus::Signaled(pid, signal, _)) => self.child_gone(pid.as_raw(), Some(format!("killed by {signal:?}"))),
+                Ok(WaitStatus::Exited(pid, code)) => {
+                    self.child_gone(pid.as_raw(), if code == 0 { None } else { Some(format!("exit status {code}")) })
+                }
+                Ok(WaitStatus::Signaled(pid, signal, _)) => {
+                    self.child_gone(pid.as_raw(), Some(format!("killed by {signal:?}")))
+                }
                 Ok(WaitStatus::StillAlive) | Err(nix::errno::Errno::ECHILD) => return,
                 Ok(_) => continue,
                 Err(nix::errno::Errno::EINTR) => continue,
@@ -463,7 +490,9 @@ impl Supervisor {
                         word = w;
                         break;
                     }
-                    Err(pgagroal::shmem::slot::TransitionError::Lost { now }) if now.owner == pid && now.state.is_claimed() => {
+                    Err(pgagroal::shmem::slot::TransitionError::Lost { now })
+                        if now.owner == pid && now.state.is_claimed() =>
+                    {
                         word = now
                     }
                     Err(_) => break,
@@ -506,7 +535,6 @@ impl Supervisor {
             unsafe { libc::_exit(0) }
         }
     }
-
 }
 
 /// Drop the supervisor's copy of a slot's connection, ending the connection
@@ -520,7 +548,9 @@ fn terminate_pooled(pooled: &mut [Option<Pooled>], id: SlotId, generation: Gener
             if clean {
                 let x = encode::terminate();
                 // SAFETY: non-blocking send of a 5-byte Terminate on our fd.
-                unsafe { libc::send(p.fd.as_raw_fd(), x.as_ptr().cast(), x.len(), libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT) };
+                unsafe {
+                    libc::send(p.fd.as_raw_fd(), x.as_ptr().cast(), x.len(), libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT)
+                };
             }
             // SAFETY: shutdown on a descriptor we own.
             unsafe { libc::shutdown(p.fd.as_raw_fd(), libc::SHUT_RDWR) };
@@ -549,26 +579,36 @@ impl Supervisor {
         let (reply, reply_fd) = match request {
             WorkerRequest::Register { slot, generation, startup } => {
                 let word = table.get(slot).map(|s| s.load());
-                let valid = word.is_some_and(|w| w.owner == pid && w.generation == generation && w.state == SlotState::Init);
+                let valid =
+                    word.is_some_and(|w| w.owner == pid && w.generation == generation && w.state == SlotState::Init);
                 match (valid, fd, self.pooled.get_mut(slot.0 as usize)) {
                     (true, Some(fd), Some(entry)) => {
                         *entry = Some(Pooled { fd, generation, startup });
                         (WorkerReply::Registered, None)
                     }
-                    _ => (WorkerReply::Unavailable { reason: format!("slot {} is not being set up by this worker", slot.0) }, None),
+                    _ => (
+                        WorkerReply::Unavailable {
+                            reason: format!("slot {} is not being set up by this worker", slot.0),
+                        },
+                        None,
+                    ),
                 }
             }
             WorkerRequest::Checkout { slot, generation } => {
                 let word = table.get(slot).map(|s| s.load());
                 let valid = word.is_some_and(|w| {
-                    w.owner == pid && w.generation == generation && matches!(w.state, SlotState::InUse | SlotState::Remove)
+                    w.owner == pid
+                        && w.generation == generation
+                        && matches!(w.state, SlotState::InUse | SlotState::Remove)
                 });
                 match self.pooled.get(slot.0 as usize).and_then(Option::as_ref) {
                     Some(p) if valid && p.generation == generation => match p.fd.try_clone() {
                         Ok(copy) => (WorkerReply::CheckedOut { startup: p.startup.clone() }, Some(copy)),
                         Err(e) => (WorkerReply::Unavailable { reason: format!("cannot duplicate fd: {e}") }, None),
                     },
-                    _ => (WorkerReply::Unavailable { reason: format!("no pooled connection for slot {}", slot.0) }, None),
+                    _ => {
+                        (WorkerReply::Unavailable { reason: format!("no pooled connection for slot {}", slot.0) }, None)
+                    }
                 }
             }
             WorkerRequest::Killed { slot, generation } => {

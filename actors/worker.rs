@@ -73,8 +73,8 @@ pub fn run(mut ctx: Context<'_>) -> i32 {
             return 0;
         }
         let header = ctx.region.header();
-        let running = header.shutdown.load(std::sync::atomic::Ordering::Acquire)
-            == pgagroal::shmem::region::shutdown::RUNNING;
+        let running =
+            header.shutdown.load(std::sync::atomic::Ordering::Acquire) == pgagroal::shmem::region::shutdown::RUNNING;
         if !running || !header.offer_idle(pid) {
             return 0;
         }
@@ -139,7 +139,13 @@ fn serve_client(
 /// Read SSLRequest / GSSENCRequest / CancelRequest / StartupMessage until a
 /// StartupMessage arrives. None means the client is done (cancel handled,
 /// closed, refused or too slow). Bytes after the packet are returned too.
-fn read_startup(client: &Sock, config: &Config, region: &Region, deadline: Instant, log: &slog::Logger) -> Option<(Startup, Vec<u8>)> {
+fn read_startup(
+    client: &Sock,
+    config: &Config,
+    region: &Region,
+    deadline: Instant,
+    log: &slog::Logger,
+) -> Option<(Startup, Vec<u8>)> {
     let mut buf = Vec::with_capacity(512);
     let mut negotiated = 0;
     loop {
@@ -150,7 +156,11 @@ fn read_startup(client: &Sock, config: &Config, region: &Region, deadline: Insta
                     StartupPacket::SslRequest | StartupPacket::GssEncRequest => {
                         negotiated += 1;
                         if negotiated > 2 || !buf.is_empty() {
-                            refuse(client, sqlstate::PROTOCOL_VIOLATION, "invalid startup packet layout: repeated encryption request");
+                            refuse(
+                                client,
+                                sqlstate::PROTOCOL_VIOLATION,
+                                "invalid startup packet layout: repeated encryption request",
+                            );
                             return None;
                         }
                         // Neither TLS nor GSS encryption is offered: 'N'.
@@ -162,12 +172,8 @@ fn read_startup(client: &Sock, config: &Config, region: &Region, deadline: Insta
                     }
                     StartupPacket::Startup(s) => {
                         if s.minor > 0 {
-                            let unknown: Vec<&str> = s
-                                .params
-                                .iter()
-                                .map(|(k, _)| k.as_str())
-                                .filter(|k| k.starts_with("_pq_."))
-                                .collect();
+                            let unknown: Vec<&str> =
+                                s.params.iter().map(|(k, _)| k.as_str()).filter(|k| k.starts_with("_pq_.")).collect();
                             let nego = encode::negotiate_protocol_version(startup::PROTOCOL_3_0, &unknown);
                             client.write_all(&nego, Some(deadline)).ok()?;
                         }
@@ -182,7 +188,11 @@ fn read_startup(client: &Sock, config: &Config, region: &Region, deadline: Insta
                     return None;
                 }
                 Err(IoFail::Timeout) => {
-                    refuse(client, sqlstate::PROTOCOL_VIOLATION, "authentication timeout: no startup packet received in time");
+                    refuse(
+                        client,
+                        sqlstate::PROTOCOL_VIOLATION,
+                        "authentication timeout: no startup packet received in time",
+                    );
                     info!(log, "client start-up timed out");
                     return None;
                 }
@@ -212,9 +222,14 @@ fn admit(client: &Sock, hba: &Hba, region: &Region, peer: &Peer, s: &Startup, lo
         refuse(client, sqlstate::CANNOT_CONNECT_NOW, "the connection pool is shutting down");
         return false;
     }
-    let replication = s.params.iter().any(|(k, v)| k == "replication" && !matches!(v.as_str(), "false" | "off" | "no" | "0"));
+    let replication =
+        s.params.iter().any(|(k, v)| k == "replication" && !matches!(v.as_str(), "false" | "off" | "no" | "0"));
     if replication {
-        refuse(client, sqlstate::FEATURE_NOT_SUPPORTED, "replication connections are not supported through the connection pool");
+        refuse(
+            client,
+            sqlstate::FEATURE_NOT_SUPPORTED,
+            "replication connections are not supported through the connection pool",
+        );
         return false;
     }
     let describe = format!("host \"{}\", user \"{}\", database \"{}\"", peer.host(), s.user, s.database);
@@ -226,7 +241,11 @@ fn admit(client: &Sock, hba: &Hba, region: &Region, peer: &Peer, s: &Startup, lo
         }
         Some(entry) if entry.method == Method::Reject => {
             info!(log, "rejected by hba"; "line" => entry.line);
-            refuse(client, sqlstate::INVALID_AUTHORIZATION, &format!("pgagroal_hba.conf rejects connection for {describe}"));
+            refuse(
+                client,
+                sqlstate::INVALID_AUTHORIZATION,
+                &format!("pgagroal_hba.conf rejects connection for {describe}"),
+            );
             false
         }
         Some(_) => true,

@@ -107,6 +107,7 @@ class Harness:
     def __init__(self, args):
         self.args = args
         self.bin_dir = os.environ.get("PGAGROAL_BIN_DIR") or os.path.join(REPO, "target", "release")
+        self.source_bin_dir = self.bin_dir
         self.pg_bindir = os.environ.get("PG_BINDIR") or find_pg_bindir()
         self.run_user = processes.RunUser.pick()
         self.scram_password = secrets.token_hex(12)
@@ -156,6 +157,7 @@ class Harness:
                 raise RuntimeError(f"{name} not found in {self.bin_dir} "
                                    "(set PGAGROAL_BIN_DIR or run through bench/run)")
         find_pgbouncer()
+        self.stage_binaries()
         self.cluster = Cluster(self.pg_bindir, self.workdir, self.run_user, self.log_command)
         print(f"PostgreSQL: initdb and start on 127.0.0.1:{self.cluster.port} "
               f"(as {self.run_user.name if self.run_user else 'the current user'})", flush=True)
@@ -168,6 +170,22 @@ class Harness:
         print(f"PostgreSQL: ready ({took:.1f} s)", flush=True)
         self.results["machine"] = self.machine_info()
         self.detect_transaction_mode()
+
+    def stage_binaries(self):
+        """The pooler runs as the unprivileged account, which may not be able
+        to enter the checkout (root's own 0700 home): run copies of the
+        binaries from the harness's work directory instead."""
+        if not self.run_user:
+            return
+        staged = os.path.join(self.workdir, "bin")
+        os.makedirs(staged, mode=0o755)
+        for name in ("pgagroal", "pgagroal-cli", "pgagroal-admin"):
+            source = os.path.join(self.bin_dir, name)
+            if os.path.exists(source):
+                shutil.copy2(source, os.path.join(staged, name))
+                os.chmod(os.path.join(staged, name), 0o755)
+        self.results["pgagroal_binaries_staged_in"] = staged
+        self.source_bin_dir, self.bin_dir = self.bin_dir, staged
 
     def machine_info(self):
         uname = os.uname()
@@ -183,7 +201,7 @@ class Harness:
             "postgresql": self.cluster.version(),
             "pgbouncer": version_of(find_pgbouncer(), "--version"),
             "pgagroal": version_of(os.path.join(self.bin_dir, "pgagroal"), "--version"),
-            "pgagroal_binaries": self.bin_dir,
+            "pgagroal_binaries": self.source_bin_dir,
             "binaries_built_by_harness": os.environ.get("PGAGROAL_BUILT") == "1",
             "run_user": self.run_user.name if self.run_user else None,
             "fd_limit": resource.getrlimit(resource.RLIMIT_NOFILE)[0],

@@ -20,15 +20,16 @@ struct Values {
 }
 
 fn values() -> impl Strategy<Value = Values> {
-    (1u16.., 1usize..=10_000, 0u64..100_000, any::<bool>(), "[a-zA-Z%# ;:-]{1,20}", 1u16..)
-        .prop_map(|(port, max_connections, blocking_secs, keep_alive, log_prefix, server_port)| Values {
+    (1u16.., 1usize..=10_000, 0u64..100_000, any::<bool>(), "[a-zA-Z%# ;:-]{1,20}", 1u16..).prop_map(
+        |(port, max_connections, blocking_secs, keep_alive, log_prefix, server_port)| Values {
             port,
             max_connections,
             blocking_secs,
             keep_alive,
             log_prefix,
             server_port,
-        })
+        },
+    )
 }
 
 fn ini(v: &Values, style: u8) -> String {
@@ -47,7 +48,7 @@ fn ini(v: &Values, style: u8) -> String {
         (false, 2) => "0",
         (false, _) => "False",
     };
-    let blocking = if style % 2 == 0 { format!("{}", v.blocking_secs) } else { format!("{}s", v.blocking_secs) };
+    let blocking = if style.is_multiple_of(2) { format!("{}", v.blocking_secs) } else { format!("{}s", v.blocking_secs) };
     format!(
         "# generated\n[pgagroal]\nhost = *{comment}\nport = {}{comment}\nunix_socket_dir = /tmp\n\
          max_connections = {}{comment}\nblocking_timeout = {blocking}{comment}\nkeep_alive = {boolean}{comment}\n\

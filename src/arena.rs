@@ -318,7 +318,14 @@ mod tests {
     fn region(len: usize) -> (Arena, Region) {
         // SAFETY: a fresh anonymous mapping; checked below.
         let base = unsafe {
-            libc::mmap(ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0)
+            libc::mmap(
+                ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
         };
         assert_ne!(base, libc::MAP_FAILED);
         (Arena::over(base as usize, len), Region(base, len))

@@ -133,8 +133,8 @@ pub struct Hba {
 
 impl Hba {
     pub fn load(path: &Path) -> Result<Hba, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Io { file: path.to_path_buf(), source })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Io { file: path.to_path_buf(), source })?;
         Hba::parse(path, &text)
     }
 
@@ -169,7 +169,10 @@ impl Hba {
                 Address::All
             } else {
                 Address::Net(Cidr::parse(fields[3]).ok_or_else(|| {
-                    invalid("ADDRESS", &format!("all or an address/prefix such as 10.0.0.0/8 or ::1/128, not '{}'", fields[3]))
+                    invalid(
+                        "ADDRESS",
+                        &format!("all or an address/prefix such as 10.0.0.0/8 or ::1/128, not '{}'", fields[3]),
+                    )
                 })?)
             };
             let method = match fields[4].to_ascii_lowercase().as_str() {

@@ -5,7 +5,7 @@
 //! to fork safely.
 
 use crate::config::{LogLevel, LogType, MainConfig};
-use slog::{Drain, Level, OwnedKVList, Record, KV};
+use slog::{Drain, KV, Level, OwnedKVList, Record};
 use std::fmt::Write as _;
 use std::io::{self, Write as _};
 use std::os::fd::{AsRawFd, RawFd};
@@ -112,7 +112,8 @@ impl Drain for LineDrain {
                 // SAFETY: the descriptor stays open for the life of the
                 // process (see LOG_FILE); ManuallyDrop keeps this borrowed
                 // File from closing it.
-                let file = std::mem::ManuallyDrop::new(unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(*fd) });
+                let file =
+                    std::mem::ManuallyDrop::new(unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(*fd) });
                 let _ = (&*file).write_all(line.as_bytes());
             }
             Target::Syslog => {

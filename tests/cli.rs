@@ -69,7 +69,10 @@ fn cli_errors_are_clear() {
     let conf = dir.path().join("pgagroal.conf");
     std::fs::write(
         &conf,
-        format!("[pgagroal]\nhost = 127.0.0.1\nport = 1\nunix_socket_dir = {}\n[s]\nhost = x\nport = 1\n", dir.path().display()),
+        format!(
+            "[pgagroal]\nhost = 127.0.0.1\nport = 1\nunix_socket_dir = {}\n[s]\nhost = x\nport = 1\n",
+            dir.path().display()
+        ),
     )
     .expect("conf");
     let down = Command::new(cli_binary()).arg("-c").arg(&conf).arg("ping").output().expect("cli");
@@ -100,7 +103,8 @@ fn refused(conf: &str, hba: &str) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-const GOOD: &str = "[pgagroal]\nhost = 127.0.0.1\nport = 6543\nunix_socket_dir = DIR\n\n[primary]\nhost = 127.0.0.1\nport = 5432\n";
+const GOOD: &str =
+    "[pgagroal]\nhost = 127.0.0.1\nport = 6543\nunix_socket_dir = DIR\n\n[primary]\nhost = 127.0.0.1\nport = 5432\n";
 
 #[test]
 fn bad_configuration_stops_the_daemon_before_binding() {
@@ -112,7 +116,8 @@ fn bad_configuration_stops_the_daemon_before_binding() {
     assert!(err.contains("pgagroal_hba.conf") && err.contains("line 2") && err.contains("ADDRESS"), "{err}");
     let err = refused(&GOOD.replace("[primary]\nhost = 127.0.0.1\nport = 5432\n", ""), "host all all all trust\n");
     assert!(err.contains("no server section"), "{err}");
-    let err = refused(&GOOD.replace("port = 5432", "port = 5432\n[primary]\nhost = b\nport = 1"), "host all all all trust\n");
+    let err =
+        refused(&GOOD.replace("port = 5432", "port = 5432\n[primary]\nhost = b\nport = 1"), "host all all all trust\n");
     assert!(err.contains("[primary]"), "{err}");
 }
 
@@ -130,14 +135,10 @@ fn unknown_keys_warn_and_toml_works() {
     std::fs::write(dir.path().join("pgagroal.toml"), toml).expect("toml");
     std::fs::write(dir.path().join("pgagroal_hba.conf"), "host all all all trust\n").expect("hba");
     let log = std::fs::File::create(dir.path().join("log")).expect("log");
-    let mut child = Command::new(pooler_binary())
-        .arg("-D")
-        .arg(dir.path())
-        .stderr(log)
-        .spawn()
-        .expect("daemon");
+    let mut child = Command::new(pooler_binary()).arg("-D").arg(dir.path()).stderr(log).spawn().expect("daemon");
     let url = format!("host=127.0.0.1 port={port} user={TRUST_USER} dbname={DATABASE}");
-    let ok = eventually(std::time::Duration::from_secs(10), || postgres::Client::connect(&url, postgres::NoTls).is_ok());
+    let ok =
+        eventually(std::time::Duration::from_secs(10), || postgres::Client::connect(&url, postgres::NoTls).is_ok());
     // SAFETY: signalling our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let _ = child.wait();

@@ -38,10 +38,7 @@ fn session_state_is_reset_between_clients() {
     let mut b = pooler.connect(TRUST_USER);
     let name: String = b.query_one("SHOW application_name", &[]).expect("show").get(0);
     assert_ne!(name, "dirty", "settings leak between clients");
-    let temp: i64 = b
-        .query_one("SELECT count(*) FROM pg_class WHERE relname = 'leftover'", &[])
-        .expect("count")
-        .get(0);
+    let temp: i64 = b.query_one("SELECT count(*) FROM pg_class WHERE relname = 'leftover'", &[]).expect("count").get(0);
     assert_eq!(temp, 0, "temporary tables leak between clients");
     let status: String = b.query_one("SELECT 'outside a transaction'", &[]).expect("select").get(0);
     assert_eq!(status, "outside a transaction");
@@ -207,7 +204,8 @@ fn a_failing_reset_retires_the_connection() {
 
 #[test]
 fn a_custom_reset_query_keeps_the_connection() {
-    let pooler = Pooler::start(PoolerOptions { extra: "server_reset_query = 'RESET ALL'".into(), ..Default::default() });
+    let pooler =
+        Pooler::start(PoolerOptions { extra: "server_reset_query = 'RESET ALL'".into(), ..Default::default() });
     let mut a = pooler.connect(TRUST_USER);
     a.batch_execute("SET work_mem = '7MB'").expect("set");
     let first: i32 = a.query_one("SELECT pg_backend_pid()", &[]).expect("pid").get(0);

@@ -361,7 +361,8 @@ fn authenticate(
                 to_client.extend_from_slice(raw);
             }
             BackendMessage::Authentication {
-                code: auth_code::CLEARTEXT_PASSWORD | auth_code::MD5_PASSWORD | auth_code::SASL | auth_code::SASL_CONTINUE,
+                code:
+                    auth_code::CLEARTEXT_PASSWORD | auth_code::MD5_PASSWORD | auth_code::SASL | auth_code::SASL_CONTINUE,
                 ..
             } if !authenticated => {
                 conn.auth = AuthKind::PassThrough;

@@ -46,11 +46,7 @@ pub fn parse(path: &Path, text: &str) -> Result<(Vec<Section>, Vec<Entry>), Conf
             let name = rest[..end].trim();
             let after = rest[end + 1..].trim();
             if !(after.is_empty() || after.starts_with('#') || after.starts_with(';')) {
-                return Err(ConfigError::syntax(
-                    path,
-                    line,
-                    "nothing but a comment after a section header",
-                ));
+                return Err(ConfigError::syntax(path, line, "nothing but a comment after a section header"));
             }
             if name.is_empty() {
                 return Err(ConfigError::syntax(path, line, "a non-empty section name"));

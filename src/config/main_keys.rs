@@ -201,9 +201,7 @@ impl MainConfig {
                 }
             }
             "unix_socket_dir" => self.unix_socket_dir = path_value(raw)?,
-            "max_connections" => {
-                self.max_connections = value::parse_int(raw, "a number of connections above 0")?
-            }
+            "max_connections" => self.max_connections = value::parse_int(raw, "a number of connections above 0")?,
             "pipeline" => {
                 self.pipeline = match raw.to_ascii_lowercase().as_str() {
                     "auto" => Pipeline::Auto,
@@ -237,8 +235,7 @@ impl MainConfig {
             "authentication_timeout" => {
                 let timeout = value::parse_duration(raw)?;
                 // Upstream treats 0 as the default rather than "wait forever".
-                self.authentication_timeout =
-                    if timeout.is_zero() { Duration::from_secs(5) } else { timeout };
+                self.authentication_timeout = if timeout.is_zero() { Duration::from_secs(5) } else { timeout };
             }
             "keep_alive" => self.keep_alive = value::parse_bool(raw)?,
             "nodelay" => self.nodelay = value::parse_bool(raw)?,
@@ -264,9 +261,7 @@ impl MainConfig {
 
     /// The pid file actually used.
     pub fn pidfile(&self) -> PathBuf {
-        self.pidfile
-            .clone()
-            .unwrap_or_else(|| self.unix_socket_dir.join(format!("pgagroal.{}.pid", self.port)))
+        self.pidfile.clone().unwrap_or_else(|| self.unix_socket_dir.join(format!("pgagroal.{}.pid", self.port)))
     }
 
     /// `.s.PGSQL.<port>` for clients.

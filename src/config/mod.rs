@@ -58,11 +58,7 @@ pub struct Config {
 impl Config {
     /// The server new connections go to: the first marked primary, else the first.
     pub fn primary_server(&self) -> Option<(usize, &ServerConfig)> {
-        self.servers
-            .iter()
-            .enumerate()
-            .find(|(_, s)| s.primary)
-            .or_else(|| self.servers.iter().enumerate().next())
+        self.servers.iter().enumerate().find(|(_, s)| s.primary).or_else(|| self.servers.iter().enumerate().next())
     }
 }
 
@@ -76,27 +72,18 @@ pub struct Loaded {
 
 /// Read and validate `pgagroal.conf` (INI) or `*.toml`.
 pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| ConfigError::Io { file: path.to_path_buf(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io { file: path.to_path_buf(), source })?;
     parse(path, &text)
 }
 
 /// Parse configuration text; the format follows the file extension.
 pub fn parse(path: &Path, text: &str) -> Result<Loaded, ConfigError> {
     let is_toml = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("toml"));
-    let (sections, orphans) = if is_toml {
-        toml_file::sections(path, text)?
-    } else {
-        ini::parse(path, text)?
-    };
+    let (sections, orphans) = if is_toml { toml_file::sections(path, text)? } else { ini::parse(path, text)? };
     from_sections(path, sections, orphans)
 }
 
-fn from_sections(
-    path: &Path,
-    sections: Vec<ini::Section>,
-    orphans: Vec<ini::Entry>,
-) -> Result<Loaded, ConfigError> {
+fn from_sections(path: &Path, sections: Vec<ini::Section>, orphans: Vec<ini::Entry>) -> Result<Loaded, ConfigError> {
     let mut warnings: Vec<String> = orphans
         .iter()
         .map(|e| format!("{}: line {}: key '{}' is outside any section and is ignored", path.display(), e.line, e.key))
@@ -176,10 +163,7 @@ fn from_sections(
         }
     }
     if servers.iter().filter(|s| s.primary).count() > 1 {
-        warnings.push(format!(
-            "{}: more than one server is marked primary; the first one is used",
-            path.display()
-        ));
+        warnings.push(format!("{}: more than one server is marked primary; the first one is used", path.display()));
     }
     if main.max_connections == 0 {
         return Err(invalid(main_line, "max_connections", "a number of connections above 0".into()));
@@ -226,15 +210,13 @@ fn server_section(
             }
             "port" => port = Some(value::parse_int::<u16>(&entry.value, "a port number 1-65535").map_err(invalid)?),
             "primary" => primary = value::parse_bool(&entry.value).map_err(invalid)?,
-            "tls" | "tls_cert_file" | "tls_key_file" | "tls_ca_file" | "channel_binding" => {
-                warnings.push(format!(
-                    "{}: line {}: key '{}' in [{}] is recognised but has no effect in this version",
-                    path.display(),
-                    entry.line,
-                    entry.key,
-                    section.name
-                ))
-            }
+            "tls" | "tls_cert_file" | "tls_key_file" | "tls_ca_file" | "channel_binding" => warnings.push(format!(
+                "{}: line {}: key '{}' in [{}] is recognised but has no effect in this version",
+                path.display(),
+                entry.line,
+                entry.key,
+                section.name
+            )),
             other => warnings.push(format!(
                 "{}: line {}: unknown key '{other}' in server section [{}] is ignored",
                 path.display(),

@@ -53,11 +53,9 @@ pub fn sections(path: &Path, text: &str) -> Result<(Vec<Section>, Vec<Entry>), C
                 }
                 sections.push(Section { name: name.get_ref().to_string(), line, entries });
             }
-            other => orphans.push(Entry {
-                key: name.get_ref().to_string(),
-                value: scalar(other).unwrap_or_default(),
-                line,
-            }),
+            other => {
+                orphans.push(Entry { key: name.get_ref().to_string(), value: scalar(other).unwrap_or_default(), line })
+            }
         }
     }
     Ok((sections, orphans))

@@ -72,9 +72,7 @@ pub fn expand_env(value: &str) -> Result<String, Expected> {
             let end = braced.find('}').ok_or_else(|| format!("a closing '}}' in '{value}'"))?;
             (&braced[..end], end + 2)
         } else {
-            let end = after
-                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-                .unwrap_or(after.len());
+            let end = after.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(after.len());
             (&after[..end], end)
         };
         if name.is_empty() {

@@ -103,7 +103,8 @@ impl Mailbox {
     }
 
     pub fn set_nonblocking(&self, on: bool) -> Result<(), MailboxError> {
-        crate::sys::set_nonblocking(self.fd.as_raw_fd(), on).map_err(|e| MailboxError::Io(Errno::from_raw(e.raw_os_error().unwrap_or(0))))
+        crate::sys::set_nonblocking(self.fd.as_raw_fd(), on)
+            .map_err(|e| MailboxError::Io(Errno::from_raw(e.raw_os_error().unwrap_or(0))))
     }
 
     /// Bound how long a blocking `recv` waits.
@@ -185,7 +186,8 @@ impl Mailbox {
             while !cmsg.is_null() {
                 if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
                     let data = libc::CMSG_DATA(cmsg) as *const libc::c_int;
-                    let count = ((*cmsg).cmsg_len as usize - libc::CMSG_LEN(0) as usize) / std::mem::size_of::<libc::c_int>();
+                    let count =
+                        ((*cmsg).cmsg_len as usize - libc::CMSG_LEN(0) as usize) / std::mem::size_of::<libc::c_int>();
                     for i in 0..count {
                         fds.push(OwnedFd::from_raw_fd(std::ptr::read_unaligned(data.add(i))));
                     }
@@ -223,9 +225,7 @@ impl Mailbox {
         if declared != len - HEADER_LEN {
             return Err(MailboxError::Length { declared, actual: len - HEADER_LEN });
         }
-        let message = codec()
-            .deserialize(&buf[HEADER_LEN..len])
-            .map_err(|e| MailboxError::Decode(e.to_string()))?;
+        let message = codec().deserialize(&buf[HEADER_LEN..len]).map_err(|e| MailboxError::Decode(e.to_string()))?;
         Ok(Received::Message(message, fds.pop()))
     }
 }
@@ -261,7 +261,9 @@ mod tests {
     #[test]
     fn garbage_is_an_error_not_a_panic() {
         let (a, b) = Mailbox::pair(Contract::Worker).expect("pair");
-        for packet in [&b"\x01"[..], b"\x02\x01\0\0\0\0\0\0", b"\x01\x01\0\0\x09\0\0\0abc", b"\x01\x01\0\0\x03\0\0\0\xff\xff\xff"] {
+        for packet in
+            [&b"\x01"[..], b"\x02\x01\0\0\0\0\0\0", b"\x01\x01\0\0\x09\0\0\0abc", b"\x01\x01\0\0\x03\0\0\0\xff\xff\xff"]
+        {
             socket::send(a.as_raw_fd(), packet, MsgFlags::empty()).expect("raw send");
             assert!(b.recv::<Msg>().is_err(), "{packet:?}");
         }

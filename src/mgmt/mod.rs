@@ -44,8 +44,24 @@ impl Command {
     pub fn from_id(id: i64) -> Option<Command> {
         use Command::*;
         [
-            CancelShutdown, ConfigLs, ConfigGet, ConfigSet, StatusDetails, DisableDb, EnableDb, Flush, GetPassword,
-            Gracefully, Ping, Reload, Clear, ClearServer, Shutdown, Status, SwitchTo, ConfigAlias,
+            CancelShutdown,
+            ConfigLs,
+            ConfigGet,
+            ConfigSet,
+            StatusDetails,
+            DisableDb,
+            EnableDb,
+            Flush,
+            GetPassword,
+            Gracefully,
+            Ping,
+            Reload,
+            Clear,
+            ClearServer,
+            Shutdown,
+            Status,
+            SwitchTo,
+            ConfigAlias,
         ]
         .into_iter()
         .find(|c| *c as i64 == id)
@@ -200,10 +216,8 @@ pub fn status_response(
     servers: &[ServerStatus],
     graceful_shutdown: bool,
 ) -> Map<String, Value> {
-    let servers: Vec<Value> = servers
-        .iter()
-        .map(|s| json!({ "Host": s.host, "Port": s.port, "Server": s.name, "State": s.state }))
-        .collect();
+    let servers: Vec<Value> =
+        servers.iter().map(|s| json!({ "Host": s.host, "Port": s.port, "Server": s.name, "State": s.state })).collect();
     let mut response = Map::new();
     response.insert("ActiveConnections".into(), json!(counts.active()));
     response.insert("MaxConnections".into(), json!(max_connections));

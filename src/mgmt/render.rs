@@ -162,6 +162,9 @@ Servers:\n    - Host: localhost\n      Port: 5432\n      Server: primary\n      
     fn json_is_pretty_with_names() {
         let mut doc = json!({"Header": {"Command": 11, "Output": 1}, "Request": {}});
         translate_header(&mut doc);
-        assert_eq!(json(&doc), "{\n  \"Header\": {\n    \"Command\": \"ping\",\n    \"Output\": \"json\"\n  },\n  \"Request\": {}\n}");
+        assert_eq!(
+            json(&doc),
+            "{\n  \"Header\": {\n    \"Command\": \"ping\",\n    \"Output\": \"json\"\n  },\n  \"Request\": {}\n}"
+        );
     }
 }

@@ -16,12 +16,22 @@ pub enum WorkerRequest {
     /// A new server connection now lives in `slot` (its fd rides on the
     /// packet); `startup` is what a later client of this slot is sent between
     /// AuthenticationOk and ReadyForQuery. Answered with `Registered`.
-    Register { slot: SlotId, generation: Generation, startup: Vec<u8> },
+    Register {
+        slot: SlotId,
+        generation: Generation,
+        startup: Vec<u8>,
+    },
     /// The worker claimed `slot` FREE -> IN_USE and needs its fd. Answered with
     /// `CheckedOut` (fd on the packet) or `Unavailable`.
-    Checkout { slot: SlotId, generation: Generation },
+    Checkout {
+        slot: SlotId,
+        generation: Generation,
+    },
     /// The worker terminated the connection in `slot`; drop the copy.
-    Killed { slot: SlotId, generation: Generation },
+    Killed {
+        slot: SlotId,
+        generation: Generation,
+    },
     Lifecycle(LifecycleReply),
 }
 
@@ -29,12 +39,18 @@ pub enum WorkerRequest {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum WorkerReply {
     Registered,
-    CheckedOut { startup: Vec<u8> },
+    CheckedOut {
+        startup: Vec<u8>,
+    },
     /// The supervisor holds no connection for that slot and generation.
-    Unavailable { reason: String },
+    Unavailable {
+        reason: String,
+    },
     /// A new client for an idle worker (one that put itself in the shared
     /// idle list); its socket rides on the packet.
-    Client { peer: Peer },
+    Client {
+        peer: Peer,
+    },
     Lifecycle(Lifecycle),
 }
 

@@ -20,16 +20,29 @@ pub mod auth_code {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BackendMessage<'a> {
     /// `R` with its code; the rest of the body is left to the caller.
-    Authentication { code: i32, data: &'a [u8] },
-    ParameterStatus { name: &'a [u8], value: &'a [u8] },
-    BackendKeyData { pid: i32, secret: &'a [u8] },
-    ReadyForQuery { status: u8 },
+    Authentication {
+        code: i32,
+        data: &'a [u8],
+    },
+    ParameterStatus {
+        name: &'a [u8],
+        value: &'a [u8],
+    },
+    BackendKeyData {
+        pid: i32,
+        secret: &'a [u8],
+    },
+    ReadyForQuery {
+        status: u8,
+    },
     ErrorResponse(ErrorFields),
     NoticeResponse,
     CommandComplete,
     NegotiateProtocolVersion,
     /// Any other tag; relayed or ignored by the caller.
-    Other { tag: u8 },
+    Other {
+        tag: u8,
+    },
 }
 
 /// The fields of an ErrorResponse that decisions and logs need.

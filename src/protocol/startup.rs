@@ -20,7 +20,10 @@ pub enum StartupPacket {
     SslRequest,
     GssEncRequest,
     /// CancelRequest with the key the client got in BackendKeyData.
-    Cancel { pid: i32, secret: Vec<u8> },
+    Cancel {
+        pid: i32,
+        secret: Vec<u8>,
+    },
     /// StartupMessage of protocol 3.x.
     Startup(Startup),
 }

@@ -172,9 +172,8 @@ impl Region {
         // header, at an offset that is a multiple of Slot's alignment. All of
         // Slot's fields are atomics, valid for any bit pattern including the
         // zeroes a memfd starts with, and are only accessed atomically.
-        let slots = unsafe {
-            std::slice::from_raw_parts(self.map.as_ptr().add(header_size()) as *const Slot, self.slot_count)
-        };
+        let slots =
+            unsafe { std::slice::from_raw_parts(self.map.as_ptr().add(header_size()) as *const Slot, self.slot_count) };
         SlotTable::new(slots)
     }
 }

@@ -33,7 +33,9 @@ pub struct Postgres {
 }
 
 static POSTGRES: OnceLock<Postgres> = OnceLock::new();
-static CLEANUP: Mutex<Option<(PathBuf, PathBuf, Option<(u32, u32)>)>> = Mutex::new(None);
+/// What `stop_postgres` needs at exit: server binaries, cluster directory, uid/gid.
+type Cleanup = (PathBuf, PathBuf, Option<(u32, u32)>);
+static CLEANUP: Mutex<Option<Cleanup>> = Mutex::new(None);
 
 /// A port nobody listens on right now.
 pub fn free_port() -> u16 {
@@ -53,7 +55,9 @@ fn find_bindir() -> PathBuf {
         return PathBuf::from(dir);
     }
     let mut candidates: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path().join("bin")).filter(|p| p.join("initdb").exists()).collect())
+        .map(|rd| {
+            rd.filter_map(|e| e.ok()).map(|e| e.path().join("bin")).filter(|p| p.join("initdb").exists()).collect()
+        })
         .unwrap_or_default();
     candidates.sort();
     if let Some(dir) = candidates.pop() {
@@ -161,10 +165,16 @@ impl Postgres {
 
         let data = dir.join("data");
         run(
-            pg_command(&bindir, "initdb", run_as)
-                .arg("-D")
-                .arg(&data)
-                .args(["-A", "trust", "-U", "postgres", "-E", "UTF8", "--locale=C", "--no-sync"]),
+            pg_command(&bindir, "initdb", run_as).arg("-D").arg(&data).args([
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-sync",
+            ]),
             "initdb",
         );
         let port = free_port();
@@ -193,12 +203,18 @@ impl Postgres {
                 .status()
                 .is_ok_and(|s| s.success())
         });
-        assert!(ready, "PostgreSQL did not become ready:\n{}", std::fs::read_to_string(dir.join("postgres.log")).unwrap_or_default());
+        assert!(
+            ready,
+            "PostgreSQL did not become ready:\n{}",
+            std::fs::read_to_string(dir.join("postgres.log")).unwrap_or_default()
+        );
         let pg = Postgres { port, dir, bindir, run_as };
         for statement in [
             format!("CREATE ROLE {TRUST_USER} LOGIN SUPERUSER"),
             format!("SET password_encryption = 'md5'; CREATE ROLE {MD5_USER} LOGIN PASSWORD '{MD5_PASSWORD}'"),
-            format!("SET password_encryption = 'scram-sha-256'; CREATE ROLE {SCRAM_USER} LOGIN PASSWORD '{SCRAM_PASSWORD}'"),
+            format!(
+                "SET password_encryption = 'scram-sha-256'; CREATE ROLE {SCRAM_USER} LOGIN PASSWORD '{SCRAM_PASSWORD}'"
+            ),
             format!("CREATE DATABASE {DATABASE} OWNER {TRUST_USER}"),
             format!("GRANT ALL ON DATABASE {DATABASE} TO {MD5_USER}, {SCRAM_USER}"),
         ] {
