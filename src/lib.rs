@@ -18,8 +18,12 @@
 //! - [`log`]: the synchronous slog drain (console, file, syslog).
 //! - [`sys`]: small, audited wrappers over libc for fds and sockets.
 //! - [`arena`]: the fork-aware global allocator that keeps workers small.
+//! - [`auth`]: SCRAM-SHA-256 (both roles), MD5 and stored secrets, as pure
+//!   state machines with injected nonces and salts.
+//! - [`vault`]: the master key and the encrypted users files.
 
 pub mod arena;
+pub mod auth;
 pub mod config;
 pub mod hba;
 pub mod ipc;
@@ -29,6 +33,7 @@ pub mod msg;
 pub mod protocol;
 pub mod shmem;
 pub mod sys;
+pub mod vault;
 
 /// Version reported by `-V` and in management replies.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,3 @@
+//! `pgagroal-admin`: the master key and the users files.
+
+fn main() {}

@@ -1,0 +1,1 @@
+//! Property tests for the SASL and SCRAM parsers.

@@ -1,0 +1,1 @@
+//! Property tests for the vault: encrypt/decrypt round trips.
