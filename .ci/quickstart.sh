@@ -68,4 +68,15 @@ Management:
 Ctrl-C stops pgagroal$( [ -n "$PG_STARTED" ] && echo " and the throwaway PostgreSQL" ).
 
 MSG
-target/release/pgagroal -c "$WORK/pgagroal.conf" -a "$WORK/pgagroal_hba.conf" || true
+# pgagroal refuses to run as root: as root, run a copy of the binary (the
+# checkout may be in a home directory other accounts cannot enter) as the
+# same unprivileged account as PostgreSQL.
+if [ -n "$PG_RUN_USER" ]; then
+    mkdir -p "$WORK/bin"
+    cp target/release/pgagroal "$WORK/bin/pgagroal"
+    chmod 755 "$WORK/bin" "$WORK/bin/pgagroal"
+    chown "$PG_RUN_USER" "$WORK"
+    pg_as_user env HOME="$WORK" "$WORK/bin/pgagroal" -c "$WORK/pgagroal.conf" -a "$WORK/pgagroal_hba.conf" || true
+else
+    target/release/pgagroal -c "$WORK/pgagroal.conf" -a "$WORK/pgagroal_hba.conf" || true
+fi

@@ -74,6 +74,12 @@ fn main() -> ExitCode {
         println!("pgagroal {}", pgagroal::VERSION);
         return ExitCode::SUCCESS;
     }
+    if nix::unistd::geteuid().is_root() {
+        return fail(
+            "Using the root account is not allowed: run pgagroal as an unprivileged user \
+             (for example: runuser -u postgres -- pgagroal ...)",
+        );
+    }
     let overrides = FileOverrides {
         dir: args.directory.clone(),
         main: args.config.clone(),

@@ -171,11 +171,12 @@ impl Supervisor {
         self.keep_spares();
         loop {
             if let Err(e) = self.poll.poll(&mut events, Some(Duration::from_secs(1)))
-                && e.kind() != std::io::ErrorKind::Interrupted {
-                    error!(self.log, "poll failed"; "error" => %e);
-                    self.stop_now();
-                    break;
-                }
+                && e.kind() != std::io::ErrorKind::Interrupted
+            {
+                error!(self.log, "poll failed"; "error" => %e);
+                self.stop_now();
+                break;
+            }
             for event in events.iter() {
                 match event.token() {
                     SIGNALS => self.on_signals(),

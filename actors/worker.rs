@@ -11,7 +11,7 @@ mod relay;
 
 use crate::net::{IoFail, Sock};
 use pgagroal::config::Config;
-use pgagroal::hba::{Hba, Method};
+use pgagroal::hba::{Hba, Method, Transport};
 use pgagroal::ipc::{Mailbox, Received};
 use pgagroal::msg::worker::{Peer, WorkerReply, WorkerRequest};
 use pgagroal::msg::{Lifecycle, LifecycleReply};
@@ -233,7 +233,11 @@ fn admit(client: &Sock, hba: &Hba, region: &Region, peer: &Peer, s: &Startup, lo
         return false;
     }
     let describe = format!("host \"{}\", user \"{}\", database \"{}\"", peer.host(), s.user, s.database);
-    match hba.find(&s.database, &s.user, peer.ip(), false) {
+    let transport = match peer.ip() {
+        Some(addr) => Transport::Tcp { addr, tls: false },
+        None => Transport::Unix,
+    };
+    match hba.find(&s.database, &s.user, transport) {
         None => {
             info!(log, "no hba entry");
             refuse(client, sqlstate::INVALID_AUTHORIZATION, &format!("no pgagroal_hba.conf entry for {describe}"));

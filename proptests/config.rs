@@ -48,7 +48,8 @@ fn ini(v: &Values, style: u8) -> String {
         (false, 2) => "0",
         (false, _) => "False",
     };
-    let blocking = if style.is_multiple_of(2) { format!("{}", v.blocking_secs) } else { format!("{}s", v.blocking_secs) };
+    let blocking =
+        if style.is_multiple_of(2) { format!("{}", v.blocking_secs) } else { format!("{}s", v.blocking_secs) };
     format!(
         "# generated\n[pgagroal]\nhost = *{comment}\nport = {}{comment}\nunix_socket_dir = /tmp\n\
          max_connections = {}{comment}\nblocking_timeout = {blocking}{comment}\nkeep_alive = {boolean}{comment}\n\

@@ -1,7 +1,12 @@
 //! `pgagroal_hba.conf`: who may connect. Lines are `TYPE DATABASE USER
-//! ADDRESS METHOD`; the first line that matches decides. Addresses are `all`
-//! or CIDR blocks (IPv4 and IPv6, matched bit by bit; a bare address is a
-//! single host); Unix-socket clients have no address and only match `all`.
+//! ADDRESS METHOD` (`local` lines have no ADDRESS, as in PostgreSQL); the
+//! first line that matches decides. Addresses are `all` or CIDR blocks (IPv4
+//! and IPv6, matched bit by bit; a bare address is a single host).
+//!
+//! Types: `host` matches TCP clients with or without TLS, `hostssl` only TLS
+//! ones, `hostnossl` only plain ones, `local` only Unix-socket clients. Files
+//! written for upstream pgagroal have no `local` lines, so a Unix-socket
+//! client also matches `host` and `hostnossl` lines whose address is `all`.
 
 use crate::config::ConfigError;
 use std::net::IpAddr;
@@ -9,10 +14,34 @@ use std::path::Path;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ConnType {
-    /// Plain or TLS connections.
+    /// TCP connections, plain or TLS (and Unix-socket clients on `all`).
     Host,
     /// TLS connections only.
     HostSsl,
+    /// Plain TCP connections only (and Unix-socket clients on `all`).
+    HostNoSsl,
+    /// Unix-socket connections only.
+    Local,
+}
+
+impl ConnType {
+    pub fn name(self) -> &'static str {
+        match self {
+            ConnType::Host => "host",
+            ConnType::HostSsl => "hostssl",
+            ConnType::HostNoSsl => "hostnossl",
+            ConnType::Local => "local",
+        }
+    }
+}
+
+/// How a client reached the pooler, as hba lines see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// TCP from this address; `tls` once the handshake is done.
+    Tcp { addr: IpAddr, tls: bool },
+    /// The Unix socket `.s.PGSQL.<port>`.
+    Unix,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -153,17 +182,33 @@ impl Hba {
                 key: key.to_string(),
                 expected: expected.to_string(),
             };
-            if fields.len() != 5 {
-                return Err(ConfigError::Syntax {
-                    file: path.to_path_buf(),
-                    line,
-                    expected: format!("5 fields: TYPE DATABASE USER ADDRESS METHOD, found {}", fields.len()),
-                });
-            }
             let conn_type = match fields[0].to_ascii_lowercase().as_str() {
                 "host" => ConnType::Host,
                 "hostssl" => ConnType::HostSsl,
-                _ => return Err(invalid("TYPE", &format!("host or hostssl, not '{}'", fields[0]))),
+                "hostnossl" => ConnType::HostNoSsl,
+                "local" => ConnType::Local,
+                _ => return Err(invalid("TYPE", &format!("host, hostssl, hostnossl or local, not '{}'", fields[0]))),
+            };
+            // `local DATABASE USER METHOD`; an ADDRESS of `all` is tolerated.
+            let fields: Vec<&str> = match (conn_type, fields.len()) {
+                (ConnType::Local, 4) => vec![fields[0], fields[1], fields[2], "all", fields[3]],
+                (ConnType::Local, 5) if fields[3].eq_ignore_ascii_case("all") => fields,
+                (ConnType::Local, 5) => {
+                    return Err(invalid("ADDRESS", "no address on a local line (local DATABASE USER METHOD)"));
+                }
+                (_, 5) => fields,
+                (_, found) => {
+                    let shape = if conn_type == ConnType::Local {
+                        "4 fields: local DATABASE USER METHOD"
+                    } else {
+                        "5 fields: TYPE DATABASE USER ADDRESS METHOD"
+                    };
+                    return Err(ConfigError::Syntax {
+                        file: path.to_path_buf(),
+                        line,
+                        expected: format!("{shape}, found {found}"),
+                    });
+                }
             };
             let address = if fields[3].eq_ignore_ascii_case("all") {
                 Address::All
@@ -207,18 +252,29 @@ impl Hba {
         Ok(Hba { entries })
     }
 
-    /// The first entry for this client; `addr` is None for Unix-socket clients.
-    pub fn find(&self, database: &str, user: &str, addr: Option<IpAddr>, tls: bool) -> Option<&HbaEntry> {
+    /// The first entry for this client.
+    pub fn find(&self, database: &str, user: &str, client: Transport) -> Option<&HbaEntry> {
         self.entries.iter().find(|e| {
-            (e.conn_type == ConnType::Host || tls)
-                && e.database.matches(database)
-                && e.user.matches(user)
-                && match (e.address, addr) {
-                    (Address::All, _) => true,
-                    (Address::Net(net), Some(a)) => net.contains(a),
-                    (Address::Net(_), None) => false,
-                }
+            let transport = match (e.conn_type, client, e.address) {
+                (ConnType::Local, Transport::Unix, _) => true,
+                (ConnType::Local, Transport::Tcp { .. }, _) => false,
+                (ConnType::Host | ConnType::HostNoSsl, Transport::Unix, Address::All) => true,
+                (_, Transport::Unix, _) => false,
+                (ConnType::Host, Transport::Tcp { addr, .. }, address) => address.contains(addr),
+                (ConnType::HostSsl, Transport::Tcp { addr, tls }, address) => tls && address.contains(addr),
+                (ConnType::HostNoSsl, Transport::Tcp { addr, tls }, address) => !tls && address.contains(addr),
+            };
+            transport && e.database.matches(database) && e.user.matches(user)
         })
+    }
+}
+
+impl Address {
+    fn contains(self, addr: IpAddr) -> bool {
+        match self {
+            Address::All => true,
+            Address::Net(net) => net.contains(addr),
+        }
     }
 }
 
@@ -230,13 +286,16 @@ mod tests {
         Hba::parse(Path::new("hba"), text).expect("valid hba")
     }
 
+    fn tcp(ip: &str, tls: bool) -> Transport {
+        Transport::Tcp { addr: ip.parse().expect("ip"), tls }
+    }
+
     #[test]
     fn first_match_wins() {
         let h = hba("# c\nhost app alice 10.0.0.0/8 reject\nhost all all all trust # inline\n");
-        let ip: IpAddr = "10.1.2.3".parse().expect("ip");
-        assert_eq!(h.find("app", "alice", Some(ip), false).map(|e| e.method), Some(Method::Reject));
-        assert_eq!(h.find("app", "bob", Some(ip), false).map(|e| e.method), Some(Method::Trust));
-        assert_eq!(h.find("app", "alice", None, false).map(|e| e.line), Some(3));
+        assert_eq!(h.find("app", "alice", tcp("10.1.2.3", false)).map(|e| e.method), Some(Method::Reject));
+        assert_eq!(h.find("app", "bob", tcp("10.1.2.3", false)).map(|e| e.method), Some(Method::Trust));
+        assert_eq!(h.find("app", "alice", Transport::Unix).map(|e| e.line), Some(3));
     }
 
     #[test]
@@ -254,24 +313,39 @@ mod tests {
     }
 
     #[test]
-    fn hostssl_needs_tls_and_nothing_matches_nothing() {
+    fn line_types_pick_their_transport() {
         let h = hba("hostssl all all all trust\n");
-        assert!(h.find("d", "u", None, false).is_none());
-        assert!(h.find("d", "u", None, true).is_some());
+        assert!(h.find("d", "u", Transport::Unix).is_none());
+        assert!(h.find("d", "u", tcp("127.0.0.1", false)).is_none());
+        assert!(h.find("d", "u", tcp("127.0.0.1", true)).is_some());
+        let h = hba("hostnossl all all all md5\n");
+        assert!(h.find("d", "u", tcp("127.0.0.1", true)).is_none());
+        assert!(h.find("d", "u", tcp("127.0.0.1", false)).is_some());
+        let h = hba("local all all scram-sha-256\nhost all all 127.0.0.1/32 password\n");
+        assert_eq!(h.find("d", "u", Transport::Unix).map(|e| e.method), Some(Method::ScramSha256));
+        assert_eq!(h.find("d", "u", tcp("127.0.0.1", false)).map(|e| e.method), Some(Method::Password));
+        // A host line with an address never matches a Unix-socket client.
+        assert!(h.entries[1..].iter().all(|e| e.conn_type == ConnType::Host));
+        let only_host = Hba { entries: h.entries[1..].to_vec() };
+        assert!(only_host.find("d", "u", Transport::Unix).is_none());
         let h = hba("host db1,db2 all 127.0.0.1/32 trust\n");
-        assert!(h.find("db2", "u", Some("127.0.0.1".parse().expect("ip")), false).is_some());
-        assert!(h.find("db3", "u", Some("127.0.0.1".parse().expect("ip")), false).is_none());
+        assert!(h.find("db2", "u", tcp("127.0.0.1", false)).is_some());
+        assert!(h.find("db3", "u", tcp("127.0.0.1", false)).is_none());
+        assert!(h.find("db2", "u", tcp("127.0.0.2", false)).is_none());
     }
 
     #[test]
     fn errors_name_line_and_field() {
-        let err = Hba::parse(Path::new("h.conf"), "host all all all trust\nlocal all all all trust\n")
+        let err = Hba::parse(Path::new("h.conf"), "host all all all trust\nhostgss all all all trust\n")
             .unwrap_err()
             .to_string();
         assert!(err.contains("h.conf") && err.contains("line 2") && err.contains("TYPE"), "{err}");
         assert!(Hba::parse(Path::new("h"), "host all all 300.1.1.1/8 trust\n").is_err());
         assert!(Hba::parse(Path::new("h"), "host all all all ident\n").is_err());
         assert!(Hba::parse(Path::new("h"), "host all all trust\n").is_err());
+        assert!(Hba::parse(Path::new("h"), "local all all 10.0.0.0/8 trust\n").is_err());
+        assert!(Hba::parse(Path::new("h"), "local all all\n").is_err());
+        assert!(Hba::parse(Path::new("h"), "local all all all trust\n").is_ok());
         assert!(Hba::parse(Path::new("h"), "# nothing\n").is_err());
     }
 }

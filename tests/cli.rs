@@ -86,11 +86,11 @@ fn cli_errors_are_clear() {
 
 /// Run the daemon on files that should be refused; returns its stderr.
 fn refused(conf: &str, hba: &str) -> String {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = daemon_dir();
     let conf = conf.replace("DIR", &dir.path().display().to_string());
     std::fs::write(dir.path().join("pgagroal.conf"), conf).expect("conf");
     std::fs::write(dir.path().join("pgagroal_hba.conf"), hba).expect("hba");
-    let out = Command::new(pooler_binary())
+    let out = daemon_command(dir.path())
         .arg("-c")
         .arg(dir.path().join("pgagroal.conf"))
         .arg("-a")
@@ -124,7 +124,7 @@ fn bad_configuration_stops_the_daemon_before_binding() {
 #[test]
 fn unknown_keys_warn_and_toml_works() {
     let pg = postgres();
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = daemon_dir();
     let port = free_port();
     let toml = format!(
         "[pgagroal]\nhost = \"127.0.0.1\"\nport = {port}\nunix_socket_dir = \"{}\"\nmax_connections = 2\n\
@@ -135,7 +135,7 @@ fn unknown_keys_warn_and_toml_works() {
     std::fs::write(dir.path().join("pgagroal.toml"), toml).expect("toml");
     std::fs::write(dir.path().join("pgagroal_hba.conf"), "host all all all trust\n").expect("hba");
     let log = std::fs::File::create(dir.path().join("log")).expect("log");
-    let mut child = Command::new(pooler_binary()).arg("-D").arg(dir.path()).stderr(log).spawn().expect("daemon");
+    let mut child = daemon_command(dir.path()).arg("-D").arg(dir.path()).stderr(log).spawn().expect("daemon");
     let url = format!("host=127.0.0.1 port={port} user={TRUST_USER} dbname={DATABASE}");
     let ok =
         eventually(std::time::Duration::from_secs(10), || postgres::Client::connect(&url, postgres::NoTls).is_ok());
@@ -145,4 +145,29 @@ fn unknown_keys_warn_and_toml_works() {
     let text = std::fs::read_to_string(dir.path().join("log")).expect("log");
     assert!(ok, "daemon on a TOML file did not serve:\n{text}");
     assert!(text.contains("unknown key 'shiny_new_key'") && text.contains("line 6"), "{text}");
+}
+
+#[test]
+fn the_daemon_refuses_root() {
+    if daemon_user().is_none() {
+        // Not root: there is no root account to refuse; the daemon runs as
+        // this user in every other test.
+        eprintln!("not running as root: nothing to check");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let conf = GOOD.replace("DIR", &dir.path().display().to_string());
+    std::fs::write(dir.path().join("pgagroal.conf"), conf).expect("conf");
+    std::fs::write(dir.path().join("pgagroal_hba.conf"), "host all all all trust\n").expect("hba");
+    let out = Command::new(built_pooler_binary())
+        .arg("-c")
+        .arg(dir.path().join("pgagroal.conf"))
+        .arg("-a")
+        .arg(dir.path().join("pgagroal_hba.conf"))
+        .output()
+        .expect("daemon");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("Using the root account is not allowed"), "{stderr}");
+    assert!(!dir.path().join(".s.PGSQL.6543").exists(), "bound a socket as root");
 }

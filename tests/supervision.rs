@@ -122,7 +122,7 @@ fn live_pid_file_blocks_a_second_daemon() {
     let pooler = Pooler::start(PoolerOptions::default());
     // Same configuration, so same pid file and sockets: refused, and the
     // running daemon is untouched.
-    let out = std::process::Command::new(pooler_binary())
+    let out = daemon_command(&pooler.home())
         .arg("-c")
         .arg(pooler.conf())
         .arg("-a")

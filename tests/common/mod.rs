@@ -274,8 +274,77 @@ pub struct Pooler {
     pub child: Option<Child>,
 }
 
-pub fn pooler_binary() -> PathBuf {
+/// The daemon as cargo built it. It refuses to run as root, so tests start it
+/// through [`daemon_command`].
+pub fn built_pooler_binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_pgagroal"))
+}
+
+/// The account the daemon runs as in tests: the unprivileged user when the
+/// tests run as root (the daemon refuses root), else the current user.
+pub fn daemon_user() -> Option<(u32, u32)> {
+    static USER: OnceLock<Option<(u32, u32)>> = OnceLock::new();
+    *USER.get_or_init(unprivileged)
+}
+
+/// A copy of the daemon binary in a directory every account can enter: the
+/// checkout may sit in root's own 0700 home, which the daemon's account
+/// cannot traverse. Made once per test binary, removed at exit.
+pub fn pooler_binary() -> PathBuf {
+    static STAGED: OnceLock<PathBuf> = OnceLock::new();
+    STAGED
+        .get_or_init(|| {
+            if daemon_user().is_none() {
+                return built_pooler_binary();
+            }
+            let dir = tempfile::Builder::new().prefix("pgagroal-test-bin-").tempdir().expect("tempdir").keep();
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+            let staged = dir.join("pgagroal");
+            std::fs::copy(built_pooler_binary(), &staged).expect("stage the daemon binary");
+            std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+            STAGED_DIR.lock().expect("lock").replace(dir);
+            // SAFETY: registering a plain extern "C" function with no captured state.
+            unsafe { libc::atexit(remove_staged) };
+            staged
+        })
+        .clone()
+}
+
+static STAGED_DIR: Mutex<Option<PathBuf>> = Mutex::new(None);
+
+extern "C" fn remove_staged() {
+    if let Ok(mut dir) = STAGED_DIR.lock()
+        && let Some(dir) = dir.take()
+    {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+/// Hand a file or directory the daemon must write to its account.
+pub fn give_to_daemon(path: &Path) {
+    if let Some((uid, gid)) = daemon_user() {
+        std::os::unix::fs::chown(path, Some(uid), Some(gid)).expect("chown to the daemon's account");
+    }
+}
+
+/// A temporary directory the daemon's account owns (configuration, sockets,
+/// pid file).
+pub fn daemon_dir() -> tempfile::TempDir {
+    let dir = tempfile::Builder::new().prefix("pgagroal-test-").tempdir().expect("tempdir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    give_to_daemon(dir.path());
+    dir
+}
+
+/// `pgagroal` as the daemon's account, with `home` as its home directory
+/// (where `.pgagroal/master.key` is looked for).
+pub fn daemon_command(home: &Path) -> Command {
+    let mut cmd = Command::new(pooler_binary());
+    if let Some((uid, gid)) = daemon_user() {
+        cmd.uid(uid).gid(gid);
+    }
+    cmd.env("HOME", home).env_remove("PGAGROAL_CONFIG_DIR");
+    cmd
 }
 
 pub fn cli_binary() -> PathBuf {
@@ -285,7 +354,7 @@ pub fn cli_binary() -> PathBuf {
 impl Pooler {
     pub fn start(options: PoolerOptions) -> Pooler {
         let pg = postgres();
-        let dir = tempfile::Builder::new().prefix("pgagroal-test-").tempdir().expect("tempdir");
+        let dir = daemon_dir();
         let port = free_port();
         let conf = format!(
             "[pgagroal]\nhost = 127.0.0.1\nport = {port}\nunix_socket_dir = {}\nmax_connections = {}\n\
@@ -303,6 +372,18 @@ impl Pooler {
         pooler
     }
 
+    /// The daemon's home directory (for `.pgagroal/master.key`), owned by
+    /// its account.
+    pub fn home(&self) -> PathBuf {
+        let home = self.dir.path().join("home");
+        if !home.exists() {
+            std::fs::create_dir(&home).expect("home");
+            std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+            give_to_daemon(&home);
+        }
+        home
+    }
+
     pub fn conf(&self) -> PathBuf {
         self.dir.path().join("pgagroal.conf")
     }
@@ -318,7 +399,7 @@ impl Pooler {
     /// Start the daemon and wait until it accepts connections.
     pub fn spawn(&mut self) {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path()).expect("log");
-        let mut cmd = Command::new(pooler_binary());
+        let mut cmd = daemon_command(&self.home());
         cmd.arg("-c")
             .arg(self.conf())
             .arg("-a")
