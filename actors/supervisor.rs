@@ -81,6 +81,10 @@ pub struct Supervisor {
     next_conn: usize,
     signals: SignalFd,
     workers: HashMap<i32, Mailbox>,
+    /// The configuration epoch each worker was forked under.
+    epochs: HashMap<i32, u32>,
+    /// The current configuration epoch (see `Header::config_epoch`).
+    epoch: u32,
     /// Spare workers forked without a client that are not in the idle list
     /// yet.
     starting: HashSet<i32>,
@@ -153,6 +157,8 @@ impl Supervisor {
             next_conn: 0,
             signals,
             workers: HashMap::new(),
+            epochs: HashMap::new(),
+            epoch: 0,
             starting: HashSet::new(),
             pooled,
             pid: std::process::id() as i32,
@@ -224,6 +230,12 @@ impl Supervisor {
         while let Some(pid) = self.region.header().take_idle() {
             self.starting.remove(&pid);
             let Some(mailbox) = self.workers.get(&pid) else { continue };
+            if self.epochs.get(&pid) != Some(&self.epoch) {
+                // Forked before the last reload: it would serve this client
+                // with the old hba rules and users.
+                let _ = mailbox.send(&WorkerReply::Lifecycle(Lifecycle::Shutdown { graceful: true }), None);
+                continue;
+            }
             match mailbox.send(&WorkerReply::Client { peer }, Some(std::os::fd::AsFd::as_fd(&client))) {
                 Ok(()) => {
                     drop(client);
@@ -289,6 +301,7 @@ impl Supervisor {
                     warn!(self.log, "cannot watch worker mailbox"; "worker" => pid);
                 }
                 self.workers.insert(pid, ours);
+                self.epochs.insert(pid, self.epoch);
                 debug!(self.log, "worker started"; "worker" => pid);
                 Some(pid)
             }
@@ -342,7 +355,14 @@ impl Supervisor {
         if let Some(region) = supervisor_region {
             crate::ALLOCATOR.release(region);
         }
-        worker::run(worker::Context { config: &config, hba: &hba, region: &self.region, mailbox, first })
+        worker::run(worker::Context {
+            config: &config,
+            hba: &hba,
+            region: &self.region,
+            mailbox,
+            first,
+            epoch: self.epoch,
+        })
     }
 
     fn on_signals(&mut self) {
@@ -361,7 +381,7 @@ impl Supervisor {
                             self.begin_stop(true);
                         }
                         Some(Signal::SIGHUP) => {
-                            self.reload();
+                            let _ = self.reload();
                         }
                         other => debug!(self.log, "signal ignored"; "signal" => ?other),
                     }
@@ -376,20 +396,16 @@ impl Supervisor {
     }
 
     /// Re-read pgagroal_hba.conf and the keys of pgagroal.conf that apply to
-    /// new clients. Returns whether a restart is needed for other changes.
-    fn reload(&mut self) -> bool {
-        let loaded = match pgagroal::config::load(&self.files.main) {
-            Ok(l) => l,
+    /// new clients. Returns whether a restart is needed for other changes,
+    /// or why the files could not be used (the running configuration stays).
+    fn reload(&mut self) -> Result<bool, String> {
+        let read = pgagroal::config::load(&self.files.main)
+            .and_then(|loaded| Hba::load(&self.files.hba).map(|hba| (loaded, hba)));
+        let (loaded, hba) = match read {
+            Ok(both) => both,
             Err(e) => {
                 error!(self.log, "reload failed; keeping the running configuration"; "error" => %e);
-                return false;
-            }
-        };
-        let hba = match Hba::load(&self.files.hba) {
-            Ok(h) => h,
-            Err(e) => {
-                error!(self.log, "reload failed; keeping the running configuration"; "error" => %e);
-                return false;
+                return Err(e.to_string());
             }
         };
         let mut new = loaded.config;
@@ -435,8 +451,18 @@ impl Supervisor {
         }
         self.config = new;
         self.hba = hba;
+        // Workers hold the configuration they were forked with: idle ones
+        // are replaced now, busy ones exit when their client leaves.
+        self.epoch = self.epoch.wrapping_add(1);
+        self.region.header().config_epoch.store(self.epoch, Ordering::Release);
+        if self.phase == Phase::Running {
+            self.dismiss_idle();
+            // Spares still starting see the new epoch and exit by themselves.
+            self.starting.clear();
+            self.keep_spares();
+        }
         info!(self.log, "configuration reloaded"; "restart_required" => restart);
-        restart
+        Ok(restart)
     }
 
     fn reap(&mut self) {
@@ -465,6 +491,7 @@ impl Supervisor {
         if self.workers.contains_key(&pid) {
             // A registration may still be queued behind the exit.
             self.on_mailbox(pid);
+            self.epochs.remove(&pid);
             if let Some(mailbox) = self.workers.remove(&pid) {
                 let _ = self.poll.registry().deregister(&mut SourceFd(&mailbox.as_raw_fd()));
             }

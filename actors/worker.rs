@@ -30,6 +30,8 @@ pub struct Context<'a> {
     pub mailbox: Mailbox,
     /// The client the worker was forked for, if any (spare workers start idle).
     pub first: Option<(OwnedFd, Peer)>,
+    /// The configuration epoch `config` belongs to.
+    pub epoch: u32,
 }
 
 /// The session's identity, fixed after start-up.
@@ -75,7 +77,9 @@ pub fn run(mut ctx: Context<'_>) -> i32 {
         let header = ctx.region.header();
         let running =
             header.shutdown.load(std::sync::atomic::Ordering::Acquire) == pgagroal::shmem::region::shutdown::RUNNING;
-        if !running || !header.offer_idle(pid) {
+        // A reload since this worker was forked: its configuration is old.
+        let current = header.config_epoch.load(std::sync::atomic::Ordering::Acquire) == ctx.epoch;
+        if !running || !current || !header.offer_idle(pid) {
             return 0;
         }
         match wait_for_client(&ctx.mailbox) {

@@ -183,11 +183,16 @@ impl Supervisor {
                 self.cancel_stop();
                 After::Nothing
             }
-            Command::Reload => {
-                let restart = self.reload();
-                response.insert("Restart".into(), json!(restart));
-                After::Nothing
-            }
+            Command::Reload => match self.reload() {
+                Ok(restart) => {
+                    response.insert("Restart".into(), json!(restart));
+                    After::Nothing
+                }
+                Err(reason) => {
+                    let reply = mgmt::reply_error_with(request, mgmt::error_code::CONF_RELOAD_ERROR, &reason);
+                    return (reply, After::Nothing);
+                }
+            },
             _ => return (mgmt::reply_error(request, mgmt::error_code::UNKNOWN_COMMAND), After::Nothing),
         };
         (mgmt::reply_ok(request, response, started.elapsed().as_secs()), after)

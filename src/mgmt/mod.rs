@@ -105,6 +105,10 @@ pub enum Output {
 pub mod error_code {
     pub const BAD_PAYLOAD: i64 = 1;
     pub const UNKNOWN_COMMAND: i64 = 2;
+    /// `conf reload` found a file it cannot use (this pooler's own code:
+    /// upstream reports no reload failures). The reason is in
+    /// `Response.Error`; the running configuration is kept.
+    pub const CONF_RELOAD_ERROR: i64 = 1100;
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -197,6 +201,15 @@ pub fn reply_error(request: &Value, code: i64) -> Value {
     reply.insert("Outcome".into(), json!({ "Error": code, "Status": false }));
     reply.insert("Response".into(), json!({ "ServerVersion": crate::VERSION }));
     Value::Object(reply)
+}
+
+/// A failed reply that also says why in `Response.Error`.
+pub fn reply_error_with(request: &Value, code: i64, message: &str) -> Value {
+    let mut reply = reply_error(request, code);
+    if let Some(response) = reply.get_mut("Response").and_then(Value::as_object_mut) {
+        response.insert("Error".into(), json!(message));
+    }
+    reply
 }
 
 /// One configured server as `status` reports it.

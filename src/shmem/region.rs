@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
 /// "PGAGROAL" in ASCII.
 pub const MAGIC: u64 = 0x5047_4147_524f_414c;
 /// Bumped whenever the layout of [`Header`] or [`Slot`] changes.
-pub const LAYOUT_VERSION: u32 = 2;
+pub const LAYOUT_VERSION: u32 = 3;
 /// Workers that may wait for a client at once (more idle ones exit).
 pub const IDLE_WORKERS: usize = 64;
 
@@ -35,6 +35,10 @@ pub struct Header {
     pub release_seq: AtomicU32,
     /// Processes currently sleeping on `release_seq`.
     pub waiters: AtomicU32,
+    /// Bumped by every configuration reload. A worker forked under an older
+    /// value holds an old configuration and exits instead of taking another
+    /// client.
+    pub config_epoch: AtomicU32,
     /// Pids of workers waiting for a client (0 = empty entry). A worker puts
     /// itself here when its client leaves; the supervisor takes one out
     /// (compare-and-swap to 0) to hand it the next client, with no message

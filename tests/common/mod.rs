@@ -591,6 +591,11 @@ pub fn code_of(err: &postgres::Error) -> Option<String> {
     err.code().map(|c| c.code().to_string())
 }
 
+/// The server's message of a postgres crate error (or the error itself).
+pub fn message_of(err: &postgres::Error) -> String {
+    err.as_db_error().map(|e| e.message().to_string()).unwrap_or_else(|| err.to_string())
+}
+
 /// Connect and expect a refusal; returns the error.
 pub fn connect_err(url: &str) -> postgres::Error {
     match postgres::Client::connect(url, postgres::NoTls) {
