@@ -12,7 +12,7 @@ use pgagroal::msg::worker::{WorkerReply, WorkerRequest};
 use pgagroal::protocol::backend::{self, BackendMessage, auth_code};
 use pgagroal::protocol::tracker::Tracker;
 use pgagroal::protocol::{encode, frame, frontend, sqlstate};
-use pgagroal::shmem::{AuthKind, Claim, PackedName, Region, SlotId, SlotState, Word};
+use pgagroal::shmem::{AuthKind, AuthKinds, Claim, PackedName, Region, SlotId, SlotState, Word};
 use slog::{debug, info, warn};
 use std::net::ToSocketAddrs;
 use std::os::fd::{AsFd, OwnedFd};
@@ -90,7 +90,7 @@ fn acquire(
     loop {
         let ticket = header.release_ticket();
         let prefer = cached.as_ref().map(|c| c.id);
-        if let Some(claim) = table.claim_reusable(prefer, &user, &database, s.pid) {
+        if let Some(claim) = table.claim_reusable(prefer, &user, &database, AuthKinds::of(&[AuthKind::Trust]), s.pid) {
             let owed = table.get(claim.id).map_or(0, |slot| slot.take_reset_pending());
             match fetch(s, claim, cached) {
                 // Reading the reset's answers shows the connection alive; with
@@ -111,7 +111,7 @@ fn acquire(
             *cached = None;
             return connect_new(s, client, client_buf, claim);
         }
-        if let Some(claim) = table.claim_evictable(&user, &database, s.pid) {
+        if let Some(claim) = table.claim_evictable(&user, &database, AuthKinds::of(&[AuthKind::Trust]), s.pid) {
             debug!(s.log, "closing an idle connection of another user/database to make room"; "slot" => claim.id.0);
             let sock = checkout(s, claim).map(|(sock, _)| sock);
             kill(s, claim.id, claim.word, sock.as_ref(), true);

@@ -11,5 +11,5 @@ pub mod slot;
 pub mod table;
 
 pub use region::{Header, Region};
-pub use slot::{AuthKind, Generation, PackedName, Slot, SlotId, SlotInfo, SlotState, Word};
+pub use slot::{AuthKind, AuthKinds, Generation, PackedName, Replay, Slot, SlotId, SlotInfo, SlotState, Word};
 pub use table::{Claim, Counts, SlotTable};

@@ -155,16 +155,26 @@ impl PackedName {
     }
 }
 
-/// How the slot's server connection was authenticated, which decides whether
-/// another client may reuse it.
+/// How the slot's server connection was authenticated, which decides which
+/// later clients may reuse it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[repr(u32)]
 pub enum AuthKind {
     Unknown = 0,
-    /// The server asked for nothing: any client allowed by hba may reuse it.
+    /// The server asked for nothing: a client the pooler admitted may reuse it.
     Trust = 1,
-    /// The server asked for a password, relayed to the client.
+    /// The server ran an exchange with the client that cannot be replayed
+    /// (SCRAM): the connection is never given to another client.
     PassThrough = 2,
+    /// The server asked the client for a cleartext password; a later client
+    /// must send the same one (checked against a digest in the slot).
+    PassThroughPassword = 3,
+    /// The server asked for md5 with the salt kept in the slot; a later
+    /// client must answer that salt the same way.
+    PassThroughMd5 = 4,
+    /// The pooler logged in with its own credentials (users file or
+    /// auth_query) after checking the client itself.
+    Pooler = 5,
 }
 
 impl AuthKind {
@@ -172,9 +182,47 @@ impl AuthKind {
         match value {
             1 => AuthKind::Trust,
             2 => AuthKind::PassThrough,
+            3 => AuthKind::PassThroughPassword,
+            4 => AuthKind::PassThroughMd5,
+            5 => AuthKind::Pooler,
             _ => AuthKind::Unknown,
         }
     }
+
+    /// Whether another client can ever reuse such a connection.
+    pub fn is_reusable(self) -> bool {
+        !matches!(self, AuthKind::Unknown | AuthKind::PassThrough)
+    }
+}
+
+/// A set of [`AuthKind`]s, for "reuse a slot authenticated in one of these ways".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct AuthKinds(u32);
+
+impl AuthKinds {
+    pub const fn of(kinds: &[AuthKind]) -> AuthKinds {
+        let mut bits = 0;
+        let mut i = 0;
+        while i < kinds.len() {
+            bits |= 1 << kinds[i] as u32;
+            i += 1;
+        }
+        AuthKinds(bits)
+    }
+
+    pub fn contains(self, kind: AuthKind) -> bool {
+        kind.is_reusable() && self.0 & (1 << kind as u32) != 0
+    }
+}
+
+/// What a pass-through client's answer is checked against when it reuses a
+/// connection the server authenticated with a password or md5: the md5 salt
+/// the server used and a SHA-256 digest of the first client's answer (the
+/// password itself is never kept).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Replay {
+    pub md5_salt: [u8; 4],
+    pub digest: [u8; 32],
 }
 
 /// The shared record. 64-byte aligned so that two slots never share a cache line.
@@ -192,6 +240,12 @@ pub struct Slot {
     created_ms: AtomicU64,
     /// Milliseconds since the epoch when the slot last changed hands.
     last_used_ms: AtomicU64,
+    /// The authentication request code the server sent when the connection
+    /// was made (0 none, 3 cleartext, 5 md5, 10 SASL).
+    server_method: AtomicU32,
+    /// [`Replay`]: the md5 salt, then the digest in four words.
+    replay_salt: AtomicU32,
+    replay_digest: [AtomicU64; 4],
     /// ReadyForQuery messages the server still owes for the reset queries
     /// the last user sent before freeing the slot; the next user reads (and
     /// checks) them before its client's first query. Anyone else touching a
@@ -208,6 +262,7 @@ pub struct SlotInfo {
     pub server: u32,
     pub auth: AuthKind,
     pub backend_pid: i32,
+    pub server_method: u32,
     pub created_ms: u64,
     pub last_used_ms: u64,
     pub user: String,
@@ -252,6 +307,41 @@ impl Slot {
         self.created_ms.store(now_ms, Ordering::Relaxed);
         self.last_used_ms.store(now_ms, Ordering::Relaxed);
         self.reset_pending.store(0, Ordering::Relaxed);
+        self.server_method.store(0, Ordering::Relaxed);
+        self.set_replay(&Replay::default());
+    }
+
+    /// Record which authentication request the server made; owner only.
+    pub fn set_server_method(&self, code: u32) {
+        self.server_method.store(code, Ordering::Relaxed);
+    }
+
+    pub fn server_method(&self) -> u32 {
+        self.server_method.load(Ordering::Relaxed)
+    }
+
+    /// Record what reusing clients are checked against; owner only.
+    pub fn set_replay(&self, replay: &Replay) {
+        self.replay_salt.store(u32::from_be_bytes(replay.md5_salt), Ordering::Relaxed);
+        for (cell, chunk) in self.replay_digest.iter().zip(replay.digest.chunks_exact(8)) {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            cell.store(u64::from_be_bytes(word), Ordering::Relaxed);
+        }
+    }
+
+    /// What [`Slot::set_replay`] stored; read by the slot's owner after a claim.
+    pub fn replay(&self) -> Replay {
+        let mut replay = Replay { md5_salt: self.replay_salt.load(Ordering::Relaxed).to_be_bytes(), digest: [0; 32] };
+        for (chunk, cell) in replay.digest.chunks_exact_mut(8).zip(&self.replay_digest) {
+            chunk.copy_from_slice(&cell.load(Ordering::Relaxed).to_be_bytes());
+        }
+        replay
+    }
+
+    /// How the connection was authenticated.
+    pub fn auth(&self) -> AuthKind {
+        AuthKind::from_u32(self.auth.load(Ordering::Relaxed))
     }
 
     /// Record how the server authenticated and its key; owner only.
@@ -280,10 +370,10 @@ impl Slot {
         self.last_used_ms.store(now_ms, Ordering::Relaxed);
     }
 
-    /// Whether the slot holds a connection for this user and database that
-    /// any client may reuse.
-    pub fn reusable_for(&self, user: &PackedName, database: &PackedName) -> bool {
-        AuthKind::from_u32(self.auth.load(Ordering::Relaxed)) == AuthKind::Trust
+    /// Whether the slot holds a connection for this user and database,
+    /// authenticated in one of the ways in `kinds`.
+    pub fn reusable_for(&self, user: &PackedName, database: &PackedName, kinds: AuthKinds) -> bool {
+        kinds.contains(self.auth())
             && self.user.iter().zip(user.0).all(|(c, w)| c.load(Ordering::Relaxed) == w)
             && self.database.iter().zip(database.0).all(|(c, w)| c.load(Ordering::Relaxed) == w)
     }
@@ -302,6 +392,7 @@ impl Slot {
             server: self.server.load(Ordering::Relaxed),
             auth: AuthKind::from_u32(self.auth.load(Ordering::Relaxed)),
             backend_pid: self.backend_pid.load(Ordering::Relaxed),
+            server_method: self.server_method.load(Ordering::Relaxed),
             created_ms: self.created_ms.load(Ordering::Relaxed),
             last_used_ms: self.last_used_ms.load(Ordering::Relaxed),
             user: name(&self.user),
@@ -350,8 +441,15 @@ mod tests {
         let (u, d) = (PackedName::new("alice"), PackedName::new("app"));
         s.set_identity(&u, &d, 0, 1);
         s.set_backend(AuthKind::Trust, 42, 7);
-        assert!(s.reusable_for(&u, &d));
-        assert!(!s.reusable_for(&PackedName::new("alicia"), &d));
+        let any = AuthKinds::of(&[AuthKind::Trust, AuthKind::Pooler]);
+        assert!(s.reusable_for(&u, &d, any));
+        assert!(!s.reusable_for(&u, &d, AuthKinds::of(&[AuthKind::Pooler])));
+        assert!(!s.reusable_for(&PackedName::new("alicia"), &d, any));
+        s.set_backend(AuthKind::PassThrough, 42, 7);
+        assert!(!s.reusable_for(&u, &d, AuthKinds::of(&[AuthKind::PassThrough])), "SCRAM pass-through is never reused");
+        let replay = Replay { md5_salt: [1, 2, 3, 4], digest: std::array::from_fn(|i| i as u8) };
+        s.set_replay(&replay);
+        assert_eq!(s.replay(), replay);
         let info = s.info();
         assert_eq!((info.user.as_str(), info.database.as_str(), info.backend_pid), ("alice", "app", 42));
         assert_eq!(PackedName::new(&"x".repeat(100)).to_string_lossy().len(), 63);

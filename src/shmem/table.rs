@@ -3,7 +3,7 @@
 //! two processes can never both win a slot and a slot recycled in between is
 //! never taken by mistake.
 
-use super::slot::{PackedName, Slot, SlotId, SlotInfo, SlotState, TransitionError, Word};
+use super::slot::{AuthKinds, PackedName, Slot, SlotId, SlotInfo, SlotState, TransitionError, Word};
 
 /// A borrowed view of the slots, in shared memory or (in tests) on the heap.
 #[derive(Clone, Copy)]
@@ -67,21 +67,23 @@ impl<'a> SlotTable<'a> {
         slot.transition(from, to, pid)
     }
 
-    /// Take a FREE slot holding a reusable connection for this user and
-    /// database: FREE -> IN_USE. `prefer` is tried first (a worker prefers
-    /// the slot whose connection it still holds from its last client).
+    /// Take a FREE slot holding a connection for this user and database,
+    /// authenticated in one of the ways in `kinds`: FREE -> IN_USE. `prefer`
+    /// is tried first (a worker prefers the slot whose connection it still
+    /// holds from its last client).
     pub fn claim_reusable(
         &self,
         prefer: Option<SlotId>,
         user: &PackedName,
         database: &PackedName,
+        kinds: AuthKinds,
         pid: i32,
     ) -> Option<Claim> {
         let preferred = prefer.and_then(|id| self.get(id).map(|slot| (id, slot)));
         for (id, slot) in preferred.into_iter().chain(self.iter()) {
             let word = slot.load();
             if word.state == SlotState::Free
-                && slot.reusable_for(user, database)
+                && slot.reusable_for(user, database, kinds)
                 && let Ok(word) = slot.transition(word, SlotState::InUse, pid)
             {
                 return Some(Claim { id, word });
@@ -103,15 +105,22 @@ impl<'a> SlotTable<'a> {
         None
     }
 
-    /// Take a FREE slot that serves some other user or database so that its
+    /// Take a FREE slot that this client cannot reuse (another user or
+    /// database, or authenticated in a way not in `kinds`) so that its
     /// connection can be closed to make room: FREE -> REMOVE. The least
     /// recently used one goes first.
-    pub fn claim_evictable(&self, user: &PackedName, database: &PackedName, pid: i32) -> Option<Claim> {
+    pub fn claim_evictable(
+        &self,
+        user: &PackedName,
+        database: &PackedName,
+        kinds: AuthKinds,
+        pid: i32,
+    ) -> Option<Claim> {
         let mut candidates: Vec<(u64, SlotId, Word)> = self
             .iter()
             .filter_map(|(id, slot)| {
                 let word = slot.load();
-                (word.state == SlotState::Free && !slot.reusable_for(user, database))
+                (word.state == SlotState::Free && !slot.reusable_for(user, database, kinds))
                     .then(|| (slot.info().last_used_ms, id, word))
             })
             .collect();
@@ -150,6 +159,8 @@ mod tests {
     use super::*;
     use crate::shmem::slot::AuthKind;
 
+    const TRUST: AuthKinds = AuthKinds::of(&[AuthKind::Trust]);
+
     fn table(n: usize) -> Vec<Slot> {
         (0..n).map(|_| Slot::default()).collect()
     }
@@ -159,7 +170,7 @@ mod tests {
         let slots = table(2);
         let t = SlotTable::new(&slots);
         let (u, d) = (PackedName::new("u"), PackedName::new("d"));
-        assert!(t.claim_reusable(None, &u, &d, 1).is_none());
+        assert!(t.claim_reusable(None, &u, &d, TRUST, 1).is_none());
         let c = t.claim_empty(1).expect("empty slot");
         let slot = t.get(c.id).expect("slot");
         slot.set_identity(&u, &d, 0, 5);
@@ -167,7 +178,7 @@ mod tests {
         let w = t.transition(c.id, c.word, SlotState::InUse, 1).expect("in use");
         assert_eq!(t.counts().active(), 1);
         t.transition(c.id, w, SlotState::Free, 1).expect("returned");
-        let again = t.claim_reusable(None, &u, &d, 2).expect("reused");
+        let again = t.claim_reusable(None, &u, &d, TRUST, 2).expect("reused");
         assert_eq!(again.id, c.id);
         // A preferred slot is taken before the scan order.
         t.transition(again.id, again.word, SlotState::Free, 2).expect("returned");
@@ -176,10 +187,10 @@ mod tests {
         sslot.set_identity(&u, &d, 0, 5);
         sslot.set_backend(AuthKind::Trust, 98, 1);
         t.transition(second.id, second.word, SlotState::Free, 3).expect("free");
-        let preferred = t.claim_reusable(Some(second.id), &u, &d, 4).expect("preferred");
+        let preferred = t.claim_reusable(Some(second.id), &u, &d, TRUST, 4).expect("preferred");
         assert_eq!(preferred.id, second.id);
         t.transition(preferred.id, preferred.word, SlotState::Free, 4).expect("free");
-        let again = t.claim_reusable(None, &u, &d, 2).expect("reused");
+        let again = t.claim_reusable(None, &u, &d, TRUST, 2).expect("reused");
         assert_eq!(again.id, c.id);
         assert_eq!(again.word.owner, 2);
         assert_eq!(t.claimed_by(2), vec![(again.id, again.word)]);
@@ -195,8 +206,8 @@ mod tests {
         t.get(c.id).expect("slot").set_identity(&u, &d, 0, 0);
         t.get(c.id).expect("slot").set_backend(AuthKind::Trust, 1, 1);
         t.transition(c.id, c.word, SlotState::Free, 1).expect("free");
-        assert!(t.claim_evictable(&u, &d, 2).is_none());
-        let e = t.claim_evictable(&other, &d, 2).expect("evicted");
+        assert!(t.claim_evictable(&u, &d, TRUST, 2).is_none());
+        let e = t.claim_evictable(&other, &d, TRUST, 2).expect("evicted");
         assert_eq!(e.word.state, SlotState::Remove);
     }
 }
