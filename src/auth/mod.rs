@@ -2,3 +2,5 @@
 //! secrets and the SASL message formats. Nonces and salts are arguments, so
 //! every exchange replays as a test; the worker's I/O code only drives these
 //! state machines.
+
+pub mod policy;

@@ -81,6 +81,11 @@ pub struct MainConfig {
     pub pidfile: Option<PathBuf>,
     /// Query run when a session ends and its server connection goes back to the pool.
     pub server_reset_query: String,
+    /// Whether users absent from the users file may connect (their
+    /// authentication is relayed to the server).
+    pub allow_unknown_users: bool,
+    /// Fetch users' secrets from the server with the superuser's connection.
+    pub auth_query: bool,
 }
 
 impl Default for MainConfig {
@@ -105,6 +110,8 @@ impl Default for MainConfig {
             backlog: None,
             pidfile: None,
             server_reset_query: "DISCARD ALL".into(),
+            allow_unknown_users: true,
+            auth_query: false,
         }
     }
 }
@@ -137,8 +144,6 @@ const NOT_YET_EFFECTIVE: &[&str] = &[
     "validation",
     "background_interval",
     "flush_timeout",
-    "allow_unknown_users",
-    "auth_query",
     "failover",
     "failover_script",
     "failover_notify_script",
@@ -248,6 +253,8 @@ impl MainConfig {
             }
             "pidfile" => self.pidfile = Some(path_value(raw)?),
             "server_reset_query" => self.server_reset_query = raw.to_string(),
+            "allow_unknown_users" => self.allow_unknown_users = value::parse_bool(raw)?,
+            "auth_query" => self.auth_query = value::parse_bool(raw)?,
             _ if NOT_YET_EFFECTIVE.contains(&key) => return Ok(Outcome::NotYetEffective),
             _ => return Ok(Outcome::Unknown),
         }
