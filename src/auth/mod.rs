@@ -2,3 +2,15 @@
 //! secrets and the SASL message formats. Nonces and salts are arguments, so
 //! every exchange replays as a test; the worker's I/O code only drives these
 //! state machines.
+//!
+//! Map of the module:
+//!
+//! - [`ct`]: constant-time comparison and wiping of secret bytes.
+//! - [`error`]: [`AuthError`], one variant per failed step, and the [`Side`]
+//!   to blame.
+
+pub mod ct;
+pub mod error;
+
+pub use ct::ct_eq;
+pub use error::{AuthError, Side};
