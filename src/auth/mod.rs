@@ -5,12 +5,18 @@
 //!
 //! Map of the module:
 //!
+//! - [`sasl`]: the PostgreSQL messages that carry authentication
+//!   (AuthenticationSASL / SASLContinue / SASLFinal / MD5Password /
+//!   CleartextPassword, SASLInitialResponse, SASLResponse, PasswordMessage):
+//!   bounded parsers and whole-message encoders.
 //! - [`ct`]: constant-time comparison and wiping of secret bytes.
 //! - [`error`]: [`AuthError`], one variant per failed step, and the [`Side`]
 //!   to blame.
 
 pub mod ct;
 pub mod error;
+pub mod sasl;
 
 pub use ct::ct_eq;
 pub use error::{AuthError, Side};
+pub use sasl::{InitialResponse, SCRAM_SHA_256};
