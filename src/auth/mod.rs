@@ -9,12 +9,15 @@
 //!   (AuthenticationSASL / SASLContinue / SASLFinal / MD5Password /
 //!   CleartextPassword, SASLInitialResponse, SASLResponse, PasswordMessage):
 //!   bounded parsers and whole-message encoders.
+//! - [`md5`]: PostgreSQL's MD5 password hash and salted response, both
+//!   roles.
 //! - [`ct`]: constant-time comparison and wiping of secret bytes.
 //! - [`error`]: [`AuthError`], one variant per failed step, and the [`Side`]
 //!   to blame.
 
 pub mod ct;
 pub mod error;
+pub mod md5;
 pub mod sasl;
 
 pub use ct::ct_eq;
