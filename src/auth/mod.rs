@@ -9,6 +9,7 @@
 //!   (AuthenticationSASL / SASLContinue / SASLFinal / MD5Password /
 //!   CleartextPassword, SASLInitialResponse, SASLResponse, PasswordMessage):
 //!   bounded parsers and whole-message encoders.
+//! - [`scram`]: SCRAM-SHA-256 (RFC 5802, RFC 7677).
 //! - [`md5`]: PostgreSQL's MD5 password hash and salted response, both
 //!   roles.
 //! - [`ct`]: constant-time comparison and wiping of secret bytes.
@@ -19,6 +20,7 @@ pub mod ct;
 pub mod error;
 pub mod md5;
 pub mod sasl;
+pub mod scram;
 
 pub use ct::ct_eq;
 pub use error::{AuthError, Side};
