@@ -23,6 +23,9 @@ use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
 
 pub mod messages;
+pub mod secret;
+
+pub use secret::ScramSecret;
 
 /// Iteration count of new secrets, PostgreSQL's default.
 pub const DEFAULT_ITERATIONS: u32 = 4096;
