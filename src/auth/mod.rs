@@ -9,12 +9,19 @@
 //!   (AuthenticationSASL / SASLContinue / SASLFinal / MD5Password /
 //!   CleartextPassword, SASLInitialResponse, SASLResponse, PasswordMessage):
 //!   bounded parsers and whole-message encoders.
-//! - [`scram`]: SCRAM-SHA-256 (RFC 5802, RFC 7677).
+//! - [`scram`]: SCRAM-SHA-256 (RFC 5802, RFC 7677): the four SCRAM messages,
+//!   [`ScramSecret`] (PostgreSQL's stored verifier and the mock secret for
+//!   unknown users), [`ScramServer`] (the pooler checking an application)
+//!   and [`ScramClient`] (the pooler logging in to PostgreSQL, with a
+//!   password or a recovered ClientKey).
 //! - [`md5`]: PostgreSQL's MD5 password hash and salted response, both
 //!   roles.
 //! - [`ct`]: constant-time comparison and wiping of secret bytes.
 //! - [`error`]: [`AuthError`], one variant per failed step, and the [`Side`]
 //!   to blame.
+//!
+//! Nothing here logs: no password, key, proof or signature is ever part of
+//! an error or of a `Debug` rendering.
 
 pub mod ct;
 pub mod error;
@@ -25,3 +32,4 @@ pub mod scram;
 pub use ct::ct_eq;
 pub use error::{AuthError, Side};
 pub use sasl::{InitialResponse, SCRAM_SHA_256};
+pub use scram::{DEFAULT_ITERATIONS, MAX_SCRAM_MESSAGE, ScramClient, ScramSecret, ScramServer, ServerSuccess};

@@ -22,10 +22,17 @@ use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
 
+pub mod client;
 pub mod messages;
 pub mod secret;
+pub mod server;
 
+#[cfg(test)]
+mod tests;
+
+pub use client::ScramClient;
 pub use secret::ScramSecret;
+pub use server::{ScramServer, ServerSuccess};
 
 /// Iteration count of new secrets, PostgreSQL's default.
 pub const DEFAULT_ITERATIONS: u32 = 4096;
