@@ -130,6 +130,24 @@ fn base64_bounds() {
     assert!(b64_decode_key(b"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=").is_some());
 }
 
+#[test]
+fn server_accepts_the_y_flag() {
+    // A client that supports channel binding but was not offered it (libpq
+    // over TLS to a server without -PLUS) sends "y,," and then c=eSws. The
+    // client role never does, so the proof is built here by hand.
+    let secret = ScramSecret::from_password("pw", b"salt", 2);
+    let (client_key, server_key) = client_and_server_keys(&salted_password(b"pw", b"salt", 2));
+    let mut server = ScramServer::new(secret, "srv");
+    let server_first = server.client_first(b"y,,n=,r=cli").expect("server-first");
+    let without_proof = b"c=eSws,r=clisrv";
+    let auth_message = [&b"n=,r=cli,"[..], &server_first, b",", without_proof].concat();
+    let proof = crate::auth::ct::xor32(&client_key, &hmac_sha256(&sha256(&client_key), &[&auth_message]));
+    let last = format!("c=eSws,r=clisrv,p={}", b64_encode(&proof));
+    let ok = server.client_final(last.as_bytes()).expect("accepted");
+    assert_eq!(ok.client_key, client_key);
+    assert_eq!(ok.server_final, messages::server_final(&hmac_sha256(&server_key, &[&auth_message])));
+}
+
 /// Run a whole exchange; Ok with the ClientKey the server recovered.
 fn exchange(mut client: ScramClient, server: &mut ScramServer) -> Result<[u8; 32], AuthError> {
     let server_first = server.client_first(&client.client_first())?;
