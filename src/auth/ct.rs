@@ -1,6 +1,6 @@
 //! Comparisons and clean-up for secret bytes. [`ct_eq`] compares proofs,
 //! signatures and MD5 responses without letting the position of the first
-//! differing byte show in its running time; [`wipe`] overwrites secret
+//! differing byte show in its running time; `wipe` overwrites secret
 //! material before its memory is given back.
 //!
 //! Lengths are not secret here (a SCRAM proof is always 32 bytes, an MD5
@@ -14,6 +14,12 @@ use core::hint::black_box;
 /// Every byte pair is combined into one accumulator with `|=` and the
 /// accumulator passes through [`black_box`] at each step, so the compiler
 /// cannot turn the loop into one that stops at the first difference.
+///
+/// ```
+/// use pgagroal::auth::ct_eq;
+/// assert!(ct_eq(b"proof", b"proof"));
+/// assert!(!ct_eq(b"proof", b"pro0f"));
+/// ```
 pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
