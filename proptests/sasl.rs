@@ -204,3 +204,23 @@ proptest! {
         prop_assert!(!md5::verify(&hash, salt, &bad));
     }
 }
+
+proptest! {
+    // Each case computes PBKDF2 with the mock's 4096 iterations.
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    #[test]
+    fn mock_secrets_refuse_every_login(user in "[ -~]{0,20}", password in password(), proof in any::<[u8; 32]>()) {
+        let server_secret = [0x42; 32];
+        let mut server = ScramServer::new(ScramSecret::mock(&user, &server_secret), "srv");
+        let client = ScramClient::with_password_bytes(&password, "cli");
+        prop_assert_eq!(exchange(client, &mut server), Err(AuthError::WrongPassword));
+
+        let mut server = ScramServer::new(ScramSecret::mock(&user, &server_secret), "srv");
+        let server_first = server.client_first(b"n,,n=,r=cli").map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let first = messages::parse_server_first(&server_first).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert_eq!((first.salt.len(), first.iterations), (16, 4096));
+        let forged = format!("c=biws,r=clisrv,p={}", STANDARD.encode(proof));
+        prop_assert_eq!(server.client_final(forged.as_bytes()).map(|_| ()), Err(AuthError::WrongPassword));
+    }
+}
