@@ -1,7 +1,7 @@
 //! Messages the pooler writes itself. Each encoder writes the header with a
 //! placeholder length and backfills it once the body is known.
 
-fn begin(out: &mut Vec<u8>, tag: Option<u8>) -> usize {
+pub(crate) fn begin(out: &mut Vec<u8>, tag: Option<u8>) -> usize {
     if let Some(tag) = tag {
         out.push(tag);
     }
@@ -10,12 +10,12 @@ fn begin(out: &mut Vec<u8>, tag: Option<u8>) -> usize {
     at
 }
 
-fn finish(out: &mut [u8], at: usize) {
+pub(crate) fn finish(out: &mut [u8], at: usize) {
     let len = (out.len() - at) as u32;
     out[at..at + 4].copy_from_slice(&len.to_be_bytes());
 }
 
-fn cstr(out: &mut Vec<u8>, s: &str) {
+pub(crate) fn cstr(out: &mut Vec<u8>, s: &str) {
     // A NUL inside would end the string early on the other side.
     out.extend(s.bytes().filter(|&b| b != 0));
     out.push(0);
