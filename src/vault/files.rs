@@ -84,7 +84,7 @@ impl TempFile {
             .create_new(true)
             .mode(mode)
             .open(&path)
-            .map_err(|e| VaultError::io(&path, "create", e))?;
+            .map_err(|e| VaultError::io(target, "write", e))?;
         let temp = TempFile { path, file: Some(file) };
         // The umask may have removed bits; set exactly what was asked for.
         std::fs::set_permissions(&temp.path, std::fs::Permissions::from_mode(mode))
