@@ -246,8 +246,8 @@ impl Context {
         if file.len() >= vault::MAX_USERS {
             return Err(VaultError::Full { path: file.path().into(), max: vault::MAX_USERS }.to_string());
         }
-        let key = Self::key_for(&key_file, &file, None)?;
         let (password, generated) = self.user_password()?;
+        let key = Self::key_for(&key_file, &file, None)?;
         let blob = key.seal_base64(&password, &self.rng).map_err(|e| e.to_string())?;
         file.add(&user, &blob, vault::MAX_USERS).map_err(|e| e.to_string())?;
         file.write().map_err(|e| e.to_string())?;
@@ -261,8 +261,8 @@ impl Context {
         if file.find(&user).is_none() {
             return Err(VaultError::UserMissing { path: file.path().into(), user }.to_string());
         }
-        let key = Self::key_for(&key_file, &file, Some(&user))?;
         let (password, generated) = self.user_password()?;
+        let key = Self::key_for(&key_file, &file, Some(&user))?;
         let blob = key.seal_base64(&password, &self.rng).map_err(|e| e.to_string())?;
         file.replace(&user, &blob).map_err(|e| e.to_string())?;
         file.write().map_err(|e| e.to_string())?;
