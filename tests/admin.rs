@@ -321,3 +321,64 @@ fn files_made_elsewhere_are_used_as_they_are() {
     let err = home.fails(&["user", "add", "-U", "dave", "-P", "x"], &[]);
     assert!(err.contains("line 1: cannot decrypt the password of user 'carol'"), "{err}");
 }
+
+/// Run with standard input on a pseudo-terminal whose other end has already
+/// been sent `typed`; standard output and error are captured.
+fn run_on_terminal(home: &Home, args: &[&str], typed: &str) -> Output {
+    use std::io::{Read, Write};
+    let pty = nix::pty::openpty(None, None).expect("openpty");
+    let mut master = std::fs::File::from(pty.master);
+    master.write_all(typed.as_bytes()).expect("type the answers");
+    let file = home.users();
+    let mut child = Command::new(BIN)
+        .arg("-f")
+        .arg(&file)
+        .args(args)
+        .env("HOME", home.path())
+        .env("PGAGROAL_ALLOW_ROOT", "1")
+        .env_remove("PGAGROAL_PASSWORD")
+        .stdin(Stdio::from(pty.slave))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    // Drain what the terminal echoes so it can never fill up.
+    std::thread::spawn(move || {
+        let mut sink = [0u8; 1024];
+        while matches!(master.read(&mut sink), Ok(n) if n > 0) {}
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().expect("wait").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("pgagroal-admin {args:?} did not finish within a minute");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("output")
+}
+
+#[test]
+fn answers_typed_on_a_terminal() {
+    let home = Home::new();
+    let out = run_on_terminal(&home, &["master-key"], "typed master key\n");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("Master key (will not echo): "), "{}", stderr(&out));
+
+    let out = run_on_terminal(&home, &["user", "add"], "carol\ncarol's pw\ncarol's pw\n");
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let prompts = stderr(&out);
+    assert!(prompts.contains("User name: ") && prompts.contains("Password : ") && prompts.contains("Verify   : "));
+    assert!(!stdout(&out).contains("carol's pw") && !prompts.contains("carol's pw"), "the password is not shown");
+
+    // A mismatch asks again.
+    let out = run_on_terminal(&home, &["user", "add", "-U", "dave"], "one\ntwo\nthree\nthree\n");
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert!(stderr(&out).contains("Passwords do not match"), "{}", stderr(&out));
+
+    let users = home.load();
+    assert_eq!(password(&users, "carol"), Some("carol's pw"));
+    assert_eq!(password(&users, "dave"), Some("three"));
+    let key = std::fs::read_to_string(home.path().join(".pgagroal/master.key")).expect("read");
+    assert!(key.starts_with("dHlwZWQgbWFzdGVyIGtleQ==\n"), "{key}");
+}
