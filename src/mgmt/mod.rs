@@ -38,6 +38,13 @@ pub enum Command {
     Status = 16,
     SwitchTo = 17,
     ConfigAlias = 18,
+    /// `pgagroal-admin` commands: they never travel to the daemon, but their
+    /// output carries the same envelope.
+    MasterKey = 19,
+    AddUser = 20,
+    UpdateUser = 21,
+    RemoveUser = 22,
+    ListUsers = 23,
 }
 
 impl Command {
@@ -62,6 +69,11 @@ impl Command {
             Status,
             SwitchTo,
             ConfigAlias,
+            MasterKey,
+            AddUser,
+            UpdateUser,
+            RemoveUser,
+            ListUsers,
         ]
         .into_iter()
         .find(|c| *c as i64 == id)
@@ -89,6 +101,11 @@ impl Command {
             Status => "status",
             SwitchTo => "switch-to",
             ConfigAlias => "conf-alias",
+            MasterKey => "master-key",
+            AddUser => "user add",
+            UpdateUser => "user edit",
+            RemoveUser => "user del",
+            ListUsers => "user ls",
         }
     }
 }
@@ -157,17 +174,33 @@ fn timestamp() -> String {
     crate::sys::format_local_time("%Y%m%d%H%M%S", crate::sys::now_secs())
 }
 
+/// The `Header` of a document this program writes.
+pub fn header(command: Command, output: Output) -> Value {
+    json!({
+        "ClientVersion": crate::VERSION,
+        "Command": command as i64,
+        "Compression": 0,
+        "Encryption": 0,
+        "Output": output as i64,
+        "Timestamp": timestamp(),
+    })
+}
+
+/// A successful `Outcome`; `elapsed_secs` is the time spent, shown `HH:MM:SS`.
+pub fn outcome_ok(elapsed_secs: u64) -> Value {
+    let time = format!("{:02}:{:02}:{:02}", elapsed_secs / 3600, (elapsed_secs / 60) % 60, elapsed_secs % 60);
+    json!({ "Status": true, "Time": time })
+}
+
+/// A failed `Outcome` with pgagroal's error code.
+pub fn outcome_error(code: i64) -> Value {
+    json!({ "Error": code, "Status": false })
+}
+
 /// A request document.
 pub fn request(command: Command, output: Output, request: Map<String, Value>) -> Value {
     json!({
-        "Header": {
-            "ClientVersion": crate::VERSION,
-            "Command": command as i64,
-            "Compression": 0,
-            "Encryption": 0,
-            "Output": output as i64,
-            "Timestamp": timestamp(),
-        },
+        "Header": header(command, output),
         "Request": Value::Object(request),
     })
 }
@@ -188,8 +221,7 @@ fn echo(request: &Value) -> Map<String, Value> {
 /// always holds `ServerVersion`). `elapsed_secs` is the time spent.
 pub fn reply_ok(request: &Value, mut response: Map<String, Value>, elapsed_secs: u64) -> Value {
     let mut reply = echo(request);
-    let time = format!("{:02}:{:02}:{:02}", elapsed_secs / 3600, (elapsed_secs / 60) % 60, elapsed_secs % 60);
-    reply.insert("Outcome".into(), json!({ "Status": true, "Time": time }));
+    reply.insert("Outcome".into(), outcome_ok(elapsed_secs));
     response.insert("ServerVersion".into(), json!(crate::VERSION));
     reply.insert("Response".into(), Value::Object(response));
     Value::Object(reply)
@@ -198,7 +230,7 @@ pub fn reply_ok(request: &Value, mut response: Map<String, Value>, elapsed_secs:
 /// A failed reply with pgagroal's error code.
 pub fn reply_error(request: &Value, code: i64) -> Value {
     let mut reply = echo(request);
-    reply.insert("Outcome".into(), json!({ "Error": code, "Status": false }));
+    reply.insert("Outcome".into(), outcome_error(code));
     reply.insert("Response".into(), json!({ "ServerVersion": crate::VERSION }));
     Value::Object(reply)
 }
@@ -269,5 +301,15 @@ mod tests {
         assert_eq!(rep["Response"]["ServerVersion"], json!(crate::VERSION));
         let err = reply_error(&req, error_code::UNKNOWN_COMMAND);
         assert_eq!(err["Outcome"], json!({"Error": 2, "Status": false}));
+        assert_eq!(outcome_ok(3723), json!({"Status": true, "Time": "01:02:03"}));
+    }
+
+    #[test]
+    fn admin_commands_have_ids_and_names() {
+        for (id, name) in [(19, "master-key"), (20, "user add"), (21, "user edit"), (22, "user del"), (23, "user ls")] {
+            let command = Command::from_id(id).expect("known id");
+            assert_eq!((command as i64, command.name()), (id, name));
+        }
+        assert_eq!(Command::from_id(24), None);
     }
 }
