@@ -19,6 +19,13 @@
 //! - [`ct`]: constant-time comparison and wiping of secret bytes.
 //! - [`error`]: [`AuthError`], one variant per failed step, and the [`Side`]
 //!   to blame.
+//! - [`policy`]: which authentication a client goes through (the pooler's
+//!   own check, pass-through, a mock) and which pooled connections it may
+//!   be given.
+//! - [`exchange`]: the pooler checking a client, as a state machine.
+//! - [`login`]: the pooler logging in to PostgreSQL, as a state machine.
+//! - [`credentials`]: the users, frontend users, admins and superuser the
+//!   daemon loaded from the vault files.
 //!
 //! Nothing here logs: no password, key, proof or signature is ever part of
 //! an error or of a `Debug` rendering.
@@ -66,10 +73,15 @@
 //! # Ok::<(), pgagroal::auth::AuthError>(())
 //! ```
 
+pub mod credentials;
 pub mod ct;
 pub mod error;
+pub mod exchange;
+pub mod login;
 pub mod md5;
 pub mod policy;
+#[cfg(test)]
+mod roundtrip;
 pub mod sasl;
 pub mod scram;
 

@@ -155,20 +155,28 @@ pub fn pass_through_kind(server_code: i32) -> AuthKind {
     }
 }
 
+/// The pooled connections a client the pooler checked itself may be given:
+/// those the server trusted and those the pooler logged in to.
+pub const CHECKED_REUSE: AuthKinds = AuthKinds::of(&[AuthKind::Trust, AuthKind::Pooler]);
+
+/// The pooled connections a passed-through client may be given: those whose
+/// authentication can be checked again (by replay) and meets the floor.
+pub fn pass_through_reuse(floor: Floor) -> AuthKinds {
+    match floor {
+        Floor::Any => AuthKinds::of(&[AuthKind::Trust, AuthKind::PassThroughPassword, AuthKind::PassThroughMd5]),
+        Floor::Password => AuthKinds::of(&[AuthKind::PassThroughPassword, AuthKind::PassThroughMd5]),
+        Floor::Md5 => AuthKinds::of(&[AuthKind::PassThroughMd5]),
+        // SCRAM cannot be replayed.
+        Floor::Scram => AuthKinds::default(),
+    }
+}
+
 /// Which pooled connections a client under this plan may be given.
 pub fn reusable(plan: Plan) -> AuthKinds {
     match plan {
-        Plan::Check(_) | Plan::CheckLikeServer => AuthKinds::of(&[AuthKind::Trust, AuthKind::Pooler]),
-        Plan::PassThrough { floor: Floor::Any } => {
-            AuthKinds::of(&[AuthKind::Trust, AuthKind::PassThroughPassword, AuthKind::PassThroughMd5])
-        }
-        Plan::PassThrough { floor: Floor::Password } => {
-            AuthKinds::of(&[AuthKind::PassThroughPassword, AuthKind::PassThroughMd5])
-        }
-        Plan::PassThrough { floor: Floor::Md5 } => AuthKinds::of(&[AuthKind::PassThroughMd5]),
-        Plan::PassThrough { floor: Floor::Scram } | Plan::Rejected | Plan::UnknownUser | Plan::Mock(_) => {
-            AuthKinds::default()
-        }
+        Plan::Check(_) | Plan::CheckLikeServer => CHECKED_REUSE,
+        Plan::PassThrough { floor } => pass_through_reuse(floor),
+        Plan::Rejected | Plan::UnknownUser | Plan::Mock(_) => AuthKinds::default(),
     }
 }
 

@@ -7,6 +7,7 @@ pub mod error;
 pub mod ini;
 pub mod main_keys;
 pub mod paths;
+pub mod reload;
 mod toml_file;
 pub mod value;
 

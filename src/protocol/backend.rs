@@ -91,6 +91,38 @@ fn error_fields(body: &[u8]) -> ErrorFields {
     fields
 }
 
+/// Most columns accepted in one DataRow read by the pooler itself.
+pub const MAX_DATA_ROW_COLUMNS: usize = 64;
+
+/// The columns of a DataRow body (`D`): each a value or NULL. Lengths are
+/// checked against the body before anything is taken.
+pub fn data_row(body: &[u8]) -> Result<Vec<Option<&[u8]>>, MalformedBackend> {
+    let bad = MalformedBackend { tag: b'D' };
+    let (count, mut rest) = body.split_first_chunk::<2>().ok_or(bad)?;
+    let count = usize::from(u16::from_be_bytes(*count));
+    if count > MAX_DATA_ROW_COLUMNS {
+        return Err(bad);
+    }
+    let mut columns = Vec::with_capacity(count);
+    for _ in 0..count {
+        let (len, after) = rest.split_first_chunk::<4>().ok_or(bad)?;
+        let len = i32::from_be_bytes(*len);
+        if len == -1 {
+            columns.push(None);
+            rest = after;
+            continue;
+        }
+        let len = usize::try_from(len).map_err(|_| bad)?;
+        let value = after.get(..len).ok_or(bad)?;
+        columns.push(Some(value));
+        rest = &after[len..];
+    }
+    if !rest.is_empty() {
+        return Err(bad);
+    }
+    Ok(columns)
+}
+
 /// Interpret a whole message from the server.
 pub fn parse<'a>(frame: &Frame<'a>) -> Result<BackendMessage<'a>, MalformedBackend> {
     let bad = MalformedBackend { tag: frame.tag };
@@ -145,6 +177,15 @@ mod tests {
         assert_eq!((e.severity.as_str(), e.code.as_str()), ("FATAL", "53300"));
         assert_eq!(e.message, "connection pool is full");
         assert!(e.is_fatal());
+    }
+
+    #[test]
+    fn data_rows_are_bounded() {
+        assert_eq!(data_row(&[0, 2, 0, 0, 0, 1, b'x', 0xff, 0xff, 0xff, 0xff]), Ok(vec![Some(&b"x"[..]), None]));
+        assert!(data_row(&[0, 1, 0, 0, 0, 9, b'x']).is_err(), "declared past the end");
+        assert!(data_row(&[0, 1, 0x80, 0, 0, 0]).is_err(), "negative length");
+        assert!(data_row(&[0, 0, 1]).is_err(), "trailing bytes");
+        assert!(data_row(&[0xff, 0xff]).is_err(), "too many columns");
     }
 
     #[test]

@@ -71,6 +71,35 @@ pub fn append_query(out: &mut Vec<u8>, sql: &str) {
     finish(out, at);
 }
 
+/// A one-statement extended-protocol round: Parse (unnamed, untyped
+/// parameters), Bind with text parameters, Execute and Sync. Values travel
+/// as parameters, never inside the SQL text.
+pub fn extended_query(sql: &str, params: &[&str]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64 + sql.len());
+    let at = begin(&mut out, Some(b'P'));
+    cstr(&mut out, "");
+    cstr(&mut out, sql);
+    out.extend_from_slice(&0u16.to_be_bytes());
+    finish(&mut out, at);
+    let at = begin(&mut out, Some(b'B'));
+    cstr(&mut out, "");
+    cstr(&mut out, "");
+    out.extend_from_slice(&0u16.to_be_bytes());
+    out.extend_from_slice(&(params.len() as u16).to_be_bytes());
+    for p in params {
+        out.extend_from_slice(&(p.len() as u32).to_be_bytes());
+        out.extend_from_slice(p.as_bytes());
+    }
+    out.extend_from_slice(&0u16.to_be_bytes());
+    finish(&mut out, at);
+    let at = begin(&mut out, Some(b'E'));
+    cstr(&mut out, "");
+    out.extend_from_slice(&0u32.to_be_bytes());
+    finish(&mut out, at);
+    out.extend_from_slice(&[b'S', 0, 0, 0, 4]);
+    out
+}
+
 /// NegotiateProtocolVersion: the newest minor version spoken and the
 /// protocol options (`_pq_.*`) that were not recognised.
 pub fn negotiate_protocol_version(minor: u32, unrecognised: &[&str]) -> Vec<u8> {

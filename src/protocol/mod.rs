@@ -26,6 +26,10 @@ pub mod sqlstate {
     pub const TOO_MANY_CONNECTIONS: &str = "53300";
     /// invalid_authorization_specification: no hba entry, rejected, unsupported method.
     pub const INVALID_AUTHORIZATION: &str = "28000";
+    /// invalid_password: a wrong password (or a user the pool does not serve).
+    pub const INVALID_PASSWORD: &str = "28P01";
+    /// query_canceled: PostgreSQL's code for "canceling authentication due to timeout".
+    pub const QUERY_CANCELED: &str = "57014";
     /// protocol_violation: malformed startup or message.
     pub const PROTOCOL_VIOLATION: &str = "08P01";
     /// feature_not_supported: a protocol version the pooler does not speak.
