@@ -10,6 +10,7 @@ mod supervisor;
 mod worker;
 
 use clap::{ArgAction, Parser};
+use pgagroal::auth::credentials::Credentials;
 use pgagroal::config::{self, ConfigFiles, FileOverrides, LogType};
 use pgagroal::hba::Hba;
 use slog::{info, warn};
@@ -107,17 +108,17 @@ fn main() -> ExitCode {
         return fail(format!("{}: unix_socket_dir {} is not a directory", files.main.display(), dir.display()));
     }
     let mut ignored_files = Vec::new();
-    for (flag, path) in [
-        ("-l", &files.limit),
-        ("-u", &files.users),
-        ("-F", &files.frontend_users),
-        ("-A", &files.admins),
-        ("-S", &files.superuser),
-    ] {
-        if let Some(p) = path {
-            ignored_files.push(format!("{flag} {}", p.display()));
-        }
+    if let Some(p) = &files.limit {
+        ignored_files.push(format!("-l {}", p.display()));
     }
+    let mut mock_secret = [0u8; 32];
+    if ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut mock_secret).is_err() {
+        return fail("cannot draw random bytes from the operating system");
+    }
+    let (creds, cred_warnings) = match Credentials::load(&files, &config.main, None, mock_secret) {
+        Ok(both) => both,
+        Err(e) => return fail(e),
+    };
     if args.daemon && config.main.log_type == LogType::Console {
         return fail(format!("{}: daemon mode (-d) needs log_type = file or syslog", files.main.display()));
     }
@@ -133,6 +134,9 @@ fn main() -> ExitCode {
     for w in &loaded.warnings {
         warn!(log, "{}", w);
     }
+    for w in &cred_warnings {
+        warn!(log, "{}", w);
+    }
     for f in &ignored_files {
         warn!(log, "configuration file is not used by this version"; "file" => f);
     }
@@ -142,14 +146,14 @@ fn main() -> ExitCode {
         slog::crit!(log, "{}", e);
         return ExitCode::FAILURE;
     }
-    let code = run(config, files, hba, &pidfile);
+    let code = run(config, files, hba, creds, &pidfile);
     if code != 0 {
         let _ = std::fs::remove_file(&pidfile);
     }
     ExitCode::from(code as u8)
 }
 
-fn run(config: config::Config, files: ConfigFiles, hba: Hba, pidfile: &Path) -> i32 {
+fn run(config: config::Config, files: ConfigFiles, hba: Hba, creds: Credentials, pidfile: &Path) -> i32 {
     let log = pgagroal::log::logger();
     let main = &config.main;
     let region = match pgagroal::shmem::Region::create(main.max_connections) {
@@ -197,7 +201,7 @@ fn run(config: config::Config, files: ConfigFiles, hba: Hba, pidfile: &Path) -> 
         "pipeline" => main.effective_pipeline().name(),
         "pid" => std::process::id());
     let bound = supervisor::Bound { tcp, unix, management };
-    match supervisor::Supervisor::new(config, files, hba, region, bound, paths) {
+    match supervisor::Supervisor::new(config, files, hba, creds, region, bound, paths) {
         Ok(s) => s.run(),
         Err(e) => {
             slog::crit!(log, "cannot start the supervisor"; "error" => %e);

@@ -14,6 +14,7 @@ use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid};
+use pgagroal::auth::credentials::Credentials;
 use pgagroal::config::{Config, ConfigFiles};
 use pgagroal::hba::Hba;
 use pgagroal::ipc::{Contract, Mailbox, Received};
@@ -73,6 +74,7 @@ pub struct Supervisor {
     config: Config,
     files: ConfigFiles,
     hba: Hba,
+    creds: Credentials,
     region: Region,
     poll: Poll,
     listeners: Vec<Listener>,
@@ -124,6 +126,7 @@ impl Supervisor {
         config: Config,
         files: ConfigFiles,
         hba: Hba,
+        creds: Credentials,
         region: Region,
         bound: Bound,
         paths: Paths,
@@ -149,6 +152,7 @@ impl Supervisor {
             config,
             files,
             hba,
+            creds,
             region,
             poll,
             listeners,
@@ -352,12 +356,14 @@ impl Supervisor {
         // memory mapping, the pid and values on this stack are used below.
         let config = self.config.clone();
         let hba = self.hba.clone();
+        let creds = self.creds.clone();
         if let Some(region) = supervisor_region {
             crate::ALLOCATOR.release(region);
         }
         worker::run(worker::Context {
             config: &config,
             hba: &hba,
+            creds: &creds,
             region: &self.region,
             mailbox,
             first,
@@ -408,33 +414,27 @@ impl Supervisor {
                 return Err(e.to_string());
             }
         };
-        let mut new = loaded.config;
-        let old = &self.config.main;
-        let restart = old.host != new.main.host
-            || old.port != new.main.port
-            || old.unix_socket_dir != new.main.unix_socket_dir
-            || old.max_connections != new.main.max_connections
-            || old.pipeline != new.main.pipeline
-            || old.log_type != new.main.log_type
-            || old.log_path != new.main.log_path
-            || old.log_level != new.main.log_level
-            || old.pidfile != new.main.pidfile
-            || old.backlog != new.main.backlog
-            || self.config.servers != new.servers;
+        let (creds, cred_warnings) = match pgagroal::auth::credentials::Credentials::load(
+            &self.files,
+            &loaded.config.main,
+            None,
+            self.creds.mock_secret(),
+        ) {
+            Ok(both) => both,
+            Err(e) => {
+                error!(self.log, "reload failed; keeping the running configuration"; "error" => &e);
+                return Err(e);
+            }
+        };
+        let reloaded = pgagroal::config::reload::merge(&self.config, loaded.config);
+        let restart = !reloaded.needs_restart.is_empty();
         if restart {
-            warn!(self.log, "some changed settings need a restart; they keep their running values");
-            let keep = self.config.main.clone();
-            new.main.host = keep.host;
-            new.main.port = keep.port;
-            new.main.unix_socket_dir = keep.unix_socket_dir;
-            new.main.max_connections = keep.max_connections;
-            new.main.pipeline = keep.pipeline;
-            new.main.log_type = keep.log_type;
-            new.main.log_path = keep.log_path;
-            new.main.log_level = keep.log_level;
-            new.main.pidfile = keep.pidfile;
-            new.main.backlog = keep.backlog;
-            new.servers = self.config.servers.clone();
+            warn!(self.log, "changed settings keep their running values until a restart";
+                  "keys" => reloaded.needs_restart.join(", "));
+        }
+        let new = reloaded.config;
+        for w in &cred_warnings {
+            warn!(self.log, "{}", w);
         }
         for w in &loaded.warnings {
             warn!(self.log, "{}", w);
@@ -451,6 +451,7 @@ impl Supervisor {
         }
         self.config = new;
         self.hba = hba;
+        self.creds = creds;
         // Workers hold the configuration they were forked with: idle ones
         // are replaced now, busy ones exit when their client leaves.
         self.epoch = self.epoch.wrapping_add(1);

@@ -1,17 +1,27 @@
 //! The worker actor: a forked process that serves one client at a time. It
-//! reads the startup packet, checks hba, gets a slot (reusing a pooled
-//! server connection or making a new one), relays the session and gives the
-//! server connection back, reset, when the client leaves. Then it tells the
+//! reads the startup packet, checks hba, authenticates the client as the
+//! plan for it says (the pooler's own check, pass-through, or a mock), gets a
+//! slot (reusing a pooled server connection or making a new one), relays the
+//! session and gives the server connection back, reset, when the client
+//! leaves. Then it tells the
 //! supervisor it is idle and waits for the next client's socket, so that
 //! forking stays off the connection path. It talks to the supervisor only
 //! through its mailbox and shares only the slot table.
 
+mod auth;
+mod connect;
 mod pool;
 mod relay;
+mod reset;
 
 use crate::net::{IoFail, Sock};
+use pgagroal::auth::credentials::Credentials;
+use pgagroal::auth::exchange::{Expect, Proven};
+use pgagroal::auth::login::LoginSecret;
+use pgagroal::auth::policy::{self, Ask, Plan};
+use pgagroal::auth::scram::ScramSecret;
 use pgagroal::config::Config;
-use pgagroal::hba::{Hba, Method, Transport};
+use pgagroal::hba::{Hba, HbaEntry, Transport};
 use pgagroal::ipc::{Mailbox, Received};
 use pgagroal::msg::worker::{Peer, WorkerReply, WorkerRequest};
 use pgagroal::msg::{Lifecycle, LifecycleReply};
@@ -26,6 +36,7 @@ use std::time::{Duration, Instant};
 pub struct Context<'a> {
     pub config: &'a Config,
     pub hba: &'a Hba,
+    pub creds: &'a Credentials,
     pub region: &'a Region,
     pub mailbox: Mailbox,
     /// The client the worker was forked for, if any (spare workers start idle).
@@ -37,11 +48,15 @@ pub struct Context<'a> {
 /// The session's identity, fixed after start-up.
 pub struct Session<'a> {
     pub config: &'a Config,
+    pub creds: &'a Credentials,
     pub region: &'a Region,
     pub mailbox: &'a Mailbox,
     pub log: slog::Logger,
     pub pid: i32,
     pub startup: Startup,
+    /// When start-up and authentication must be over
+    /// (`authentication_timeout` after the client connected).
+    pub auth_deadline: Instant,
 }
 
 /// How long the pooler waits on its own bookkeeping with the server
@@ -125,14 +140,24 @@ fn serve_client(
     };
     let log = log.new(o!("user" => startup.user.clone(), "database" => startup.database.clone()));
 
-    if !admit(&client, view.hba, view.region, &peer, &startup, &log) {
+    let Some(entry) = admit(&client, view.hba, view.region, &peer, &startup, &log) else {
         return;
-    }
+    };
     if view.config.main.log_connections {
         info!(log, "connect"; "application_name" => startup.application_name.clone().unwrap_or_default());
     }
-    let session = Session { config: view.config, region: view.region, mailbox: &view.mailbox, log, pid, startup };
-    let outcome = pool::serve(&session, &client, leftover, reuse);
+    let plan = policy::plan(entry.method, view.creds.known(&startup.user), view.config.main.allow_unknown_users);
+    let session = Session {
+        config: view.config,
+        creds: view.creds,
+        region: view.region,
+        mailbox: &view.mailbox,
+        log,
+        pid,
+        startup,
+        auth_deadline,
+    };
+    let outcome = authenticate_and_serve(&session, &client, leftover, reuse, plan, &peer);
     if session.config.main.log_disconnections {
         info!(session.log, "disconnect"; "reason" => outcome);
     } else {
@@ -171,7 +196,7 @@ fn read_startup(
                         client.write_all(b"N", Some(deadline)).ok()?;
                     }
                     StartupPacket::Cancel { pid, secret } => {
-                        pool::forward_cancel(config, region, pid, &secret, log);
+                        connect::forward_cancel(config, region, pid, &secret, log);
                         return None;
                     }
                     StartupPacket::Startup(s) => {
@@ -192,12 +217,8 @@ fn read_startup(
                     return None;
                 }
                 Err(IoFail::Timeout) => {
-                    refuse(
-                        client,
-                        sqlstate::PROTOCOL_VIOLATION,
-                        "authentication timeout: no startup packet received in time",
-                    );
-                    info!(log, "client start-up timed out");
+                    refuse(client, sqlstate::QUERY_CANCELED, "canceling authentication due to timeout");
+                    info!(log, "authentication timeout"; "step" => "waiting for the startup packet");
                     return None;
                 }
                 Err(IoFail::Io(e)) => {
@@ -219,12 +240,20 @@ fn read_startup(
     }
 }
 
-/// Checks before any slot is taken: hba, replication, shutdown.
-fn admit(client: &Sock, hba: &Hba, region: &Region, peer: &Peer, s: &Startup, log: &slog::Logger) -> bool {
+/// Checks before any slot is taken: shutdown, replication, hba. Returns the
+/// matching hba line.
+fn admit<'h>(
+    client: &Sock,
+    hba: &'h Hba,
+    region: &Region,
+    peer: &Peer,
+    s: &Startup,
+    log: &slog::Logger,
+) -> Option<&'h HbaEntry> {
     let shutdown = region.header().shutdown.load(std::sync::atomic::Ordering::Relaxed);
     if shutdown != pgagroal::shmem::region::shutdown::RUNNING {
         refuse(client, sqlstate::CANNOT_CONNECT_NOW, "the connection pool is shutting down");
-        return false;
+        return None;
     }
     let replication =
         s.params.iter().any(|(k, v)| k == "replication" && !matches!(v.as_str(), "false" | "off" | "no" | "0"));
@@ -234,28 +263,112 @@ fn admit(client: &Sock, hba: &Hba, region: &Region, peer: &Peer, s: &Startup, lo
             sqlstate::FEATURE_NOT_SUPPORTED,
             "replication connections are not supported through the connection pool",
         );
-        return false;
+        return None;
     }
-    let describe = format!("host \"{}\", user \"{}\", database \"{}\"", peer.host(), s.user, s.database);
     let transport = match peer.ip() {
         Some(addr) => Transport::Tcp { addr, tls: false },
         None => Transport::Unix,
     };
-    match hba.find(&s.database, &s.user, transport) {
+    let entry = hba.find(&s.database, &s.user, transport);
+    if entry.is_none() {
+        info!(log, "no hba entry");
+        refuse(
+            client,
+            sqlstate::INVALID_AUTHORIZATION,
+            &format!("no pgagroal_hba.conf entry for {}", describe(peer, s)),
+        );
+    }
+    entry
+}
+
+fn describe(peer: &Peer, s: &Startup) -> String {
+    format!("host \"{}\", user \"{}\", database \"{}\"", peer.host(), s.user, s.database)
+}
+
+/// Carry out the plan: refuse, check the client, then get a connection and
+/// relay. Returns why the session ended.
+fn authenticate_and_serve(
+    s: &Session<'_>,
+    client: &Sock,
+    mut buf: Vec<u8>,
+    reuse: &mut pool::Reuse,
+    plan: Plan,
+    peer: &Peer,
+) -> &'static str {
+    let user = s.startup.user.as_str();
+    let access = match plan {
+        Plan::Rejected => {
+            info!(s.log, "rejected by hba");
+            let text = format!("pgagroal_hba.conf rejects connection for {}", describe(peer, &s.startup));
+            refuse(client, sqlstate::INVALID_AUTHORIZATION, &text);
+            return "rejected by hba";
+        }
+        Plan::UnknownUser => {
+            info!(s.log, "user not served: not in the users file and allow_unknown_users = off");
+            refuse(client, sqlstate::INVALID_AUTHORIZATION, &format!("role \"{user}\" does not exist"));
+            return "user not served";
+        }
+        Plan::Mock(ask) => {
+            let _ = auth::check(s, client, &mut buf, ask, Expect::Mock(s.creds.mock(user)), s.auth_deadline);
+            return "user not served";
+        }
+        Plan::PassThrough { floor } => pool::Access::PassThrough(floor),
+        Plan::CheckLikeServer => {
+            let Some(password) = s.creds.server_password(user) else { return "no password for the user" };
+            pool::Access::Pooler { secret: LoginSecret::Password(password.as_str().to_string()), then_check: true }
+        }
+        Plan::Check(ask) => match check_first(s, client, &mut buf, ask) {
+            Ok(secret) => pool::Access::Pooler { secret, then_check: false },
+            Err(reason) => return reason,
+        },
+    };
+    pool::serve(s, client, buf, reuse, access)
+}
+
+/// What a users-file user's answer to `ask` is checked against: the SCRAM
+/// secret made at load time for SCRAM, the password otherwise.
+pub fn vault_expect(s: &Session<'_>, ask: Ask) -> Expect {
+    let user = s.startup.user.as_str();
+    match (ask, s.creds.scram_secret(user), s.creds.client_password(user)) {
+        (Ask::Scram, Some(secret), _) => Expect::Scram(secret.clone()),
+        (_, _, Some(password)) => Expect::Password(password.as_str().to_string()),
+        (_, _, None) => Expect::Mock(s.creds.mock(user)),
+    }
+}
+
+/// The pooler's own check before any connection is taken; returns what the
+/// pooler logs in to PostgreSQL with.
+fn check_first(s: &Session<'_>, client: &Sock, buf: &mut Vec<u8>, ask: Ask) -> Result<LoginSecret, &'static str> {
+    let user = s.startup.user.as_str();
+    if let Some(server_password) = s.creds.server_password(user) {
+        auth::check(s, client, buf, ask, vault_expect(s, ask), s.auth_deadline)?;
+        return Ok(LoginSecret::Password(server_password.as_str().to_string()));
+    }
+    // auth_query: the secret comes from the server.
+    let stored = connect::fetch_secret(s, s.auth_deadline);
+    let (expect, is_scram) = match stored.as_deref().map(ScramSecret::parse) {
+        Some(Ok(secret)) => (Expect::Scram(secret), true),
+        _ => match stored {
+            Some(hash) if pgagroal::auth::md5::is_password_hash(&hash) => (Expect::Md5Hash(hash), false),
+            _ => (Expect::Mock(s.creds.mock(user)), true),
+        },
+    };
+    let md5_hash = match &expect {
+        Expect::Md5Hash(hash) => Some(hash.clone()),
+        _ => None,
+    };
+    let ask = match policy::ask_for_secret(ask, is_scram) {
+        Some(ask) => ask,
         None => {
-            info!(log, "no hba entry");
-            refuse(client, sqlstate::INVALID_AUTHORIZATION, &format!("no pgagroal_hba.conf entry for {describe}"));
-            false
+            // A SCRAM line and an md5 secret: nothing the client sends can match.
+            auth::check(s, client, buf, Ask::Scram, Expect::Mock(s.creds.mock(user)), s.auth_deadline)?;
+            return Err("wrong password");
         }
-        Some(entry) if entry.method == Method::Reject => {
-            info!(log, "rejected by hba"; "line" => entry.line);
-            refuse(
-                client,
-                sqlstate::INVALID_AUTHORIZATION,
-                &format!("pgagroal_hba.conf rejects connection for {describe}"),
-            );
-            false
-        }
-        Some(_) => true,
+    };
+    match auth::check(s, client, buf, ask, expect, s.auth_deadline)? {
+        Proven::Password(password) => Ok(LoginSecret::Password(password)),
+        Proven::ClientKey { client_key, server_key } => Ok(LoginSecret::ClientKey { client_key, server_key }),
+        Proven::Md5 => md5_hash.map(LoginSecret::Md5Hash).ok_or("no secret to log in with"),
+        Proven::Nothing => Err("no secret to log in with"),
     }
 }

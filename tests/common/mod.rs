@@ -8,6 +8,8 @@
 
 #![allow(dead_code)]
 
+pub mod wire;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
@@ -254,6 +256,13 @@ pub struct PoolerOptions {
     pub hba: String,
     /// Extra `key = value` lines for `[pgagroal]`.
     pub extra: String,
+    /// `pgagroal_users.conf` entries (user, password), written with the real
+    /// `pgagroal-admin` under a master key made for the test (`-u`).
+    pub users: Vec<(&'static str, &'static str)>,
+    /// `pgagroal_frontend_users.conf` entries (`-F`).
+    pub frontend_users: Vec<(&'static str, &'static str)>,
+    /// `pgagroal_superuser.conf`'s entry (`-S`).
+    pub superuser: Option<(&'static str, &'static str)>,
 }
 
 impl Default for PoolerOptions {
@@ -263,15 +272,23 @@ impl Default for PoolerOptions {
             blocking_timeout: "30s",
             hba: "host all all all trust\n".into(),
             extra: String::new(),
+            users: Vec::new(),
+            frontend_users: Vec::new(),
+            superuser: None,
         }
     }
 }
+
+/// The passphrase of the master keys tests make.
+pub const MASTER_PASSPHRASE: &str = "test master passphrase";
 
 /// A running `pgagroal` with its own directory and port.
 pub struct Pooler {
     pub port: u16,
     pub dir: tempfile::TempDir,
     pub child: Option<Child>,
+    /// `-u`, `-F`, `-S` and their files, passed to the daemon.
+    pub vault_flags: Vec<(&'static str, PathBuf)>,
 }
 
 /// The daemon as cargo built it. It refuses to run as root, so tests start it
@@ -291,17 +308,31 @@ pub fn daemon_user() -> Option<(u32, u32)> {
 /// checkout may sit in root's own 0700 home, which the daemon's account
 /// cannot traverse. Made once per test binary, removed at exit.
 pub fn pooler_binary() -> PathBuf {
-    static STAGED: OnceLock<PathBuf> = OnceLock::new();
+    staged_binaries().0
+}
+
+/// `pgagroal-admin`, staged like [`pooler_binary`].
+pub fn admin_binary() -> PathBuf {
+    staged_binaries().1
+}
+
+fn staged_binaries() -> (PathBuf, PathBuf) {
+    static STAGED: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
     STAGED
         .get_or_init(|| {
+            let built = (built_pooler_binary(), PathBuf::from(env!("CARGO_BIN_EXE_pgagroal-admin")));
             if daemon_user().is_none() {
-                return built_pooler_binary();
+                return built;
             }
             let dir = tempfile::Builder::new().prefix("pgagroal-test-bin-").tempdir().expect("tempdir").keep();
             std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-            let staged = dir.join("pgagroal");
-            std::fs::copy(built_pooler_binary(), &staged).expect("stage the daemon binary");
-            std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+            let stage = |from: &Path, name: &str| {
+                let to = dir.join(name);
+                std::fs::copy(from, &to).expect("stage a binary");
+                std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+                to
+            };
+            let staged = (stage(&built.0, "pgagroal"), stage(&built.1, "pgagroal-admin"));
             STAGED_DIR.lock().expect("lock").replace(dir);
             // SAFETY: registering a plain extern "C" function with no captured state.
             unsafe { libc::atexit(remove_staged) };
@@ -336,6 +367,16 @@ pub fn daemon_dir() -> tempfile::TempDir {
     dir
 }
 
+/// `pgagroal-admin` as the daemon's account, with `home` as its home.
+pub fn admin_command(home: &Path) -> Command {
+    let mut cmd = Command::new(admin_binary());
+    if let Some((uid, gid)) = daemon_user() {
+        cmd.uid(uid).gid(gid);
+    }
+    cmd.env("HOME", home).env_remove("PGAGROAL_PASSWORD").stdin(Stdio::null());
+    cmd
+}
+
 /// `pgagroal` as the daemon's account, with `home` as its home directory
 /// (where `.pgagroal/master.key` is looked for).
 pub fn daemon_command(home: &Path) -> Command {
@@ -367,9 +408,41 @@ impl Pooler {
         );
         std::fs::write(dir.path().join("pgagroal.conf"), conf).expect("write conf");
         std::fs::write(dir.path().join("pgagroal_hba.conf"), &options.hba).expect("write hba");
-        let mut pooler = Pooler { port, dir, child: None };
+        let mut pooler = Pooler { port, dir, child: None, vault_flags: Vec::new() };
+        let files = [
+            ("-u", "pgagroal_users.conf", options.users.clone()),
+            ("-F", "pgagroal_frontend_users.conf", options.frontend_users.clone()),
+            ("-S", "pgagroal_superuser.conf", options.superuser.into_iter().collect()),
+        ];
+        if files.iter().any(|(_, _, entries)| !entries.is_empty()) {
+            pooler.admin(&["master-key", "-P", MASTER_PASSPHRASE]);
+        }
+        for (flag, name, entries) in files {
+            if entries.is_empty() {
+                continue;
+            }
+            let path = pooler.dir.path().join(name);
+            for (user, password) in entries {
+                let file = path.display().to_string();
+                pooler.admin(&["-f", &file, "-U", user, "-P", password, "user", "add"]);
+            }
+            pooler.vault_flags.push((flag, path));
+        }
         pooler.spawn();
         pooler
+    }
+
+    /// Run `pgagroal-admin` as the daemon's account with its home; panics
+    /// on failure.
+    pub fn admin(&self, args: &[&str]) -> Output {
+        let out = admin_command(&self.home()).args(args).output().expect("run pgagroal-admin");
+        assert!(
+            out.status.success(),
+            "pgagroal-admin {args:?} failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
     }
 
     /// The daemon's home directory (for `.pgagroal/master.key`), owned by
@@ -404,6 +477,7 @@ impl Pooler {
             .arg(self.conf())
             .arg("-a")
             .arg(self.dir.path().join("pgagroal_hba.conf"))
+            .args(self.vault_flags.iter().flat_map(|(flag, path)| [std::ffi::OsStr::new(flag), path.as_os_str()]))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log);

@@ -1,0 +1,81 @@
+//! Resetting a server connection between clients: drain what the last
+//! client's requests still owe, send ROLLBACK (when a transaction is open)
+//! and the reset query, and let the next user of the slot read and check
+//! their answers, so a leaving client's worker does not wait on the server
+//! once more.
+
+use super::HOUSEKEEPING_TIMEOUT;
+use crate::net::Sock;
+use pgagroal::protocol::backend::{self, BackendMessage};
+use pgagroal::protocol::tracker::Tracker;
+use pgagroal::protocol::{encode, frame};
+use std::time::Instant;
+
+/// Largest message accepted in the answers to a reset.
+const MAX_RESET_ANSWER: usize = 1 << 20;
+
+/// Read from the server until the tracker is at a message boundary and every
+/// request sent has been answered, discarding what arrives.
+pub fn drain(sock: &Sock, server: &mut Tracker, expected_ready: u64, deadline: Instant) -> bool {
+    if server.ready_count >= expected_ready && server.at_boundary() {
+        return server.ready_count == expected_ready;
+    }
+    let mut chunk = Vec::with_capacity(8192);
+    while server.ready_count < expected_ready || !server.at_boundary() {
+        chunk.clear();
+        // End of stream, a failed read and the deadline all mean the
+        // connection cannot be reused.
+        if sock.read_some(&mut chunk, Some(deadline)).is_err() || server.scan(&chunk).is_err() {
+            return false;
+        }
+    }
+    server.ready_count == expected_ready
+}
+
+/// Send the reset: ROLLBACK when a transaction is open, then the reset
+/// query. Returns how many ReadyForQuery messages answer it, or None when the
+/// server cannot be written to. The answers are read by the next user of the
+/// slot ([`settle_reset`]), so a leaving client's worker does not wait on the
+/// server once more.
+pub fn send_reset(sock: &Sock, tx_status: u8, reset_query: &str) -> Option<u32> {
+    let mut queries = Vec::with_capacity(64);
+    let mut expected = 0;
+    if tx_status != b'I' {
+        encode::append_query(&mut queries, "ROLLBACK");
+        expected += 1;
+    }
+    if !reset_query.is_empty() {
+        encode::append_query(&mut queries, reset_query);
+        expected += 1;
+    }
+    if expected > 0 && sock.write_all(&queries, Some(Instant::now() + HOUSEKEEPING_TIMEOUT)).is_err() {
+        return None;
+    }
+    Some(expected)
+}
+
+/// Read the answers to the previous user's reset; true when they came with
+/// no error and the connection is idle. Usually they are already there.
+pub fn settle_reset(sock: &Sock, expected: u32) -> bool {
+    if expected == 0 {
+        return true;
+    }
+    let deadline = Instant::now() + HOUSEKEEPING_TIMEOUT;
+    let mut buf = Vec::with_capacity(512);
+    let (mut seen, mut failed, mut status) = (0, false, b'?');
+    while seen < expected {
+        let Ok(len) = sock.read_frame(&mut buf, MAX_RESET_ANSWER, Some(deadline)) else { return false };
+        let Ok(Some(f)) = frame::split(&buf[..len], MAX_RESET_ANSWER) else { return false };
+        match backend::parse(&f) {
+            Ok(BackendMessage::ReadyForQuery { status: now }) => {
+                seen += 1;
+                status = now;
+            }
+            Ok(BackendMessage::ErrorResponse(_)) => failed = true,
+            Ok(_) => {}
+            Err(_) => return false,
+        }
+        buf.drain(..len);
+    }
+    !failed && status == b'I' && buf.is_empty()
+}
