@@ -23,6 +23,7 @@ use pgagroal::msg::worker::{Peer, WorkerReply, WorkerRequest};
 use pgagroal::protocol::encode;
 use pgagroal::shmem::region::shutdown;
 use pgagroal::shmem::{Generation, Region, SlotId, SlotState};
+use pgagroal::tls::TlsConfigs;
 use slog::{debug, error, info, warn};
 use std::collections::{HashMap, HashSet};
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -75,6 +76,7 @@ pub struct Supervisor {
     files: ConfigFiles,
     hba: Hba,
     creds: Credentials,
+    tls: TlsConfigs,
     region: Region,
     poll: Poll,
     listeners: Vec<Listener>,
@@ -127,6 +129,7 @@ impl Supervisor {
         files: ConfigFiles,
         hba: Hba,
         creds: Credentials,
+        tls: TlsConfigs,
         region: Region,
         bound: Bound,
         paths: Paths,
@@ -153,6 +156,7 @@ impl Supervisor {
             files,
             hba,
             creds,
+            tls,
             region,
             poll,
             listeners,
@@ -357,6 +361,7 @@ impl Supervisor {
         let config = self.config.clone();
         let hba = self.hba.clone();
         let creds = self.creds.clone();
+        let tls = self.tls.clone();
         if let Some(region) = supervisor_region {
             crate::ALLOCATOR.release(region);
         }
@@ -364,6 +369,7 @@ impl Supervisor {
             config: &config,
             hba: &hba,
             creds: &creds,
+            tls: &tls,
             region: &self.region,
             mailbox,
             first,
@@ -540,6 +546,15 @@ impl Supervisor {
                 self.region.header().notify_release();
                 warn!(self.log, "reclaimed slot of a dead worker; its server connection was terminated";
                       "slot" => id.0, "worker" => pid, "state" => first.state.name());
+            }
+        }
+        // Idle TLS connections whose record state died with the worker.
+        for (id, word) in table.tls_orphans_of(pid) {
+            let Ok(word) = table.transition(id, word, SlotState::Remove, self.pid) else { continue };
+            terminate_pooled(&mut self.pooled, id, word.generation, false);
+            if table.transition(id, word, SlotState::NotInit, self.pid).is_ok() {
+                self.region.header().notify_release();
+                debug!(self.log, "closed a TLS server connection whose worker is gone"; "slot" => id.0, "worker" => pid);
             }
         }
     }
