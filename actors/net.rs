@@ -1,13 +1,23 @@
-//! A non-blocking stream socket (TCP or Unix) with deadline-bounded reads and
-//! writes built on poll(2). Workers use it for both the client and the server
-//! connection.
+//! A non-blocking stream socket (TCP or Unix), plain or carrying TLS, with
+//! deadline-bounded reads and writes built on poll(2). Workers use it for
+//! both the client and the server connection.
+
+mod tls;
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::sync::Arc;
 use std::time::Instant;
 
+/// A connected socket, plain or carrying TLS. A TLS socket's record state
+/// lives in this process: it can be handed on only as this value.
 pub struct Sock {
-    fd: OwnedFd,
+    inner: Inner,
+}
+
+enum Inner {
+    Plain(OwnedFd),
+    Tls(Box<tls::TlsState>),
 }
 
 /// Why a bounded operation stopped.
@@ -61,11 +71,47 @@ pub fn poll(fds: &mut [libc::pollfd], timeout_ms: i32) -> io::Result<usize> {
     }
 }
 
+/// Read straight into `buf`'s spare capacity (nothing zero-filled first).
+fn read_fd(fd: RawFd, buf: &mut Vec<u8>) -> io::Result<usize> {
+    let spare = buf.spare_capacity_mut();
+    loop {
+        // SAFETY: the pointer and length describe the vector's spare
+        // capacity, which read(2) may write; nothing reads it before the
+        // kernel has written it.
+        let n = unsafe { libc::read(fd, spare.as_mut_ptr().cast(), spare.len()) };
+        if n >= 0 {
+            let n = n as usize;
+            // SAFETY: read(2) initialised exactly n bytes past the old length.
+            unsafe { buf.set_len(buf.len() + n) };
+            return Ok(n);
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
+}
+
+/// One send(2) that never raises SIGPIPE.
+fn write_fd(fd: RawFd, data: &[u8]) -> io::Result<usize> {
+    loop {
+        // SAFETY: data is valid for data.len() bytes.
+        let n = unsafe { libc::send(fd, data.as_ptr().cast(), data.len(), libc::MSG_NOSIGNAL) };
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
+}
+
 impl Sock {
     /// Adopt a connected socket and make it non-blocking.
     pub fn new(fd: OwnedFd) -> io::Result<Sock> {
         pgagroal::sys::set_nonblocking(fd.as_raw_fd(), true)?;
-        Ok(Sock { fd })
+        Ok(Sock { inner: Inner::Plain(fd) })
     }
 
     /// Adopt a socket that is already non-blocking: one the supervisor
@@ -73,55 +119,100 @@ impl Sock {
     /// connection (non-blocking since its worker set it up; the flag belongs
     /// to the socket, not to one descriptor).
     pub fn adopt(fd: OwnedFd) -> Sock {
-        Sock { fd }
+        Sock { inner: Inner::Plain(fd) }
     }
 
     pub fn fd(&self) -> &OwnedFd {
-        &self.fd
+        match &self.inner {
+            Inner::Plain(fd) => fd,
+            Inner::Tls(t) => t.fd(),
+        }
+    }
+
+    pub fn raw(&self) -> RawFd {
+        self.fd().as_raw_fd()
+    }
+
+    /// Whether TLS runs on this socket.
+    pub fn is_tls(&self) -> bool {
+        matches!(self.inner, Inner::Tls(_))
+    }
+
+    /// TLS as the server (toward a client that sent SSLRequest and got 'S').
+    pub fn accept_tls(self, config: Arc<rustls::ServerConfig>, deadline: Instant) -> Result<Sock, TlsFail> {
+        let Inner::Plain(fd) = self.inner else { return Err(TlsFail::Handshake("TLS is already on".into())) };
+        let conn = rustls::ServerConnection::new(config).map_err(|e| TlsFail::Handshake(e.to_string()))?;
+        tls::TlsState::handshake(fd, conn.into(), deadline).map(|t| Sock { inner: Inner::Tls(Box::new(t)) })
+    }
+
+    /// TLS as the client (toward a server that answered SSLRequest with 'S').
+    pub fn connect_tls(
+        self,
+        config: Arc<rustls::ClientConfig>,
+        name: rustls::pki_types::ServerName<'static>,
+        deadline: Instant,
+    ) -> Result<Sock, TlsFail> {
+        let Inner::Plain(fd) = self.inner else { return Err(TlsFail::Handshake("TLS is already on".into())) };
+        let conn = rustls::ClientConnection::new(config, name).map_err(|e| TlsFail::Handshake(e.to_string()))?;
+        tls::TlsState::handshake(fd, conn.into(), deadline).map(|t| Sock { inner: Inner::Tls(Box::new(t)) })
     }
 
     /// One read appended to `buf` without initialising its spare capacity
     /// first (pages of a large buffer are touched only when data arrives).
-    /// `Ok(0)` is end of stream (or no spare capacity).
+    /// `Ok(0)` is end of stream (or no spare capacity); WouldBlock when
+    /// nothing is there.
     pub fn read_append(&self, buf: &mut Vec<u8>) -> io::Result<usize> {
-        let spare = buf.spare_capacity_mut();
-        loop {
-            // SAFETY: the pointer and length describe the vector's spare
-            // capacity, which read(2) may write; nothing reads it before the
-            // kernel has written it.
-            let n = unsafe { libc::read(self.fd.as_raw_fd(), spare.as_mut_ptr().cast(), spare.len()) };
-            if n >= 0 {
-                let n = n as usize;
-                // SAFETY: read(2) initialised exactly n bytes past the old length.
-                unsafe { buf.set_len(buf.len() + n) };
-                return Ok(n);
-            }
-            let err = io::Error::last_os_error();
-            if err.kind() != io::ErrorKind::Interrupted {
-                return Err(err);
-            }
+        match &self.inner {
+            Inner::Plain(fd) => read_fd(fd.as_raw_fd(), buf),
+            Inner::Tls(t) => t.read_append(buf),
         }
     }
 
-    /// One write that never raises SIGPIPE.
+    /// One write; a TLS socket takes the bytes into records and sends what
+    /// the socket takes (see [`Sock::wants_write`]).
     pub fn write(&self, data: &[u8]) -> io::Result<usize> {
-        loop {
-            // SAFETY: data is valid for data.len() bytes.
-            let n = unsafe { libc::send(self.fd.as_raw_fd(), data.as_ptr().cast(), data.len(), libc::MSG_NOSIGNAL) };
-            if n >= 0 {
-                return Ok(n as usize);
-            }
-            let err = io::Error::last_os_error();
-            if err.kind() != io::ErrorKind::Interrupted {
-                return Err(err);
-            }
+        match &self.inner {
+            Inner::Plain(fd) => write_fd(fd.as_raw_fd(), data),
+            Inner::Tls(t) => t.write(data),
+        }
+    }
+
+    /// TLS records are waiting for the socket to take them.
+    pub fn wants_write(&self) -> bool {
+        match &self.inner {
+            Inner::Plain(_) => false,
+            Inner::Tls(t) => t.wants_write(),
+        }
+    }
+
+    /// Send waiting TLS records; WouldBlock when the socket is full.
+    pub fn flush(&self) -> io::Result<()> {
+        match &self.inner {
+            Inner::Plain(_) => Ok(()),
+            Inner::Tls(t) => t.flush(),
+        }
+    }
+
+    /// Decrypted bytes are waiting: readable without the socket.
+    pub fn has_buffered(&self) -> bool {
+        match &self.inner {
+            Inner::Plain(_) => false,
+            Inner::Tls(t) => t.has_buffered(),
         }
     }
 
     fn wait(&self, events: libc::c_short, deadline: Option<Instant>) -> Result<(), IoFail> {
-        let mut fds = [libc::pollfd { fd: self.fd.as_raw_fd(), events, revents: 0 }];
+        let events = if self.wants_write() { events | libc::POLLOUT } else { events };
+        let mut fds = [libc::pollfd { fd: self.raw(), events, revents: 0 }];
         if poll(&mut fds, timeout_ms(deadline))? == 0 {
             return Err(IoFail::Timeout);
+        }
+        if fds[0].revents & libc::POLLOUT != 0 {
+            match self.flush() {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(IoFail::Io(e)),
+            }
         }
         Ok(())
     }
@@ -143,7 +234,7 @@ impl Sock {
         }
     }
 
-    /// Write everything, waiting until `deadline`.
+    /// Write everything (TLS records included), waiting until `deadline`.
     pub fn write_all(&self, mut data: &[u8], deadline: Option<Instant>) -> Result<(), IoFail> {
         while !data.is_empty() {
             match self.write(data) {
@@ -152,7 +243,13 @@ impl Sock {
                 Err(e) => return Err(IoFail::Io(e)),
             }
         }
-        Ok(())
+        loop {
+            match self.flush() {
+                Ok(()) => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.wait(libc::POLLOUT, deadline)?,
+                Err(e) => return Err(IoFail::Io(e)),
+            }
+        }
     }
 
     /// Read one whole tagged message into `buf` (which may already hold bytes)
@@ -177,22 +274,39 @@ impl Sock {
     /// Whether a pooled, idle connection still looks usable: no EOF and no
     /// unsolicited bytes (a server that is going away sends an error first).
     pub fn idle_and_open(&self) -> bool {
+        if self.has_buffered() {
+            return false;
+        }
         let mut byte = [0u8; 1];
         // SAFETY: byte is a valid 1-byte buffer.
-        let n = unsafe {
-            libc::recv(self.fd.as_raw_fd(), byte.as_mut_ptr().cast(), 1, libc::MSG_PEEK | libc::MSG_DONTWAIT)
-        };
+        let n = unsafe { libc::recv(self.raw(), byte.as_mut_ptr().cast(), 1, libc::MSG_PEEK | libc::MSG_DONTWAIT) };
         n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::WouldBlock
     }
 
-    /// shutdown(2) both ways: ends the connection for every process holding a copy.
+    /// shutdown(2) both ways: ends the connection for every process holding
+    /// a copy. A TLS socket says close_notify first, when it can at once.
     pub fn shutdown(&self) {
+        if let Inner::Tls(t) = &self.inner {
+            t.close_notify();
+        }
         // SAFETY: shutdown on our own descriptor; errors (already closed) are irrelevant.
-        unsafe { libc::shutdown(self.fd.as_raw_fd(), libc::SHUT_RDWR) };
+        unsafe { libc::shutdown(self.raw(), libc::SHUT_RDWR) };
     }
+}
 
-    pub fn raw(&self) -> RawFd {
-        self.fd.as_raw_fd()
+/// Why a TLS handshake failed.
+#[derive(Debug)]
+pub enum TlsFail {
+    Io(IoFail),
+    Handshake(String),
+}
+
+impl std::fmt::Display for TlsFail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TlsFail::Io(e) => write!(f, "{e}"),
+            TlsFail::Handshake(e) => write!(f, "TLS handshake failed: {e}"),
+        }
     }
 }
 

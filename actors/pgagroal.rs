@@ -13,6 +13,7 @@ use clap::{ArgAction, Parser};
 use pgagroal::auth::credentials::Credentials;
 use pgagroal::config::{self, ConfigFiles, FileOverrides, LogType};
 use pgagroal::hba::Hba;
+use pgagroal::tls::TlsConfigs;
 use slog::{info, warn};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -115,9 +116,16 @@ fn main() -> ExitCode {
     if ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut mock_secret).is_err() {
         return fail("cannot draw random bytes from the operating system");
     }
-    let (creds, cred_warnings) = match Credentials::load(&files, &config.main, None, mock_secret) {
+    let (creds, mut cred_warnings) = match Credentials::load(&files, &config.main, None, mock_secret) {
         Ok(both) => both,
         Err(e) => return fail(e),
+    };
+    let tls = match TlsConfigs::load(&config) {
+        Ok((tls, warnings)) => {
+            cred_warnings.extend(warnings);
+            tls
+        }
+        Err(e) => return fail(format!("{}: {e}", files.main.display())),
     };
     if args.daemon && config.main.log_type == LogType::Console {
         return fail(format!("{}: daemon mode (-d) needs log_type = file or syslog", files.main.display()));
@@ -146,14 +154,21 @@ fn main() -> ExitCode {
         slog::crit!(log, "{}", e);
         return ExitCode::FAILURE;
     }
-    let code = run(config, files, hba, creds, &pidfile);
+    let code = run(config, files, hba, creds, tls, &pidfile);
     if code != 0 {
         let _ = std::fs::remove_file(&pidfile);
     }
     ExitCode::from(code as u8)
 }
 
-fn run(config: config::Config, files: ConfigFiles, hba: Hba, creds: Credentials, pidfile: &Path) -> i32 {
+fn run(
+    config: config::Config,
+    files: ConfigFiles,
+    hba: Hba,
+    creds: Credentials,
+    tls: TlsConfigs,
+    pidfile: &Path,
+) -> i32 {
     let log = pgagroal::log::logger();
     let main = &config.main;
     let region = match pgagroal::shmem::Region::create(main.max_connections) {
@@ -201,7 +216,8 @@ fn run(config: config::Config, files: ConfigFiles, hba: Hba, creds: Credentials,
         "pipeline" => main.effective_pipeline().name(),
         "pid" => std::process::id());
     let bound = supervisor::Bound { tcp, unix, management };
-    match supervisor::Supervisor::new(config, files, hba, creds, region, bound, paths) {
+    let settings = supervisor::Settings { config, files, hba, creds, tls };
+    match supervisor::Supervisor::new(settings, region, bound, paths) {
         Ok(s) => s.run(),
         Err(e) => {
             slog::crit!(log, "cannot start the supervisor"; "error" => %e);

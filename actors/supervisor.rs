@@ -19,6 +19,7 @@ use pgagroal::hba::Hba;
 use pgagroal::ipc::Mailbox;
 use pgagroal::msg::worker::Peer;
 use pgagroal::shmem::{Generation, Region};
+use pgagroal::tls::TlsConfigs;
 use slog::{error, warn};
 use std::collections::{HashMap, HashSet};
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -70,6 +71,7 @@ pub struct Supervisor {
     files: ConfigFiles,
     hba: Hba,
     creds: Credentials,
+    tls: TlsConfigs,
     region: Region,
     poll: Poll,
     listeners: Vec<Listener>,
@@ -116,16 +118,18 @@ fn blocked_signals() -> SigSet {
     set
 }
 
+/// Everything read from the configuration files before start-up.
+pub struct Settings {
+    pub config: Config,
+    pub files: ConfigFiles,
+    pub hba: Hba,
+    pub creds: Credentials,
+    pub tls: TlsConfigs,
+}
+
 impl Supervisor {
-    pub fn new(
-        config: Config,
-        files: ConfigFiles,
-        hba: Hba,
-        creds: Credentials,
-        region: Region,
-        bound: Bound,
-        paths: Paths,
-    ) -> std::io::Result<Self> {
+    pub fn new(settings: Settings, region: Region, bound: Bound, paths: Paths) -> std::io::Result<Self> {
+        let Settings { config, files, hba, creds, tls } = settings;
         let mask = blocked_signals();
         mask.thread_block().map_err(std::io::Error::from)?;
         let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
@@ -148,6 +152,7 @@ impl Supervisor {
             files,
             hba,
             creds,
+            tls,
             region,
             poll,
             listeners,

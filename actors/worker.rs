@@ -14,7 +14,7 @@ mod pool;
 mod relay;
 mod reset;
 
-use crate::net::{IoFail, Sock};
+use crate::net::{IoFail, Sock, TlsFail};
 use pgagroal::auth::credentials::Credentials;
 use pgagroal::auth::exchange::{Expect, Proven};
 use pgagroal::auth::login::LoginSecret;
@@ -28,8 +28,10 @@ use pgagroal::msg::{Lifecycle, LifecycleReply};
 use pgagroal::protocol::startup::{self, Startup, StartupError, StartupPacket};
 use pgagroal::protocol::{encode, sqlstate};
 use pgagroal::shmem::Region;
+use pgagroal::tls::TlsConfigs;
 use slog::{debug, info, o};
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Everything a worker inherits from the supervisor at fork.
@@ -37,6 +39,7 @@ pub struct Context<'a> {
     pub config: &'a Config,
     pub hba: &'a Hba,
     pub creds: &'a Credentials,
+    pub tls: &'a TlsConfigs,
     pub region: &'a Region,
     pub mailbox: Mailbox,
     /// The client the worker was forked for, if any (spare workers start idle).
@@ -49,6 +52,7 @@ pub struct Context<'a> {
 pub struct Session<'a> {
     pub config: &'a Config,
     pub creds: &'a Credentials,
+    pub tls: &'a TlsConfigs,
     pub region: &'a Region,
     pub mailbox: &'a Mailbox,
     pub log: slog::Logger,
@@ -87,7 +91,7 @@ pub fn run(mut ctx: Context<'_>) -> i32 {
         }
         if served >= MAX_SESSIONS_PER_WORKER {
             debug!(log, "worker retires"; "sessions" => served);
-            return 0;
+            break;
         }
         let header = ctx.region.header();
         let running =
@@ -95,13 +99,15 @@ pub fn run(mut ctx: Context<'_>) -> i32 {
         // A reload since this worker was forked: its configuration is old.
         let current = header.config_epoch.load(std::sync::atomic::Ordering::Acquire) == ctx.epoch;
         if !running || !current || !header.offer_idle(pid) {
-            return 0;
+            break;
         }
         match wait_for_client(&ctx.mailbox) {
             Some(client) => next = Some(client),
-            None => return 0,
+            None => break,
         }
     }
+    reuse.release(ctx.region, &ctx.mailbox, pid);
+    0
 }
 
 /// Block until the supervisor hands over a client; None means stop.
@@ -135,7 +141,10 @@ fn serve_client(
     let client = Sock::adopt(client);
 
     let auth_deadline = Instant::now() + view.config.main.authentication_timeout;
-    let Some((startup, leftover)) = read_startup(&client, view.config, view.region, auth_deadline, &log) else {
+    // No TLS on the Unix socket, as PostgreSQL.
+    let tls = view.tls.clients.as_ref().filter(|_| peer.ip().is_some());
+    let Some((client, startup, leftover)) = read_startup(client, tls, view.config, view.region, auth_deadline, &log)
+    else {
         return;
     };
     let log = log.new(o!("user" => startup.user.clone(), "database" => startup.database.clone()));
@@ -150,6 +159,7 @@ fn serve_client(
     let session = Session {
         config: view.config,
         creds: view.creds,
+        tls: view.tls,
         region: view.region,
         mailbox: &view.mailbox,
         log,
@@ -169,12 +179,13 @@ fn serve_client(
 /// StartupMessage arrives. None means the client is done (cancel handled,
 /// closed, refused or too slow). Bytes after the packet are returned too.
 fn read_startup(
-    client: &Sock,
+    mut client: Sock,
+    tls: Option<&Arc<rustls::ServerConfig>>,
     config: &Config,
     region: &Region,
     deadline: Instant,
     log: &slog::Logger,
-) -> Option<(Startup, Vec<u8>)> {
+) -> Option<(Sock, Startup, Vec<u8>)> {
     let mut buf = Vec::with_capacity(512);
     let mut negotiated = 0;
     loop {
@@ -184,16 +195,34 @@ fn read_startup(
                 match packet {
                     StartupPacket::SslRequest | StartupPacket::GssEncRequest => {
                         negotiated += 1;
-                        if negotiated > 2 || !buf.is_empty() {
+                        // Bytes sent after the request, before the answer,
+                        // would be read as if they came over TLS.
+                        if negotiated > 2 || !buf.is_empty() || client.is_tls() {
                             refuse(
-                                client,
+                                &client,
                                 sqlstate::PROTOCOL_VIOLATION,
                                 "invalid startup packet layout: repeated encryption request",
                             );
                             return None;
                         }
-                        // Neither TLS nor GSS encryption is offered: 'N'.
-                        client.write_all(b"N", Some(deadline)).ok()?;
+                        match (packet, tls) {
+                            (StartupPacket::SslRequest, Some(config)) => {
+                                client.write_all(b"S", Some(deadline)).ok()?;
+                                client = match client.accept_tls(config.clone(), deadline) {
+                                    Ok(tls) => tls,
+                                    Err(TlsFail::Io(IoFail::Timeout)) => {
+                                        info!(log, "authentication timeout"; "step" => "TLS handshake");
+                                        return None;
+                                    }
+                                    Err(e) => {
+                                        info!(log, "TLS handshake with the client failed"; "error" => %e);
+                                        return None;
+                                    }
+                                };
+                            }
+                            // GSS encryption is never offered, TLS only when configured.
+                            _ => client.write_all(b"N", Some(deadline)).ok()?,
+                        }
                     }
                     StartupPacket::Cancel { pid, secret } => {
                         connect::forward_cancel(config, region, pid, &secret, log);
@@ -206,7 +235,7 @@ fn read_startup(
                             let nego = encode::negotiate_protocol_version(startup::PROTOCOL_3_0, &unknown);
                             client.write_all(&nego, Some(deadline)).ok()?;
                         }
-                        return Some((s, buf));
+                        return Some((client, s, buf));
                     }
                 }
             }
@@ -217,7 +246,7 @@ fn read_startup(
                     return None;
                 }
                 Err(IoFail::Timeout) => {
-                    refuse(client, sqlstate::QUERY_CANCELED, "canceling authentication due to timeout");
+                    refuse(&client, sqlstate::QUERY_CANCELED, "canceling authentication due to timeout");
                     info!(log, "authentication timeout"; "step" => "waiting for the startup packet");
                     return None;
                 }
@@ -233,7 +262,7 @@ fn read_startup(
                     _ => sqlstate::PROTOCOL_VIOLATION,
                 };
                 info!(log, "bad startup packet"; "error" => %e);
-                refuse(client, code, &e.to_string());
+                refuse(&client, code, &e.to_string());
                 return None;
             }
         }
@@ -266,7 +295,7 @@ fn admit<'h>(
         return None;
     }
     let transport = match peer.ip() {
-        Some(addr) => Transport::Tcp { addr, tls: false },
+        Some(addr) => Transport::Tcp { addr, tls: client.is_tls() },
         None => Transport::Unix,
     };
     let entry = hba.find(&s.database, &s.user, transport);

@@ -143,6 +143,21 @@ class Cluster:
             raise RuntimeError(f"{SCRAM_USER}'s password is not stored as SCRAM")
         return time.monotonic() - started
 
+    def server_sessions(self, settle=0.5, timeout=10.0):
+        """pg_stat_database.sessions of the benchmark database: every
+        connection ever made to it. Read from the 'postgres' database (so that
+        reading does not count), once no backend is connected to the
+        benchmark database any more, and settle seconds later, since a
+        backend adds its counts to the shared statistics as it exits."""
+        def connected():
+            return int(self.psql("SELECT count(*) FROM pg_stat_activity "
+                                 f"WHERE datname = '{DATABASE}'",
+                                 database="postgres", record=False).strip())
+        processes.wait_until(lambda: connected() == 0, timeout, interval=0.1)
+        time.sleep(settle)
+        return int(self.psql(f"SELECT sessions FROM pg_stat_database WHERE datname = '{DATABASE}'",
+                             database="postgres", record=False).strip())
+
     def reset_tables(self, record=False):
         """What pgbench does before a run unless -n, done here directly on
         PostgreSQL so that it does not go through (and cost) a pooler."""

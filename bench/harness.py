@@ -152,7 +152,10 @@ class Harness:
     def setup(self):
         self.workdir = tempfile.mkdtemp(prefix="pgagroal-bench-")
         os.chmod(self.workdir, 0o755)
-        for name in ("pgagroal", "pgagroal-cli"):
+        needed = ["pgagroal", "pgagroal-cli"]
+        if any(w.auth != "trust" for w in WORKLOADS if w.name in self.args.selected):
+            needed.append("pgagroal-admin")     # the users vault for scram-sha-256
+        for name in needed:
             if not os.access(os.path.join(self.bin_dir, name), os.X_OK):
                 raise RuntimeError(f"{name} not found in {self.bin_dir} "
                                    "(set PGAGROAL_BIN_DIR or run through bench/run)")
@@ -223,7 +226,7 @@ class Harness:
         files = {name: text.replace(self.scram_password, "<password>")
                  .replace(daemon.dir, "<dir>")
                  for name, text in daemon.configs.items()}
-        files["command"] = shlex.join(daemon.command()).replace(daemon.dir, "<dir>")
+        files["command"] = daemon.command_line().replace(daemon.dir, "<dir>")
         self.results["configs"][key] = files
 
     def detect_transaction_mode(self):
@@ -271,9 +274,10 @@ class Harness:
         """One pgbench run of one workload against one target; for a pooler,
         started for this run only and stopped right after."""
         record = {"round": round_no, "target": target, "ok": False, "cpu_s": None,
-                  "cpu_s_per_1k_tx": None}
+                  "cpu_s_per_1k_tx": None, "server_sessions": None}
         where = f"{wl.name} / {target} / round {round_no}"
         daemon = None
+        sessions_before = self.server_sessions(where)
         try:
             self.cluster.reset_tables()
             port = self.cluster.port
@@ -281,7 +285,7 @@ class Harness:
                 daemon = self.make_daemon(target, wl.profile(), f"{wl.name}-r{round_no}")
                 daemon.start()
                 self.record_config(target, daemon)
-                record["daemon_command"] = shlex.join(daemon.command())
+                record["daemon_command"] = daemon.command_line()
                 port = daemon.port
                 children_before = daemon.children()
                 ticks_before = daemon.cpu_ticks()
@@ -304,9 +308,22 @@ class Harness:
                     record["error"] = (f"{target} did not stop cleanly "
                                        f"(exit {record['stop_exit_code']}): "
                                        f"{daemon.diagnostics()}")
+        sessions_after = self.server_sessions(where)
+        if sessions_before is not None and sessions_after is not None:
+            # reset_tables() made one of them.
+            record["server_sessions"] = sessions_after - sessions_before - 1
         self.judge(record, where)
         print_run(record, where)
         return record
+
+    def server_sessions(self, where):
+        """Connections made to the benchmark database so far (None, with a
+        note, if that cannot be read)."""
+        try:
+            return self.cluster.server_sessions()
+        except (RuntimeError, ValueError) as e:
+            self.warn(f"{where}: pg_stat_database.sessions not read: {e}")
+            return None
 
     def judge(self, record, where):
         """Marks the run ok or not and records why."""
@@ -404,7 +421,8 @@ def print_run(record, where):
     status = "ok" if record["ok"] else "FAILED"
     print(f"  {where:<42} tps {f('tps', '.1f'):>9}  p50 {f('p50_ms', '.3f'):>7} ms  "
           f"p99 {f('p99_ms', '.3f'):>7} ms  cpu {f('cpu_s_per_1k_tx', '.4f'):>7} s/1k tx  "
-          f"failed {f('failed_tx', 'd')}  {status}", flush=True)
+          f"server conns {f('server_sessions', 'd'):>6}  failed {f('failed_tx', 'd')}  {status}",
+          flush=True)
 
 
 def find_pg_bindir():

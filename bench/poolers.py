@@ -1,9 +1,18 @@
 """The two poolers under test, configured alike: same pool size, same pooling
 mode, same authentication method between client and pooler, the same reset
 query (DISCARD ALL), no per-connection logging, both in front of the same
-PostgreSQL over TCP on 127.0.0.1, both run as the same unprivileged user."""
+PostgreSQL over TCP on 127.0.0.1, both run as the same unprivileged user.
+
+With scram-sha-256 both poolers hold the SCRAM user's password themselves:
+PgBouncer in its auth_file, pgagroal in a users vault (pgagroal_users.conf,
+encrypted with a master key under the daemon's HOME). Each checks the
+client's password with its own SCRAM exchange and logs in to PostgreSQL with
+the stored password, so both can hand a server connection to the next
+client."""
 
 import os
+import secrets
+import shlex
 import shutil
 import signal
 import subprocess
@@ -77,11 +86,26 @@ class Daemon:
                 self.run_user.give(path)
         return files
 
+    def prepare(self):
+        """Anything besides the configuration files, before the start; may add
+        entries to self.configs (recorded in the results)."""
+
+    def environment(self):
+        """Variables set for the daemon on top of processes.client_env()."""
+        return {}
+
+    def command_line(self):
+        """The command as a shell line, its environment variables first."""
+        assignments = [f"{k}={shlex.quote(v)}" for k, v in self.environment().items()]
+        return " ".join(assignments + [shlex.join(str(c) for c in self.command())])
+
     def start(self, timeout=20.0):
         """Starts and waits until the port accepts connections."""
         self.configs = self._write_files()
+        self.prepare()
         with open(self.stderr_path, "wb") as err:
             self.proc = processes.spawn(self.command(), as_user=self.run_user, cwd=self.dir,
+                                        env=processes.client_env(self.environment()),
                                         stdout=err, stderr=subprocess.STDOUT)
         ready = processes.wait_until(
             lambda: self.proc.poll() is not None or processes.port_open(self.port), timeout)
@@ -141,7 +165,13 @@ class Pgagroal(Daemon):
     def __init__(self, bin_dir, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.binary = os.path.join(bin_dir, "pgagroal")
+        self.admin = os.path.join(bin_dir, "pgagroal-admin")
         self.log_path = os.path.join(self.dir, "pgagroal.log")
+        # With scram-sha-256 the SCRAM user is in a users vault: its master
+        # key in <home>/.pgagroal/master.key, HOME=<home> for the daemon.
+        self.vault = self.profile.auth != "trust"
+        self.home = os.path.join(self.dir, "home")
+        self.users_path = os.path.join(self.dir, "pgagroal_users.conf")
 
     def write_config(self):
         p = self.profile
@@ -164,15 +194,49 @@ server_reset_query = DISCARD ALL
 host = 127.0.0.1
 port = {self.pg_port}
 """
-        hba = ""
-        if p.auth != "trust":
-            hba += f"host all {SCRAM_USER} all {p.auth}\n"
-        hba += "host all all all trust\n"
+        hba = f"host all all all {p.auth}\n"
         return {"pgagroal.conf": conf, "pgagroal_hba.conf": hba}
 
+    def prepare(self):
+        """Creates the users vault with pgagroal-admin, run as the daemon's
+        account with the daemon's HOME: a master key with a random
+        passphrase, then the SCRAM user with the benchmark's password. The
+        secrets go through PGAGROAL_PASSWORD, not the command line."""
+        if not self.vault:
+            return
+        if not os.access(self.admin, os.X_OK):
+            raise TargetError(f"pgagroal-admin not found next to pgagroal ({self.admin}); "
+                              "it is needed for the users vault of scram-sha-256")
+        os.makedirs(self.home, mode=0o700)
+        os.chmod(self.home, 0o700)
+        if self.run_user:
+            self.run_user.give(self.home)
+        steps = [
+            ([self.admin, "master-key"], secrets.token_hex(16)),
+            ([self.admin, "-f", self.users_path, "-U", SCRAM_USER, "user", "add"],
+             self.scram_password),
+        ]
+        recorded = []
+        for cmd, secret in steps:
+            env = processes.client_env({"HOME": self.home, "PGAGROAL_PASSWORD": secret})
+            recorded.append(f"HOME={shlex.quote(self.home)} PGAGROAL_PASSWORD=... "
+                            + shlex.join(cmd))
+            code, out, err = processes.run(cmd, as_user=self.run_user, cwd=self.dir, env=env,
+                                           timeout=60, check=False)
+            if code != 0:
+                raise TargetError(f"{shlex.join(cmd)} exited {code}: "
+                                  f"{(err or out).strip()[-500:]}")
+        self.configs["vault"] = "\n".join(recorded) + "\n"
+
+    def environment(self):
+        return {"HOME": self.home} if self.vault else {}
+
     def command(self):
-        return [self.binary, "-c", os.path.join(self.dir, "pgagroal.conf"),
-                "-a", os.path.join(self.dir, "pgagroal_hba.conf")]
+        cmd = [self.binary, "-c", os.path.join(self.dir, "pgagroal.conf"),
+               "-a", os.path.join(self.dir, "pgagroal_hba.conf")]
+        if self.vault:
+            cmd += ["-u", self.users_path]
+        return cmd
 
     def children(self):
         return len(processes.descendants(self.proc.pid))

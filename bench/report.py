@@ -7,7 +7,7 @@ import statistics
 TARGETS = ("direct", "pgbouncer", "pgagroal")
 LABELS = {"direct": "PostgreSQL (direct)", "pgbouncer": "PgBouncer", "pgagroal": "pgagroal"}
 COLORS = {"direct": "#7f7f7f", "pgbouncer": "#1f77b4", "pgagroal": "#d62728"}
-METRICS = ("tps", "p50_ms", "p99_ms", "cpu_s_per_1k_tx")
+METRICS = ("tps", "p50_ms", "p99_ms", "cpu_s_per_1k_tx", "server_sessions")
 
 
 # --- medians and ratios -----------------------------------------------------
@@ -73,19 +73,20 @@ def _table(header, rows, left=2):
 
 
 def workload_table(results):
-    header = ["workload", "target", "TPS", "p50 ms", "p99 ms", "CPU s/1k tx", "failed tx"]
+    header = ["workload", "target", "TPS", "p50 ms", "p99 ms", "CPU s/1k tx", "server conns",
+              "failed tx"]
     rows = []
     for wl in results["workloads"]:
         for n, target in enumerate(TARGETS):
             m = wl["median"][target]
             name = wl["name"] if n == 0 else ""
             if m is None:
-                rows.append([name, target, "n/a", "n/a", "n/a", "n/a", "n/a"])
+                rows.append([name, target, "n/a", "n/a", "n/a", "n/a", "n/a", "n/a"])
                 continue
             tps = "failed" if m["rounds"] and not m["rounds_ok"] else _fmt(m["tps"], ".1f")
             rows.append([name, target, tps, _fmt(m["p50_ms"], ".3f"),
                          _fmt(m["p99_ms"], ".3f"), _fmt(m["cpu_s_per_1k_tx"], ".4f"),
-                         _fmt(m["failed_tx"], "d")])
+                         _fmt(m["server_sessions"], ".0f"), _fmt(m["failed_tx"], "d")])
     return _table(header, rows)
 
 
@@ -124,6 +125,8 @@ def render(results):
                f"workload and target (interleaved: direct, pgbouncer, pgagroal).")
     out.append("TPS of the churn workloads = connections per second (-C). "
                "CPU = the pooler's own CPU seconds per 1,000 transactions.")
+    out.append("Server conns = connections made to PostgreSQL's benchmark database during the "
+               "run (pg_stat_database.sessions).")
     out.append("")
     out.append(workload_table(results))
     notes = [f"  {wl['name']}: n/a, {wl['reason']}" for wl in results["workloads"]

@@ -21,6 +21,8 @@
 //! - [`auth`]: SCRAM-SHA-256 (both roles), MD5 and stored secrets, as pure
 //!   state machines with injected nonces and salts.
 //! - [`vault`]: the master key and the encrypted users files.
+//! - [`tls`]: the rustls configurations toward clients and servers, and
+//!   the key files' permission checks.
 
 pub mod arena;
 pub mod auth;
@@ -33,6 +35,7 @@ pub mod msg;
 pub mod protocol;
 pub mod shmem;
 pub mod sys;
+pub mod tls;
 pub mod vault;
 
 /// Version reported by `-V` and in management replies.

@@ -149,6 +149,7 @@ impl Supervisor {
         let config = self.config.clone();
         let hba = self.hba.clone();
         let creds = self.creds.clone();
+        let tls = self.tls.clone();
         if let Some(region) = supervisor_region {
             crate::ALLOCATOR.release(region);
         }
@@ -156,6 +157,7 @@ impl Supervisor {
             config: &config,
             hba: &hba,
             creds: &creds,
+            tls: &tls,
             region: &self.region,
             mailbox,
             first,
@@ -236,6 +238,15 @@ impl Supervisor {
                 self.region.header().notify_release();
                 warn!(self.log, "reclaimed slot of a dead worker; its server connection was terminated";
                       "slot" => id.0, "worker" => pid, "state" => first.state.name());
+            }
+        }
+        // Idle TLS connections whose record state died with the worker.
+        for (id, word) in table.tls_orphans_of(pid) {
+            let Ok(word) = table.transition(id, word, SlotState::Remove, self.pid) else { continue };
+            terminate_pooled(&mut self.pooled, id, word.generation, false);
+            if table.transition(id, word, SlotState::NotInit, self.pid).is_ok() {
+                self.region.header().notify_release();
+                debug!(self.log, "closed a TLS server connection whose worker is gone"; "slot" => id.0, "worker" => pid);
             }
         }
     }

@@ -55,6 +55,25 @@ pub fn connect_server(server: &ServerConfig, config: &Config, deadline: Instant)
     Sock::new(fd)
 }
 
+/// Connect to a server and, when its section says `tls = on`, negotiate
+/// TLS (SSLRequest, then the handshake, verified as its configuration
+/// says). The error is worded for the client.
+pub fn open_server(s: &Session<'_>, index: usize, server: &ServerConfig, deadline: Instant) -> Result<Sock, String> {
+    let where_ = format!("server \"{}\" ({}:{})", server.name, server.host, server.port);
+    let sock = connect_server(server, s.config, deadline).map_err(|e| format!("could not connect to {where_}: {e}"))?;
+    let Some(tls) = s.tls.servers.get(index).cloned().flatten() else { return Ok(sock) };
+    sock.write_all(&encode::ssl_request(), Some(deadline)).map_err(|e| format!("{where_}: {e}"))?;
+    let mut answer = Vec::with_capacity(1);
+    sock.read_some(&mut answer, Some(deadline)).map_err(|e| format!("{where_}: no answer to SSLRequest: {e}"))?;
+    match answer.as_slice() {
+        [b'S'] => {}
+        [b'N'] => return Err(format!("{where_} does not accept TLS, which its section asks for (tls = on)")),
+        _ => return Err(format!("{where_} answered SSLRequest with something other than S or N")),
+    }
+    let name = pgagroal::tls::server_name(&server.host).map_err(|e| format!("{where_}: {e}"))?;
+    sock.connect_tls(tls, name, deadline).map_err(|e| format!("{where_}: {e}"))
+}
+
 /// What the client is sent for a server's start-up failure.
 pub fn server_failure(client: &Sock, to_client: &mut Vec<u8>, e: &FrameFail) -> &'static str {
     let text = format!("server connection failed during start-up: {e}");
@@ -328,11 +347,11 @@ pub fn relay_login(
 /// password or the lookup fails (logged).
 pub fn fetch_secret(s: &Session<'_>, deadline: Instant) -> Option<String> {
     let (superuser, password) = s.creds.superuser()?;
-    let (_, server) = s.config.primary_server()?;
-    let sock = match connect_server(server, s.config, deadline) {
+    let (index, server) = s.config.primary_server()?;
+    let sock = match open_server(s, index, server, deadline) {
         Ok(sock) => sock,
         Err(e) => {
-            warn!(s.log, "auth_query: cannot connect to the server"; "error" => %e);
+            warn!(s.log, "auth_query: cannot connect to the server"; "error" => e);
             return None;
         }
     };

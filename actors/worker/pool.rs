@@ -15,7 +15,7 @@ use pgagroal::auth::policy::{self, Floor};
 use pgagroal::ipc::Received;
 use pgagroal::msg::worker::{WorkerReply, WorkerRequest};
 use pgagroal::protocol::{encode, sqlstate};
-use pgagroal::shmem::{AuthKind, AuthKinds, Claim, PackedName, Replay, SlotId, SlotState, Word};
+use pgagroal::shmem::{AuthKind, AuthKinds, Claim, PackedName, Region, Replay, SlotId, SlotState, Word};
 use slog::{debug, info, warn};
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
@@ -62,6 +62,38 @@ impl Reuse {
     pub fn new() -> Self {
         Reuse { buffers: relay::Buffers::new(), cached: None }
     }
+
+    /// Before the worker exits: a TLS connection it kept dies with it, so
+    /// it is terminated properly now.
+    pub fn release(&mut self, region: &Region, mailbox: &pgagroal::ipc::Mailbox, pid: i32) {
+        if let Some(cached) = self.cached.take() {
+            retire(region, mailbox, pid, cached);
+        }
+    }
+}
+
+/// Let go of a kept connection this worker will not use next. A plain one
+/// stays pooled (the supervisor holds its fd); a TLS one can only be carried
+/// on by this worker, so it is terminated and its slot freed, unless
+/// someone else has taken the slot meanwhile.
+fn retire(region: &Region, mailbox: &pgagroal::ipc::Mailbox, pid: i32, cached: Cached) {
+    if !cached.sock.is_tls() {
+        return;
+    }
+    let table = region.slots();
+    let Some(slot) = table.get(cached.id) else { return };
+    let word = slot.load();
+    if word.state != SlotState::Free || word.generation != cached.generation || slot.tls_owner() != pid {
+        return;
+    }
+    let Ok(word) = table.transition(cached.id, word, SlotState::Remove, pid) else { return };
+    // Whatever the last reset still owes is read and dropped with the connection.
+    let _ = cached.sock.write_all(&encode::terminate(), Some(Instant::now() + Duration::from_secs(1)));
+    cached.sock.shutdown();
+    if table.transition(cached.id, word, SlotState::NotInit, pid).is_ok() {
+        region.header().notify_release();
+    }
+    let _ = mailbox.send(&WorkerRequest::Killed { slot: cached.id, generation: word.generation }, None);
 }
 
 /// How the session gets its server connection.
@@ -145,7 +177,11 @@ fn admit_on(
 fn fetch(s: &Session<'_>, claim: Claim, cached: &mut Option<Cached>) -> Option<(Sock, Vec<u8>)> {
     match cached.take() {
         Some(c) if c.id == claim.id && c.generation == claim.word.generation => Some((c.sock, c.startup)),
-        _ => checkout(s, claim),
+        Some(other) => {
+            retire(s.region, s.mailbox, s.pid, other);
+            checkout(s, claim)
+        }
+        None => checkout(s, claim),
     }
 }
 
@@ -192,13 +228,24 @@ fn acquire(
             }
         }
         if let Some(claim) = table.claim_empty(s.pid) {
-            *cached = None;
+            if let Some(other) = cached.take() {
+                retire(s.region, s.mailbox, s.pid, other);
+            }
             return connect_new(s, client, client_buf, claim, access);
         }
         if let Some(claim) = table.claim_evictable(&user, &database, kinds, s.pid) {
             debug!(s.log, "closing an idle connection this client cannot use to make room"; "slot" => claim.id.0);
+            if cached.as_ref().is_some_and(|c| c.id == claim.id) {
+                // This worker's own kept connection (TLS or not).
+                let kept = cached.take().map(|c| c.sock);
+                kill(s, claim.id, claim.word, kept.as_ref(), true);
+                continue;
+            }
+            // Another worker's TLS connection cannot be spoken to in
+            // plaintext: it is only shut down.
+            let tls_elsewhere = table.get(claim.id).is_some_and(|slot| !slot.usable_by(s.pid));
             let sock = checkout(s, claim).map(|(sock, _)| sock);
-            kill(s, claim.id, claim.word, sock.as_ref(), true);
+            kill(s, claim.id, claim.word, sock.as_ref(), !tls_elsewhere);
             continue;
         }
         let now = Instant::now();
@@ -323,19 +370,20 @@ fn connect_new(
         );
     }
     let deadline = Instant::now() + s.config.main.authentication_timeout;
-    let sock = match connect::connect_server(server, s.config, deadline) {
+    let sock = match connect::open_server(s, server_index, server, deadline) {
         Ok(sock) => sock,
         Err(e) => {
-            warn!(s.log, "cannot connect to server"; "server" => &server.name, "error" => %e);
+            warn!(s.log, "cannot connect to server"; "server" => &server.name, "error" => &e);
             kill(s, claim.id, claim.word, None, false);
-            refuse(
-                client,
-                sqlstate::CONNECTION_FAILURE,
-                &format!("could not connect to server \"{}\" ({}:{}): {e}", server.name, server.host, server.port),
-            );
+            refuse(client, sqlstate::CONNECTION_FAILURE, &e);
             return Err("server unreachable");
         }
     };
+    if sock.is_tls()
+        && let Some(slot) = table.get(claim.id)
+    {
+        slot.set_tls_owner(s.pid);
+    }
     let mut conn = Conn {
         sock,
         id: claim.id,

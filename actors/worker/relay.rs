@@ -205,13 +205,30 @@ fn relay(client: &Sock, server: &Sock, leftover: Vec<u8>, bufs: &mut [Vec<u8>; 2
         if down.flush(bufs, client).is_err() {
             return End::Client { how: "client connection failed", client: ct, server: st, clean: true };
         }
+        // TLS records waiting for the socket go out first.
+        if flush_tls(server).is_err() {
+            return End::Server("server connection failed");
+        }
+        if flush_tls(client).is_err() {
+            return End::Client { how: "client connection failed", client: ct, server: st, clean: true };
+        }
+        let client_reads = up.is_empty() && leaving.is_none();
+        let server_reads = down.is_empty();
         let want = [
-            if up.is_empty() && leaving.is_none() { libc::POLLIN } else { 0 }
-                | if down.is_empty() { 0 } else { libc::POLLOUT },
-            if down.is_empty() { libc::POLLIN } else { 0 } | if up.is_empty() { 0 } else { libc::POLLOUT },
+            if client_reads { libc::POLLIN } else { 0 }
+                | if down.is_empty() && !client.wants_write() { 0 } else { libc::POLLOUT },
+            if server_reads { libc::POLLIN } else { 0 }
+                | if up.is_empty() && !server.wants_write() { 0 } else { libc::POLLOUT },
         ];
-        let Ok(ready) = waiter.wait(client, server, want) else {
-            return End::Server("waiting on the sockets failed");
+        // Bytes TLS already decrypted do not show on the socket.
+        let buffered = [client_reads && client.has_buffered(), server_reads && server.has_buffered()];
+        let ready = if buffered[0] || buffered[1] {
+            [if buffered[0] { libc::POLLIN } else { 0 }, if buffered[1] { libc::POLLIN } else { 0 }]
+        } else {
+            match waiter.wait(client, server, want) {
+                Ok(ready) => ready,
+                Err(_) => return End::Server("waiting on the sockets failed"),
+            }
         };
 
         if ready[1] & READABLE != 0 && down.is_empty() {
@@ -244,6 +261,16 @@ fn relay(client: &Sock, server: &Sock, leftover: Vec<u8>, bufs: &mut [Vec<u8>; 2
                 Err(_) => leaving = Some("client connection failed"),
             }
         }
+    }
+}
+
+/// Send TLS records a socket holds (nothing for a plain one); a full
+/// socket is not an error.
+fn flush_tls(sock: &Sock) -> Result<(), ()> {
+    match sock.flush() {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == ErrorKind::WouldBlock => Ok(()),
+        Err(_) => Err(()),
     }
 }
 

@@ -86,6 +86,13 @@ pub struct MainConfig {
     pub allow_unknown_users: bool,
     /// Fetch users' secrets from the server with the superuser's connection.
     pub auth_query: bool,
+    /// Offer TLS to clients (SSLRequest answered 'S').
+    pub tls: bool,
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
+    /// CA certificates client certificates are verified against; set, it
+    /// makes a client certificate mandatory for TLS clients.
+    pub tls_ca_file: Option<PathBuf>,
 }
 
 impl Default for MainConfig {
@@ -112,6 +119,10 @@ impl Default for MainConfig {
             server_reset_query: "DISCARD ALL".into(),
             allow_unknown_users: true,
             auth_query: false,
+            tls: false,
+            tls_cert_file: None,
+            tls_key_file: None,
+            tls_ca_file: None,
         }
     }
 }
@@ -147,10 +158,6 @@ const NOT_YET_EFFECTIVE: &[&str] = &[
     "failover",
     "failover_script",
     "failover_notify_script",
-    "tls",
-    "tls_cert_file",
-    "tls_key_file",
-    "tls_ca_file",
     "health_check",
     "health_check_period",
     "health_check_timeout",
@@ -182,7 +189,7 @@ impl Seen {
     }
 }
 
-fn path_value(value: &str) -> Result<PathBuf, Expected> {
+pub(crate) fn path_value(value: &str) -> Result<PathBuf, Expected> {
     if value.is_empty() {
         return Err("a path".into());
     }
@@ -255,6 +262,10 @@ impl MainConfig {
             "server_reset_query" => self.server_reset_query = raw.to_string(),
             "allow_unknown_users" => self.allow_unknown_users = value::parse_bool(raw)?,
             "auth_query" => self.auth_query = value::parse_bool(raw)?,
+            "tls" => self.tls = value::parse_bool(raw)?,
+            "tls_cert_file" => self.tls_cert_file = Some(path_value(raw)?),
+            "tls_key_file" => self.tls_key_file = Some(path_value(raw)?),
+            "tls_ca_file" => self.tls_ca_file = Some(path_value(raw)?),
             _ if NOT_YET_EFFECTIVE.contains(&key) => return Ok(Outcome::NotYetEffective),
             _ => return Ok(Outcome::Unknown),
         }

@@ -31,6 +31,15 @@ pub struct ServerConfig {
     pub port: u16,
     /// Operator's hint that this server is the primary.
     pub primary: bool,
+    /// Negotiate TLS with this server.
+    pub tls: bool,
+    /// CA certificates the server's certificate is verified against (with
+    /// its host name); without it the connection is encrypted but the
+    /// server is not verified.
+    pub tls_ca_file: Option<PathBuf>,
+    /// A client certificate and key to present to the server.
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
     /// Line of the section header, for messages.
     pub line: usize,
 }
@@ -177,6 +186,9 @@ fn from_sections(path: &Path, sections: Vec<ini::Section>, orphans: Vec<ini::Ent
         ));
         main.max_connections = MAX_CONNECTIONS_LIMIT;
     }
+    if main.tls && (main.tls_cert_file.is_none() || main.tls_key_file.is_none()) {
+        return Err(invalid(main_line, "tls", "tls_cert_file and tls_key_file when tls = on".into()));
+    }
     if main.pipeline == Pipeline::Transaction {
         return Err(invalid(
             main_line,
@@ -195,6 +207,8 @@ fn server_section(
     let mut host = None;
     let mut port = None;
     let mut primary = false;
+    let mut tls = false;
+    let (mut tls_ca_file, mut tls_cert_file, mut tls_key_file) = (None, None, None);
     for entry in &section.entries {
         let invalid = |expected: String| ConfigError::Invalid {
             file: path.to_path_buf(),
@@ -211,7 +225,11 @@ fn server_section(
             }
             "port" => port = Some(value::parse_int::<u16>(&entry.value, "a port number 1-65535").map_err(invalid)?),
             "primary" => primary = value::parse_bool(&entry.value).map_err(invalid)?,
-            "tls" | "tls_cert_file" | "tls_key_file" | "tls_ca_file" | "channel_binding" => warnings.push(format!(
+            "tls" => tls = value::parse_bool(&entry.value).map_err(invalid)?,
+            "tls_ca_file" => tls_ca_file = Some(main_keys::path_value(&entry.value).map_err(invalid)?),
+            "tls_cert_file" => tls_cert_file = Some(main_keys::path_value(&entry.value).map_err(invalid)?),
+            "tls_key_file" => tls_key_file = Some(main_keys::path_value(&entry.value).map_err(invalid)?),
+            "channel_binding" => warnings.push(format!(
                 "{}: line {}: key '{}' in [{}] is recognised but has no effect in this version",
                 path.display(),
                 entry.line,
@@ -242,7 +260,33 @@ fn server_section(
             expected: "a port number 1-65535".into(),
         });
     }
-    Ok(ServerConfig { name: section.name.clone(), host, port, primary, line: section.line })
+    if tls && host.starts_with('/') {
+        return Err(ConfigError::Invalid {
+            file: path.to_path_buf(),
+            line: section.line,
+            key: "tls".into(),
+            expected: "a TCP host: PostgreSQL offers no TLS on Unix sockets".into(),
+        });
+    }
+    if tls_cert_file.is_some() != tls_key_file.is_some() {
+        return Err(ConfigError::Invalid {
+            file: path.to_path_buf(),
+            line: section.line,
+            key: "tls_cert_file".into(),
+            expected: "tls_cert_file and tls_key_file together (a client certificate needs its key)".into(),
+        });
+    }
+    Ok(ServerConfig {
+        name: section.name.clone(),
+        host,
+        port,
+        primary,
+        tls,
+        tls_ca_file,
+        tls_cert_file,
+        tls_key_file,
+        line: section.line,
+    })
 }
 
 #[cfg(test)]

@@ -38,6 +38,10 @@ pub fn merge(running: &Config, mut new: Config) -> Reloaded {
         log_level => "log_level",
         pidfile => "pidfile",
         backlog => "backlog",
+        tls => "tls",
+        tls_cert_file => "tls_cert_file",
+        tls_key_file => "tls_key_file",
+        tls_ca_file => "tls_ca_file",
     );
     if running.servers != new.servers {
         needs_restart.push("server sections");

@@ -114,6 +114,14 @@ pub fn negotiate_protocol_version(minor: u32, unrecognised: &[&str]) -> Vec<u8> 
     out
 }
 
+/// SSLRequest packet.
+pub fn ssl_request() -> [u8; 8] {
+    let mut out = [0u8; 8];
+    out[..4].copy_from_slice(&8u32.to_be_bytes());
+    out[4..].copy_from_slice(&super::startup::SSL_REQUEST_CODE.to_be_bytes());
+    out
+}
+
 /// CancelRequest packet.
 pub fn cancel_request(pid: i32, secret: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(12 + secret.len());

@@ -243,6 +243,9 @@ pub struct Slot {
     /// The authentication request code the server sent when the connection
     /// was made (0 none, 3 cleartext, 5 md5, 10 SASL).
     server_method: AtomicU32,
+    /// Pid of the worker holding the connection's TLS state, 0 for a plain
+    /// connection: a TLS connection can only be continued by that worker.
+    tls_owner: AtomicI32,
     /// [`Replay`]: the md5 salt, then the digest in four words.
     replay_salt: AtomicU32,
     replay_digest: [AtomicU64; 4],
@@ -308,7 +311,24 @@ impl Slot {
         self.last_used_ms.store(now_ms, Ordering::Relaxed);
         self.reset_pending.store(0, Ordering::Relaxed);
         self.server_method.store(0, Ordering::Relaxed);
+        self.tls_owner.store(0, Ordering::Relaxed);
         self.set_replay(&Replay::default());
+    }
+
+    /// Record that `pid` holds the connection's TLS state; owner only.
+    pub fn set_tls_owner(&self, pid: i32) {
+        self.tls_owner.store(pid, Ordering::Relaxed);
+    }
+
+    /// The worker holding the connection's TLS state (0: plain).
+    pub fn tls_owner(&self) -> i32 {
+        self.tls_owner.load(Ordering::Relaxed)
+    }
+
+    /// Whether `pid` can carry on the connection: it is plain or `pid`
+    /// holds its TLS state.
+    pub fn usable_by(&self, pid: i32) -> bool {
+        matches!(self.tls_owner(), 0) || self.tls_owner() == pid
     }
 
     /// Record which authentication request the server made; owner only.

@@ -84,6 +84,7 @@ impl<'a> SlotTable<'a> {
             let word = slot.load();
             if word.state == SlotState::Free
                 && slot.reusable_for(user, database, kinds)
+                && slot.usable_by(pid)
                 && let Ok(word) = slot.transition(word, SlotState::InUse, pid)
             {
                 return Some(Claim { id, word });
@@ -149,6 +150,16 @@ impl<'a> SlotTable<'a> {
             .collect()
     }
 
+    /// FREE slots whose TLS state `pid` held: nobody else can continue them.
+    pub fn tls_orphans_of(&self, pid: i32) -> Vec<(SlotId, Word)> {
+        self.iter()
+            .filter_map(|(id, slot)| {
+                let w = slot.load();
+                (w.state == SlotState::Free && slot.tls_owner() == pid).then_some((id, w))
+            })
+            .collect()
+    }
+
     pub fn infos(&self) -> Vec<(SlotId, SlotInfo)> {
         self.iter().map(|(id, s)| (id, s.info())).collect()
     }
@@ -195,6 +206,25 @@ mod tests {
         assert_eq!(again.word.owner, 2);
         assert_eq!(t.claimed_by(2), vec![(again.id, again.word)]);
         assert_eq!(t.counts().total(), 2);
+    }
+
+    #[test]
+    fn tls_connections_stay_with_their_worker() {
+        let slots = table(1);
+        let t = SlotTable::new(&slots);
+        let (u, d) = (PackedName::new("u"), PackedName::new("d"));
+        let c = t.claim_empty(7).expect("slot");
+        let slot = t.get(c.id).expect("slot");
+        slot.set_identity(&u, &d, 0, 0);
+        slot.set_backend(AuthKind::Trust, 1, 1);
+        slot.set_tls_owner(7);
+        t.transition(c.id, c.word, SlotState::Free, 7).expect("free");
+        assert!(t.claim_reusable(None, &u, &d, TRUST, 8).is_none(), "another worker has no TLS state");
+        assert_eq!(t.tls_orphans_of(7).len(), 1);
+        assert!(t.tls_orphans_of(8).is_empty());
+        let again = t.claim_reusable(None, &u, &d, TRUST, 7).expect("its own worker");
+        assert_eq!(again.id, c.id);
+        assert!(t.tls_orphans_of(7).is_empty(), "in use, not free");
     }
 
     #[test]

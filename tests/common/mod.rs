@@ -8,6 +8,7 @@
 
 #![allow(dead_code)]
 
+pub mod certs;
 pub mod wire;
 
 use std::io::{Read, Write};
@@ -263,6 +264,8 @@ pub struct PoolerOptions {
     pub frontend_users: Vec<(&'static str, &'static str)>,
     /// `pgagroal_superuser.conf`'s entry (`-S`).
     pub superuser: Option<(&'static str, &'static str)>,
+    /// Extra `key = value` lines for the `[primary]` server section.
+    pub server_extra: String,
 }
 
 impl Default for PoolerOptions {
@@ -275,6 +278,7 @@ impl Default for PoolerOptions {
             users: Vec::new(),
             frontend_users: Vec::new(),
             superuser: None,
+            server_extra: String::new(),
         }
     }
 }
@@ -399,12 +403,13 @@ impl Pooler {
         let port = free_port();
         let conf = format!(
             "[pgagroal]\nhost = 127.0.0.1\nport = {port}\nunix_socket_dir = {}\nmax_connections = {}\n\
-             blocking_timeout = {}\nlog_type = console\nlog_level = debug\n{}\n\n[primary]\nhost = 127.0.0.1\nport = {}\n",
+             blocking_timeout = {}\nlog_type = console\nlog_level = debug\n{}\n\n[primary]\nhost = 127.0.0.1\nport = {}\n{}\n",
             dir.path().display(),
             options.max_connections,
             options.blocking_timeout,
             options.extra,
-            pg.port
+            pg.port,
+            options.server_extra
         );
         std::fs::write(dir.path().join("pgagroal.conf"), conf).expect("write conf");
         std::fs::write(dir.path().join("pgagroal_hba.conf"), &options.hba).expect("write hba");
