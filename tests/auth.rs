@@ -251,7 +251,7 @@ fn pass_through_holds_the_hba_method_even_when_the_server_asks_less() {
     for (user, password) in [(TRUST_USER, "anything"), (MD5_USER, MD5_PASSWORD)] {
         let err = current_user(&pooler, user, password).expect_err("the server asks less than scram-sha-256");
         assert_eq!(code_of(&err).as_deref(), Some("28000"), "{user}: {err}");
-        assert!(message_of(&err).contains("cannot check"), "{}", message_of(&err));
+        assert!(message_of(&err).contains("cannot check itself"), "{}", message_of(&err));
     }
 }
 
@@ -329,8 +329,23 @@ fn auth_query_checks_against_the_servers_verifier_and_pools() {
     // A user that does not exist gets the same answer.
     let err = current_user(&pooler, "no_such_role", "x").expect_err("no such role");
     assert_eq!(code_of(&err).as_deref(), Some("28P01"), "{err}");
-    // md5 lines are served with SCRAM for a SCRAM verifier, as PostgreSQL does.
     assert!(!pooler.log().contains("superuser password is not asked"), "a password reached the log");
+
+    // md5 and all lines are served with SCRAM for a SCRAM verifier, as
+    // PostgreSQL serves md5 lines, and with md5 for an md5 hash.
+    for method in ["md5", "all"] {
+        let pooler = Pooler::start(PoolerOptions {
+            hba: format!("host all all all {method}\n"),
+            extra: "auth_query = on".into(),
+            superuser: Some(("postgres", "unused")),
+            ..Default::default()
+        });
+        assert_eq!(first_request(&pooler, SCRAM_USER), 10, "{method}: a SCRAM verifier");
+        assert_eq!(first_request(&pooler, MD5_USER), 5, "{method}: an md5 hash");
+        assert_eq!(current_user(&pooler, SCRAM_USER, SCRAM_PASSWORD).expect("scram verifier"), SCRAM_USER);
+        assert_eq!(current_user(&pooler, MD5_USER, MD5_PASSWORD).expect("md5 hash"), MD5_USER);
+        assert_wrong_password(current_user(&pooler, MD5_USER, "wrong"), MD5_USER);
+    }
 }
 
 // ---------------------------------------------------------------------------

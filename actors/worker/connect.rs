@@ -272,14 +272,20 @@ pub fn relay_login(
         };
         if first.is_none() {
             first = Some(code);
+            if !policy::can_relay(code) {
+                info!(s.log, "server asked for an unsupported authentication method"; "code" => code);
+                refuse(client, sqlstate::INVALID_AUTHORIZATION, "unsupported security model");
+                return Err("unsupported authentication");
+            }
             if !floor.admits(code) {
                 info!(s.log, "server asks for less than the hba line demands"; "server_request" => code);
                 refuse(
                     client,
                     sqlstate::INVALID_AUTHORIZATION,
                     &format!(
-                        "pgagroal_hba.conf demands a password for user \"{user}\" that the pooler cannot check \
-                         (the user is not in pgagroal_users.conf) and the server does not ask for it"
+                        "pgagroal_hba.conf asks {} of user \"{user}\", which the pooler cannot check itself (the \
+                         user is not in pgagroal_users.conf), and the server asks for less",
+                        floor.name()
                     ),
                 );
                 return Err("hba method not met by the server");

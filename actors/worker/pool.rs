@@ -154,7 +154,9 @@ fn admit_on(
     if conn.greeted {
         return Ok(conn);
     }
-    let deadline = s.auth_deadline;
+    // Time spent waiting for a slot is the pool's, not the client's: the
+    // checks that follow get at least a full authentication_timeout.
+    let deadline = s.auth_deadline.max(Instant::now() + s.config.main.authentication_timeout);
     let checked = match access {
         Access::Pooler { then_check: true, .. } => {
             let ask = policy::ask_like_server(conn.server_method as u32);

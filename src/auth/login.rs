@@ -33,7 +33,7 @@ impl std::fmt::Debug for LoginSecret {
 /// Why a login cannot go on; the text is fit for the client and the log.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LoginError {
-    #[error("the server asks for a {0}, which the pooler cannot answer for this user")]
+    #[error("the server asks for {0}, which the pooler cannot answer for this user")]
     CannotAnswer(&'static str),
     #[error("the server asks for an authentication method the pooler does not support (code {0})")]
     Unsupported(i32),
@@ -105,7 +105,7 @@ impl ServerLogin {
                 LoginSecret::Password(password) => sasl::password_message(password.as_bytes())
                     .map(LoginStep::Send)
                     .map_err(|e| LoginError::Exchange(e.to_string())),
-                _ => Err(LoginError::CannotAnswer("cleartext password")),
+                _ => Err(LoginError::CannotAnswer("a cleartext password")),
             },
             auth_code::MD5_PASSWORD => {
                 let salt: [u8; 4] = data
@@ -116,7 +116,7 @@ impl ServerLogin {
                 let response = match &self.secret {
                     LoginSecret::Password(password) => md5::response(&self.user, password, salt),
                     LoginSecret::Md5Hash(hash) => md5::response_from_hash(hash, salt),
-                    LoginSecret::ClientKey { .. } => return Err(LoginError::CannotAnswer("md5 password")),
+                    LoginSecret::ClientKey { .. } => return Err(LoginError::CannotAnswer("an md5 password")),
                 };
                 sasl::password_message(response.as_bytes())
                     .map(LoginStep::Send)
@@ -132,7 +132,7 @@ impl ServerLogin {
                     LoginSecret::ClientKey { client_key, server_key } => {
                         ScramClient::with_client_key(*client_key, Some(*server_key), &self.nonce)
                     }
-                    LoginSecret::Md5Hash(_) => return Err(LoginError::CannotAnswer("SCRAM exchange")),
+                    LoginSecret::Md5Hash(_) => return Err(LoginError::CannotAnswer("a SCRAM exchange")),
                 };
                 let first = client.client_first();
                 self.scram = Some(client);

@@ -53,7 +53,23 @@ pub enum Floor {
     Scram,
 }
 
+/// Whether the pooler can relay a server's first authentication request
+/// (AuthenticationOk, cleartext, md5 or SASL) to a client.
+pub fn can_relay(code: i32) -> bool {
+    matches!(code, auth_code::OK | auth_code::CLEARTEXT_PASSWORD | auth_code::MD5_PASSWORD | auth_code::SASL)
+}
+
 impl Floor {
+    /// What the floor demands, for messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Floor::Any => "nothing",
+            Floor::Password => "a password",
+            Floor::Md5 => "md5 or scram-sha-256",
+            Floor::Scram => "scram-sha-256",
+        }
+    }
+
     /// Whether the server's first authentication request (its code; 0 when it
     /// sent AuthenticationOk at once) meets this floor.
     pub fn admits(self, code: i32) -> bool {
@@ -114,6 +130,9 @@ pub fn plan(method: Method, known: Known, allow_unknown_users: bool) -> Plan {
         // Without the client's proof there is nothing to log in with: the
         // server decides.
         (Known::Query, Method::Trust) => Plan::PassThrough { floor: Floor::Any },
+        // `all`: what the stored secret serves ([`ask_for_secret`] turns md5
+        // into SCRAM for a SCRAM verifier), as PostgreSQL's md5 lines.
+        (Known::Query, Method::All) => Plan::Check(Ask::Md5),
         (Known::Query, _) => Plan::Check(ask),
         (Known::Unknown, _) if allow_unknown_users => Plan::PassThrough { floor: Floor::of(method) },
         (Known::Unknown, Method::Trust) => Plan::UnknownUser,
@@ -194,6 +213,8 @@ mod tests {
         assert_eq!(plan(Method::Reject, Known::Vault, true), Plan::Rejected);
         assert_eq!(plan(Method::Md5, Known::Query, true), Plan::Check(Ask::Md5));
         assert_eq!(plan(Method::Trust, Known::Query, true), Plan::PassThrough { floor: Floor::Any });
+        assert_eq!(plan(Method::All, Known::Query, true), Plan::Check(Ask::Md5));
+        assert!(can_relay(auth_code::SASL) && !can_relay(auth_code::GSS) && !can_relay(auth_code::SASL_CONTINUE));
     }
 
     #[test]
