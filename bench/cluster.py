@@ -151,7 +151,7 @@ class Cluster:
         backend adds its counts to the shared statistics as it exits."""
         def connected():
             return int(self.psql("SELECT count(*) FROM pg_stat_activity "
-                                 f"WHERE datname = '{DATABASE}'",
+                                 f"WHERE datname = '{DATABASE}' AND backend_type = 'client backend'",
                                  database="postgres", record=False).strip())
         processes.wait_until(lambda: connected() == 0, timeout, interval=0.1)
         time.sleep(settle)
