@@ -10,6 +10,7 @@
 
 mod auth;
 mod connect;
+mod create;
 mod pool;
 mod relay;
 mod reset;

@@ -1,11 +1,11 @@
 //! The worker's side of the pool: get a slot (reuse one authenticated in a
 //! way this client may take, create one, or evict an idle connection the
-//! client cannot use to make room), make and hand over new connections to
-//! the supervisor, greet the client, and at the end reset the connection and
-//! give it back, or terminate it.
+//! client cannot use to make room; new connections are made in
+//! [`super::create`]), greet the client, and at the end reset the
+//! connection and give it back, or terminate it. A worker keeps the last
+//! connection it gave back for its next client.
 
 use super::auth;
-use super::connect::{self, Started};
 use super::relay::{self, End};
 use super::reset::{drain, send_reset, settle_reset};
 use super::{HOUSEKEEPING_TIMEOUT, Session, refuse};
@@ -233,7 +233,7 @@ fn acquire(
             if let Some(other) = cached.take() {
                 retire(s.region, s.mailbox, s.pid, other);
             }
-            return connect_new(s, client, client_buf, claim, access);
+            return super::create::connect_new(s, client, client_buf, claim, access);
         }
         if let Some(claim) = table.claim_evictable(&user, &database, kinds, s.pid) {
             debug!(s.log, "closing an idle connection this client cannot use to make room"; "slot" => claim.id.0);
@@ -281,7 +281,11 @@ fn checkout(s: &Session<'_>, claim: Claim) -> Option<(Sock, Vec<u8>)> {
 }
 
 /// One request to the supervisor (with an fd, maybe) and its reply.
-fn call(s: &Session<'_>, request: &WorkerRequest, fd: Option<&Sock>) -> Option<(WorkerReply, Option<OwnedFd>)> {
+pub(super) fn call(
+    s: &Session<'_>,
+    request: &WorkerRequest,
+    fd: Option<&Sock>,
+) -> Option<(WorkerReply, Option<OwnedFd>)> {
     if let Err(e) = s.mailbox.send(request, fd.map(|f| f.fd().as_fd())) {
         warn!(s.log, "mailbox send failed"; "error" => %e);
         return None;
@@ -347,115 +351,6 @@ fn greet(s: &Session<'_>, client: &Sock, mut conn: Conn) -> Result<Conn, (&'stat
     conn.greeted = true;
     debug!(s.log, "session on pooled connection"; "slot" => conn.id.0);
     Ok(conn)
-}
-
-/// Make a new server connection in an empty slot.
-fn connect_new(
-    s: &Session<'_>,
-    client: &Sock,
-    client_buf: &mut Vec<u8>,
-    claim: Claim,
-    access: &Access,
-) -> Result<Conn, &'static str> {
-    let table = s.region.slots();
-    let Some((server_index, server)) = s.config.primary_server() else {
-        kill(s, claim.id, claim.word, None, false);
-        refuse(client, sqlstate::CONNECTION_FAILURE, "no server is configured");
-        return Err("no server");
-    };
-    if let Some(slot) = table.get(claim.id) {
-        slot.set_identity(
-            &PackedName::new(&s.startup.user),
-            &PackedName::new(&s.startup.database),
-            server_index as u32,
-            pgagroal::sys::now_ms(),
-        );
-    }
-    let deadline = Instant::now() + s.config.main.authentication_timeout;
-    let sock = match connect::open_server(s, server_index, server, deadline) {
-        Ok(sock) => sock,
-        Err(e) => {
-            warn!(s.log, "cannot connect to server"; "server" => &server.name, "error" => &e);
-            kill(s, claim.id, claim.word, None, false);
-            refuse(client, sqlstate::CONNECTION_FAILURE, &e);
-            return Err("server unreachable");
-        }
-    };
-    if sock.is_tls()
-        && let Some(slot) = table.get(claim.id)
-    {
-        slot.set_tls_owner(s.pid);
-    }
-    let mut conn = Conn {
-        sock,
-        id: claim.id,
-        word: claim.word,
-        auth: AuthKind::Unknown,
-        server_method: 0,
-        replay: Replay::default(),
-        registered: false,
-        startup: Vec::new(),
-        greeted: false,
-    };
-    let started = match access {
-        Access::PassThrough(floor) => connect::relay_login(s, client, client_buf, &mut conn, *floor, deadline),
-        Access::Pooler { secret, .. } => {
-            let secret = clone_secret(secret);
-            match connect::login(&conn.sock, &s.startup.user, &s.startup.database, secret, deadline) {
-                Ok((started, method)) => {
-                    conn.server_method = method;
-                    conn.auth = if method == 0 { AuthKind::Trust } else { AuthKind::Pooler };
-                    Ok(started)
-                }
-                Err(fail) => {
-                    warn!(s.log, "the pooler's login to the server failed"; "reason" => fail.describe());
-                    let _ = client.write_all(&fail.for_client(), Some(Instant::now() + Duration::from_secs(1)));
-                    Err("server login failed")
-                }
-            }
-        }
-    };
-    let started: Started = match started {
-        Ok(started) => started,
-        Err(failure) => {
-            kill(s, conn.id, conn.word, Some(&conn.sock), false);
-            return Err(failure);
-        }
-    };
-    conn.greeted = matches!(access, Access::PassThrough(_));
-    if let Some(slot) = table.get(conn.id) {
-        slot.set_backend(conn.auth, started.backend_pid, started.backend_secret);
-        slot.set_server_method(conn.server_method as u32);
-        slot.set_replay(&conn.replay);
-    }
-    let request =
-        WorkerRequest::Register { slot: conn.id, generation: conn.word.generation, startup: started.cached.clone() };
-    conn.startup = started.cached;
-    conn.registered = matches!(call(s, &request, Some(&conn.sock)), Some((WorkerReply::Registered, _)));
-    if !conn.registered {
-        warn!(s.log, "supervisor did not take the connection; it will not be pooled"; "slot" => conn.id.0);
-    }
-    match table.transition(conn.id, conn.word, SlotState::InUse, s.pid) {
-        Ok(word) => conn.word = word,
-        Err(e) => {
-            warn!(s.log, "slot changed during connection set-up"; "slot" => conn.id.0, "error" => %e);
-            refuse(client, sqlstate::INTERNAL_ERROR, "connection slot was reclaimed during set-up");
-            conn.sock.shutdown();
-            return Err("slot lost");
-        }
-    }
-    debug!(s.log, "new server connection"; "slot" => conn.id.0, "backend_pid" => started.backend_pid);
-    Ok(conn)
-}
-
-fn clone_secret(secret: &LoginSecret) -> LoginSecret {
-    match secret {
-        LoginSecret::Password(p) => LoginSecret::Password(p.clone()),
-        LoginSecret::Md5Hash(h) => LoginSecret::Md5Hash(h.clone()),
-        LoginSecret::ClientKey { client_key, server_key } => {
-            LoginSecret::ClientKey { client_key: *client_key, server_key: *server_key }
-        }
-    }
 }
 
 /// Return a clean slot: IN_USE -> FREE. The worker keeps its copy of the
