@@ -180,25 +180,30 @@ fn run(
     };
     region.header().started_ms.store(pgagroal::sys::now_ms(), std::sync::atomic::Ordering::Relaxed);
     let backlog = main.backlog();
-    let tcp = match listen::tcp(&main.host, main.port, backlog, (main.nodelay, main.keep_alive)) {
+    // The TCP listener comes last: once it accepts, the Unix socket and the
+    // management socket are there too (clients, scripts and `pgagroal-cli`
+    // may rely on it).
+    let management = match listen::unix(&main.management_socket_path(), 0o600, 16) {
         Ok(l) => l,
         Err(e) => {
-            slog::crit!(log, "cannot listen"; "host" => &main.host, "port" => main.port, "error" => %e);
+            slog::crit!(log, "cannot listen on the management socket"; "error" => %e);
             return 1;
         }
     };
     let unix = match listen::unix(&main.client_socket_path(), 0o777, backlog) {
         Ok(l) => l,
         Err(e) => {
+            let _ = std::fs::remove_file(main.management_socket_path());
             slog::crit!(log, "cannot listen on the Unix socket"; "error" => %e);
             return 1;
         }
     };
-    let management = match listen::unix(&main.management_socket_path(), 0o600, 16) {
+    let tcp = match listen::tcp(&main.host, main.port, backlog, (main.nodelay, main.keep_alive)) {
         Ok(l) => l,
         Err(e) => {
+            let _ = std::fs::remove_file(main.management_socket_path());
             let _ = std::fs::remove_file(main.client_socket_path());
-            slog::crit!(log, "cannot listen on the management socket"; "error" => %e);
+            slog::crit!(log, "cannot listen"; "host" => &main.host, "port" => main.port, "error" => %e);
             return 1;
         }
     };
