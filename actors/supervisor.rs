@@ -80,6 +80,9 @@ pub struct Supervisor {
     next_conn: usize,
     signals: SignalFd,
     workers: HashMap<i32, Mailbox>,
+    /// Short-lived children (forwarded cancels) the supervisor waits for
+    /// before it exits.
+    helpers: HashSet<i32>,
     /// The configuration epoch each worker was forked under.
     epochs: HashMap<i32, u32>,
     /// The current configuration epoch (see `Header::config_epoch`).
@@ -161,6 +164,7 @@ impl Supervisor {
             next_conn: 0,
             signals,
             workers: HashMap::new(),
+            helpers: HashSet::new(),
             epochs: HashMap::new(),
             epoch: 0,
             starting: HashSet::new(),

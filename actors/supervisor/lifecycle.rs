@@ -179,13 +179,14 @@ impl Supervisor {
                 // shutdown began.
                 self.dismiss_idle();
                 if self.workers.is_empty() {
+                    // Helpers still running are waited for as stopping.
                     self.begin_stop(false);
-                    return true;
+                    return self.helpers.is_empty();
                 }
                 false
             }
             Phase::Stopping { deadline } => {
-                if self.workers.is_empty() {
+                if self.workers.is_empty() && self.helpers.is_empty() {
                     return true;
                 }
                 if Instant::now() >= deadline {
@@ -199,7 +200,7 @@ impl Supervisor {
 
     /// SIGKILL every remaining child and wait for them.
     pub(super) fn stop_now(&mut self) {
-        let pids: Vec<i32> = self.workers.keys().copied().collect();
+        let pids: Vec<i32> = self.workers.keys().chain(self.helpers.iter()).copied().collect();
         for pid in &pids {
             let _ = nix::sys::signal::kill(Pid::from_raw(*pid), Signal::SIGKILL);
         }

@@ -185,6 +185,9 @@ impl Supervisor {
     }
 
     pub(super) fn child_gone(&mut self, pid: i32, abnormal: Option<String>) {
+        if self.helpers.remove(&pid) {
+            return;
+        }
         self.region.header().forget_idle(pid);
         self.starting.remove(&pid);
         if self.workers.contains_key(&pid) {
@@ -205,6 +208,7 @@ impl Supervisor {
     /// unknown protocol state, so it is terminated and the slot goes NOTINIT.
     fn reclaim(&mut self, pid: i32) {
         let table = self.region.slots();
+        let mut cancels = Vec::new();
         for (id, first) in table.claimed_by(pid) {
             let mut word = first;
             let was_in_use = word.state == SlotState::InUse;
@@ -229,7 +233,7 @@ impl Supervisor {
                 continue;
             }
             if was_in_use {
-                self.cancel_backend(id);
+                cancels.extend(self.cancel_backend(id));
             }
             terminate_pooled(&mut self.pooled, id, word.generation, false);
             if let Err(e) = table.transition(id, word, SlotState::NotInit, self.pid) {
@@ -249,26 +253,35 @@ impl Supervisor {
                 debug!(self.log, "closed a TLS server connection whose worker is gone"; "slot" => id.0, "worker" => pid);
             }
         }
+        self.helpers.extend(cancels);
     }
 
     /// Cancel whatever the backend of a reclaimed slot is running, from a
-    /// short-lived child so the supervisor never waits on PostgreSQL.
-    fn cancel_backend(&self, id: SlotId) {
-        let Some(slot) = self.region.slots().get(id) else { return };
+    /// short-lived child so the supervisor never waits on PostgreSQL; returns
+    /// the child, which the supervisor waits for before it exits.
+    fn cancel_backend(&self, id: SlotId) -> Option<i32> {
+        let slot = self.region.slots().get(id)?;
         let info = slot.info();
         let secret = slot.backend_secret();
-        let Some(server) = self.config.servers.get(info.server as usize).cloned() else { return };
+        let server = self.config.servers.get(info.server as usize).cloned()?;
         if info.backend_pid == 0 {
-            return;
+            return None;
         }
         // SAFETY: single-threaded supervisor; the child only connects, writes
         // and leaves with _exit.
-        if let Ok(ForkResult::Child) = unsafe { nix::unistd::fork() } {
-            crate::child::reset_signals();
-            let packet = encode::cancel_request(info.backend_pid, &secret.to_be_bytes());
-            let _ = crate::child::send_once(&server, &packet);
-            // SAFETY: leaving the child without running destructors.
-            unsafe { libc::_exit(0) }
+        match unsafe { nix::unistd::fork() } {
+            Ok(ForkResult::Child) => {
+                crate::child::reset_signals();
+                let packet = encode::cancel_request(info.backend_pid, &secret.to_be_bytes());
+                let _ = crate::child::send_once(&server, &packet);
+                // SAFETY: leaving the child without running destructors.
+                unsafe { libc::_exit(0) }
+            }
+            Ok(ForkResult::Parent { child }) => Some(child.as_raw()),
+            Err(e) => {
+                warn!(self.log, "cannot fork to cancel a backend"; "error" => %e);
+                None
+            }
         }
     }
 
