@@ -84,23 +84,28 @@ fn cli_errors_are_clear() {
     assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent/pgagroal.conf"));
 }
 
-/// Run the daemon on files that should be refused; returns its stderr.
-fn refused(conf: &str, hba: &str) -> String {
-    let dir = daemon_dir();
-    let conf = conf.replace("DIR", &dir.path().display().to_string());
-    std::fs::write(dir.path().join("pgagroal.conf"), conf).expect("conf");
-    std::fs::write(dir.path().join("pgagroal_hba.conf"), hba).expect("hba");
-    let out = daemon_command(dir.path())
+/// Run `daemon` on files that should be refused; returns its stderr.
+fn refused_by(mut daemon: Command, dir: &std::path::Path, conf: &str, hba: &str) -> String {
+    let conf = conf.replace("DIR", &dir.display().to_string());
+    std::fs::write(dir.join("pgagroal.conf"), conf).expect("conf");
+    std::fs::write(dir.join("pgagroal_hba.conf"), hba).expect("hba");
+    let out = daemon
         .arg("-c")
-        .arg(dir.path().join("pgagroal.conf"))
+        .arg(dir.join("pgagroal.conf"))
         .arg("-a")
-        .arg(dir.path().join("pgagroal_hba.conf"))
+        .arg(dir.join("pgagroal_hba.conf"))
         .output()
         .expect("daemon");
-    assert_eq!(out.status.code(), Some(1), "a bad configuration must stop the daemon: {out:?}");
-    let socket = dir.path().join(".s.PGSQL.6543");
-    assert!(!socket.exists(), "bound a socket despite a bad file");
+    assert_eq!(out.status.code(), Some(1), "the daemon must refuse to start: {out:?}");
+    let socket = dir.join(".s.PGSQL.6543");
+    assert!(!socket.exists(), "bound a socket before refusing");
     String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The daemon, as its unprivileged account, on files that should be refused.
+fn refused(conf: &str, hba: &str) -> String {
+    let dir = daemon_dir();
+    refused_by(daemon_command(dir.path()), dir.path(), conf, hba)
 }
 
 const GOOD: &str =
@@ -156,18 +161,6 @@ fn the_daemon_refuses_root() {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
-    let conf = GOOD.replace("DIR", &dir.path().display().to_string());
-    std::fs::write(dir.path().join("pgagroal.conf"), conf).expect("conf");
-    std::fs::write(dir.path().join("pgagroal_hba.conf"), "host all all all trust\n").expect("hba");
-    let out = Command::new(built_pooler_binary())
-        .arg("-c")
-        .arg(dir.path().join("pgagroal.conf"))
-        .arg("-a")
-        .arg(dir.path().join("pgagroal_hba.conf"))
-        .output()
-        .expect("daemon");
-    assert_eq!(out.status.code(), Some(1), "{out:?}");
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = refused_by(Command::new(built_pooler_binary()), dir.path(), GOOD, "host all all all trust\n");
     assert!(stderr.contains("Using the root account is not allowed"), "{stderr}");
-    assert!(!dir.path().join(".s.PGSQL.6543").exists(), "bound a socket as root");
 }
