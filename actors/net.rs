@@ -4,6 +4,8 @@
 
 mod tls;
 
+use pgagroal::protocol::frame::{self, Frame};
+
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
@@ -252,23 +254,26 @@ impl Sock {
         }
     }
 
-    /// Read one whole tagged message into `buf` (which may already hold bytes)
-    /// and return its length; the caller drains it.
-    pub fn read_frame(
+    /// Read until `buf` (which may already hold bytes) starts with one whole
+    /// tagged message, and return it; the caller drains its `len()` bytes
+    /// once done with it.
+    pub fn read_frame<'b>(
         &self,
-        buf: &mut Vec<u8>,
+        buf: &'b mut Vec<u8>,
         max_body: usize,
         deadline: Option<Instant>,
-    ) -> Result<usize, FrameFail> {
+    ) -> Result<Frame<'b>, FrameFail> {
         loop {
-            match pgagroal::protocol::frame::split(buf, max_body) {
-                Ok(Some(frame)) => return Ok(frame.len),
+            match frame::split(buf, max_body) {
+                Ok(Some(_)) => break,
                 Ok(None) => {
                     self.read_some(buf, deadline).map_err(FrameFail::Io)?;
                 }
                 Err(e) => return Err(FrameFail::Frame(e)),
             }
         }
+        // Split again to hand out the frame borrowed for 'b: it is whole.
+        frame::split(buf, max_body).map_err(FrameFail::Frame)?.ok_or(FrameFail::Io(IoFail::Eof))
     }
 
     /// Whether a pooled, idle connection still looks usable: no EOF and no
@@ -313,7 +318,7 @@ impl std::fmt::Display for TlsFail {
 #[derive(Debug)]
 pub enum FrameFail {
     Io(IoFail),
-    Frame(pgagroal::protocol::frame::FrameError),
+    Frame(frame::FrameError),
 }
 
 impl std::fmt::Display for FrameFail {

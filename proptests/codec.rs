@@ -81,7 +81,7 @@ proptest! {
     fn error_responses_round_trip(code in "[0-9A-Z]{5}", message in "[ -~]{0,200}") {
         let bytes = encode::error_response("ERROR", &code, &message);
         let f = frame::split(&bytes, 1 << 16).expect("valid").expect("whole");
-        prop_assert_eq!(f.len, bytes.len());
+        prop_assert_eq!(f.len(), bytes.len());
         let BackendMessage::ErrorResponse(e) = backend::parse(&f).expect("parses") else {
             return Err(TestCaseError::fail("not an error"));
         };

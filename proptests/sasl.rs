@@ -32,7 +32,7 @@ fn base64ish() -> impl Strategy<Value = String> {
 fn body_of(message: &[u8]) -> Result<Vec<u8>, TestCaseError> {
     let f = frame::split(message, 1 << 20).map_err(|e| TestCaseError::fail(e.to_string()))?;
     let f = f.ok_or_else(|| TestCaseError::fail("incomplete"))?;
-    prop_assert_eq!(f.len, message.len());
+    prop_assert_eq!(f.len(), message.len());
     Ok(f.body.to_vec())
 }
 

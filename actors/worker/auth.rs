@@ -55,8 +55,8 @@ pub fn read_answer(
     client_buf: &mut Vec<u8>,
     deadline: Instant,
 ) -> Result<usize, &'static str> {
-    let len = match client.read_frame(client_buf, frontend::MAX_AUTH_MESSAGE, Some(deadline)) {
-        Ok(n) => n,
+    let answer = match client.read_frame(client_buf, frontend::MAX_AUTH_MESSAGE, Some(deadline)) {
+        Ok(f) => f,
         Err(FrameFail::Io(IoFail::Eof)) => return Err("client left during authentication"),
         Err(FrameFail::Io(IoFail::Timeout)) => {
             info!(s.log, "authentication timeout"; "step" => "waiting for the client's password");
@@ -68,10 +68,10 @@ pub fn read_answer(
             return Err("bad authentication response");
         }
     };
-    match client_buf.first() {
-        Some(&frontend::PASSWORD_MESSAGE) => Ok(len),
+    match answer.tag {
+        frontend::PASSWORD_MESSAGE => Ok(answer.len()),
         other => {
-            let tag = other.map(|&t| char::from(t).escape_default().to_string()).unwrap_or_default();
+            let tag = char::from(other).escape_default();
             refuse(
                 client,
                 sqlstate::PROTOCOL_VIOLATION,

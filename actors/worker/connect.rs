@@ -7,12 +7,13 @@
 
 use super::pool::Conn;
 use super::{Session, refuse};
-use crate::net::{FrameFail, IoFail, Sock};
+use crate::net::{FrameFail, Sock};
 use pgagroal::auth::login::{LoginError, LoginSecret, LoginStep, ServerLogin};
 use pgagroal::auth::policy::{self, Floor};
 use pgagroal::config::{Config, ServerConfig};
 use pgagroal::protocol::backend::{self, BackendMessage, auth_code};
-use pgagroal::protocol::{encode, frame, sqlstate};
+use pgagroal::protocol::frame::{self, Frame};
+use pgagroal::protocol::{encode, sqlstate};
 use pgagroal::shmem::{AuthKind, Region, SlotState};
 use sha2::{Digest, Sha256};
 use slog::{debug, info, warn};
@@ -82,8 +83,8 @@ pub fn server_failure(client: &Sock, to_client: &mut Vec<u8>, e: &FrameFail) -> 
     "server failed during start-up"
 }
 
-/// Read one whole message from the server into `buf`; returns its length.
-fn next_message(sock: &Sock, buf: &mut Vec<u8>, deadline: Instant) -> Result<usize, FrameFail> {
+/// Read the server's next whole message into `buf`.
+fn next_message<'b>(sock: &Sock, buf: &'b mut Vec<u8>, deadline: Instant) -> Result<Frame<'b>, FrameFail> {
     sock.read_frame(buf, MAX_STARTUP_MESSAGE, Some(deadline))
 }
 
@@ -98,11 +99,8 @@ fn finish_startup(
 ) -> Result<Started, StartupFail> {
     let mut started = Started { cached: Vec::with_capacity(512), backend_pid: 0, backend_secret: 0 };
     loop {
-        let len = next_message(sock, buf, deadline).map_err(StartupFail::Io)?;
-        let raw = &buf[..len];
-        let Ok(Some(f)) = frame::split(raw, MAX_STARTUP_MESSAGE) else {
-            return Err(StartupFail::Io(FrameFail::Io(IoFail::Eof)));
-        };
+        let f = next_message(sock, buf, deadline).map_err(StartupFail::Io)?;
+        let (raw, len) = (f.raw, f.len());
         match backend::parse(&f).map_err(|e| StartupFail::Protocol(e.to_string()))? {
             BackendMessage::ParameterStatus { .. } => started.cached.extend_from_slice(raw),
             BackendMessage::BackendKeyData { pid, secret } => {
@@ -197,15 +195,13 @@ pub fn login(
     let mut login = ServerLogin::new(user, secret, &super::auth::nonce());
     let mut buf = Vec::with_capacity(1024);
     loop {
-        let len = next_message(sock, &mut buf, deadline).map_err(StartupFail::Io)?;
-        let Ok(Some(f)) = frame::split(&buf[..len], MAX_STARTUP_MESSAGE) else {
-            return Err(StartupFail::Io(FrameFail::Io(IoFail::Eof)));
-        };
+        let f = next_message(sock, &mut buf, deadline).map_err(StartupFail::Io)?;
+        let len = f.len();
         let step = match backend::parse(&f).map_err(|e| StartupFail::Protocol(e.to_string()))? {
             BackendMessage::Authentication { code, data } => {
                 login.on_request(code, data).map_err(StartupFail::Login)?
             }
-            BackendMessage::ErrorResponse(_) => return Err(StartupFail::Refused(buf[..len].to_vec())),
+            BackendMessage::ErrorResponse(_) => return Err(StartupFail::Refused(f.raw.to_vec())),
             BackendMessage::NoticeResponse | BackendMessage::NegotiateProtocolVersion => LoginStep::Wait,
             _ => return Err(StartupFail::Protocol("unexpected message from server during authentication".into())),
         };
@@ -246,13 +242,11 @@ pub fn relay_login(
     let mut buf = Vec::with_capacity(1024);
     let mut first: Option<i32> = None;
     loop {
-        let len = match next_message(&conn.sock, &mut buf, deadline) {
-            Ok(len) => len,
+        let f = match next_message(&conn.sock, &mut buf, deadline) {
+            Ok(f) => f,
             Err(e) => return Err(server_failure(client, &mut to_client, &e)),
         };
-        let Ok(Some(f)) = frame::split(&buf[..len], MAX_STARTUP_MESSAGE) else {
-            return Err(server_failure(client, &mut to_client, &FrameFail::Io(IoFail::Eof)));
-        };
+        let len = f.len();
         let message = match backend::parse(&f) {
             Ok(m) => m,
             Err(e) => {
@@ -373,8 +367,8 @@ pub fn fetch_secret(s: &Session<'_>, deadline: Instant) -> Option<String> {
     let mut buf = Vec::with_capacity(1024);
     let mut found = None;
     loop {
-        let Ok(len) = next_message(&sock, &mut buf, deadline) else { return None };
-        let Ok(Some(f)) = frame::split(&buf[..len], MAX_STARTUP_MESSAGE) else { return None };
+        let Ok(f) = next_message(&sock, &mut buf, deadline) else { return None };
+        let len = f.len();
         match f.tag {
             b'D' => {
                 if let Ok(columns) = backend::data_row(f.body) {

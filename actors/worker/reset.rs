@@ -7,8 +7,8 @@
 use super::HOUSEKEEPING_TIMEOUT;
 use crate::net::Sock;
 use pgagroal::protocol::backend::{self, BackendMessage};
+use pgagroal::protocol::encode;
 use pgagroal::protocol::tracker::Tracker;
-use pgagroal::protocol::{encode, frame};
 use std::time::Instant;
 
 /// Largest message accepted in the answers to a reset.
@@ -64,8 +64,8 @@ pub fn settle_reset(sock: &Sock, expected: u32) -> bool {
     let mut buf = Vec::with_capacity(512);
     let (mut seen, mut failed, mut status) = (0, false, b'?');
     while seen < expected {
-        let Ok(len) = sock.read_frame(&mut buf, MAX_RESET_ANSWER, Some(deadline)) else { return false };
-        let Ok(Some(f)) = frame::split(&buf[..len], MAX_RESET_ANSWER) else { return false };
+        let Ok(f) = sock.read_frame(&mut buf, MAX_RESET_ANSWER, Some(deadline)) else { return false };
+        let len = f.len();
         match backend::parse(&f) {
             Ok(BackendMessage::ReadyForQuery { status: now }) => {
                 seen += 1;

@@ -194,7 +194,7 @@ mod tests {
 
     fn body(msg: &[u8]) -> (u8, &[u8]) {
         let f = frame::split(msg, 1 << 16).expect("frame").expect("whole");
-        assert_eq!(f.len, msg.len());
+        assert_eq!(f.len(), msg.len());
         (f.tag, f.body)
     }
 
@@ -270,14 +270,14 @@ mod tests {
     fn fixed_requests() {
         let md5 = authentication_md5_password([0x44, 0xe3, 0x6c, 0xfc]);
         let f = frame::split(&md5, 64).expect("frame").expect("whole");
-        assert_eq!(f.len, md5.len());
+        assert_eq!(f.len(), md5.len());
         assert_eq!(
             backend::parse(&f),
             Ok(BackendMessage::Authentication { code: auth_code::MD5_PASSWORD, data: &[0x44, 0xe3, 0x6c, 0xfc] })
         );
         let clear = authentication_cleartext_password();
         let f = frame::split(&clear, 64).expect("frame").expect("whole");
-        assert_eq!(f.len, clear.len());
+        assert_eq!(f.len(), clear.len());
         assert_eq!(backend::parse(&f), Ok(BackendMessage::Authentication { code: 3, data: &[] }));
         assert_eq!(body(&authentication_sasl_continue(b"r=abc")), (b'R', &b"\0\0\0\x0br=abc"[..]));
         assert_eq!(body(&authentication_sasl_final(b"v=x")), (b'R', &b"\0\0\0\x0cv=x"[..]));

@@ -7,8 +7,21 @@
 pub struct Frame<'a> {
     pub tag: u8,
     pub body: &'a [u8],
+    /// The whole message as it stands in the buffer, tag and length
+    /// included (what is forwarded or kept as it is).
+    pub raw: &'a [u8],
+}
+
+impl Frame<'_> {
     /// Bytes the message takes in the buffer (tag included).
-    pub len: usize,
+    pub fn len(&self) -> usize {
+        self.raw.len()
+    }
+
+    /// Never true: a message has at least its five header bytes.
+    pub fn is_empty(&self) -> bool {
+        self.raw.is_empty()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -41,7 +54,7 @@ pub fn split(buf: &[u8], max_body: usize) -> Result<Option<Frame<'_>>, FrameErro
     let declared = u32::from_be_bytes([header[1], header[2], header[3], header[4]]);
     let body = body_len(tag, declared, max_body)?;
     let len = HEADER_LEN + body;
-    Ok(buf.get(HEADER_LEN..len).map(|body| Frame { tag, body, len }))
+    Ok(buf.get(..len).map(|raw| Frame { tag, body: &raw[HEADER_LEN..], raw }))
 }
 
 /// Reads NUL-terminated strings and big-endian integers out of a body.
@@ -86,7 +99,7 @@ mod tests {
     fn splits_and_bounds() {
         let msg = [b'Z', 0, 0, 0, 5, b'I', b'X'];
         let f = split(&msg, 100).expect("ok").expect("whole");
-        assert_eq!((f.tag, f.body, f.len), (b'Z', &b"I"[..], 6));
+        assert_eq!((f.tag, f.body, f.len(), f.raw), (b'Z', &b"I"[..], 6, &msg[..6]));
         assert_eq!(split(&msg[..5], 100), Ok(None));
         assert_eq!(split(&[b'Q', 0, 0, 0, 3], 100), Err(FrameError::BadLength { tag: b'Q', declared: 3 }));
         assert!(matches!(split(&[b'Q', 0xff, 0xff, 0xff, 0xff], 100), Err(FrameError::TooLong { .. })));
