@@ -73,25 +73,33 @@ pub fn poll(fds: &mut [libc::pollfd], timeout_ms: i32) -> io::Result<usize> {
     }
 }
 
-/// Read straight into `buf`'s spare capacity (nothing zero-filled first).
-fn read_fd(fd: RawFd, buf: &mut Vec<u8>) -> io::Result<usize> {
-    let spare = buf.spare_capacity_mut();
+/// One read(2) of at most `len` bytes into `ptr`, retried on EINTR.
+///
+/// # Safety
+/// `ptr` must be valid for writes of `len` bytes.
+unsafe fn read_raw(fd: RawFd, ptr: *mut u8, len: usize) -> io::Result<usize> {
     loop {
-        // SAFETY: the pointer and length describe the vector's spare
-        // capacity, which read(2) may write; nothing reads it before the
-        // kernel has written it.
-        let n = unsafe { libc::read(fd, spare.as_mut_ptr().cast(), spare.len()) };
+        // SAFETY: the caller guarantees ptr is writable for len bytes.
+        let n = unsafe { libc::read(fd, ptr.cast(), len) };
         if n >= 0 {
-            let n = n as usize;
-            // SAFETY: read(2) initialised exactly n bytes past the old length.
-            unsafe { buf.set_len(buf.len() + n) };
-            return Ok(n);
+            return Ok(n as usize);
         }
         let err = io::Error::last_os_error();
         if err.kind() != io::ErrorKind::Interrupted {
             return Err(err);
         }
     }
+}
+
+/// Read straight into `buf`'s spare capacity (nothing zero-filled first).
+fn read_fd(fd: RawFd, buf: &mut Vec<u8>) -> io::Result<usize> {
+    let spare = buf.spare_capacity_mut();
+    // SAFETY: the pointer and length describe the vector's spare capacity,
+    // which read(2) may write; nothing reads it before the kernel has.
+    let n = unsafe { read_raw(fd, spare.as_mut_ptr().cast(), spare.len()) }?;
+    // SAFETY: read(2) initialised exactly n bytes past the old length.
+    unsafe { buf.set_len(buf.len() + n) };
+    Ok(n)
 }
 
 /// One send(2) that never raises SIGPIPE.

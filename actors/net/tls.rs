@@ -5,7 +5,7 @@
 //! [`TlsState::has_buffered`], since TLS may hold records to send or
 //! decrypted bytes to read that the socket's readiness does not show.
 
-use super::{IoFail, TlsFail, poll, timeout_ms, write_fd};
+use super::{IoFail, TlsFail, poll, read_raw, timeout_ms, write_fd};
 use std::cell::RefCell;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -16,17 +16,8 @@ struct Wire(RawFd);
 
 impl Read for Wire {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        loop {
-            // SAFETY: buf is a valid, writable slice for its length.
-            let n = unsafe { libc::read(self.0, buf.as_mut_ptr().cast(), buf.len()) };
-            if n >= 0 {
-                return Ok(n as usize);
-            }
-            let err = io::Error::last_os_error();
-            if err.kind() != io::ErrorKind::Interrupted {
-                return Err(err);
-            }
-        }
+        // SAFETY: buf is a valid, writable slice for its length.
+        unsafe { read_raw(self.0, buf.as_mut_ptr(), buf.len()) }
     }
 }
 
@@ -100,30 +91,31 @@ impl TlsState {
         if buf.capacity() == old {
             return Ok(0);
         }
-        loop {
-            buf.resize(buf.capacity(), 0);
-            let read = conn.reader().read(&mut buf[old..]);
-            buf.truncate(old + *read.as_ref().unwrap_or(&0));
-            match read {
-                Ok(n) => return Ok(n),
+        // rustls reads into initialised bytes: zero the spare capacity once.
+        buf.resize(buf.capacity(), 0);
+        let read = loop {
+            match conn.reader().read(&mut buf[old..]) {
+                Ok(n) => break Ok(n),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 // The peer closed the connection without close_notify.
-                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
-                Err(e) => return Err(e),
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => break Ok(0),
+                Err(e) => break Err(e),
             }
-            match conn.read_tls(&mut Wire(self.fd.as_raw_fd())) {
-                Ok(_) => {
-                    conn.process_new_packets().map_err(tls_error)?;
-                    // Answers the records may need (a key update), best effort.
-                    while conn.wants_write() {
-                        if conn.write_tls(&mut Wire(self.fd.as_raw_fd())).is_err() {
-                            break;
-                        }
-                    }
+            if let Err(e) = conn.read_tls(&mut Wire(self.fd.as_raw_fd())) {
+                break Err(e);
+            }
+            if let Err(e) = conn.process_new_packets() {
+                break Err(tls_error(e));
+            }
+            // Answers the records may need (a key update), best effort.
+            while conn.wants_write() {
+                if conn.write_tls(&mut Wire(self.fd.as_raw_fd())).is_err() {
+                    break;
                 }
-                Err(e) => return Err(e),
             }
-        }
+        };
+        buf.truncate(old + *read.as_ref().unwrap_or(&0));
+        read
     }
 
     /// Take bytes into records and send what the socket takes; WouldBlock
