@@ -8,7 +8,6 @@ use super::connect::{self, Started};
 use super::pool::{Access, Conn, call, kill};
 use super::{Session, refuse};
 use crate::net::Sock;
-use pgagroal::auth::login::LoginSecret;
 use pgagroal::msg::worker::{WorkerReply, WorkerRequest};
 use pgagroal::protocol::sqlstate;
 use pgagroal::shmem::{AuthKind, Claim, PackedName, Replay, SlotState};
@@ -66,7 +65,7 @@ pub fn connect_new(
     let started = match access {
         Access::PassThrough(floor) => connect::relay_login(s, client, client_buf, &mut conn, *floor, deadline),
         Access::Pooler { secret, .. } => {
-            let secret = clone_secret(secret);
+            let secret = secret.clone();
             match connect::login(&conn.sock, &s.startup.user, &s.startup.database, secret, deadline) {
                 Ok((started, method)) => {
                     conn.server_method = method;
@@ -112,14 +111,4 @@ pub fn connect_new(
     }
     debug!(s.log, "new server connection"; "slot" => conn.id.0, "backend_pid" => started.backend_pid);
     Ok(conn)
-}
-
-fn clone_secret(secret: &LoginSecret) -> LoginSecret {
-    match secret {
-        LoginSecret::Password(p) => LoginSecret::Password(p.clone()),
-        LoginSecret::Md5Hash(h) => LoginSecret::Md5Hash(h.clone()),
-        LoginSecret::ClientKey { client_key, server_key } => {
-            LoginSecret::ClientKey { client_key: *client_key, server_key: *server_key }
-        }
-    }
 }

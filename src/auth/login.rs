@@ -10,6 +10,7 @@ use super::scram::ScramClient;
 use crate::protocol::backend::auth_code;
 
 /// What the pooler logs in with.
+#[derive(Clone)]
 pub enum LoginSecret {
     /// A password: answers cleartext, md5 and SCRAM requests.
     Password(String),

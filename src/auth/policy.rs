@@ -190,15 +190,6 @@ pub fn pass_through_reuse(floor: Floor) -> AuthKinds {
     }
 }
 
-/// Which pooled connections a client under this plan may be given.
-pub fn reusable(plan: Plan) -> AuthKinds {
-    match plan {
-        Plan::Check(_) | Plan::CheckLikeServer => CHECKED_REUSE,
-        Plan::PassThrough { floor } => pass_through_reuse(floor),
-        Plan::Rejected | Plan::UnknownUser | Plan::Mock(_) => AuthKinds::default(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -243,13 +234,13 @@ mod tests {
 
     #[test]
     fn reuse_follows_what_can_be_checked() {
-        let check = reusable(Plan::Check(Ask::Scram));
+        let check = CHECKED_REUSE;
         assert!(check.contains(AuthKind::Pooler) && check.contains(AuthKind::Trust));
         assert!(!check.contains(AuthKind::PassThroughPassword));
-        let md5 = reusable(Plan::PassThrough { floor: Floor::Md5 });
+        let md5 = pass_through_reuse(Floor::Md5);
         assert!(md5.contains(AuthKind::PassThroughMd5) && !md5.contains(AuthKind::PassThroughPassword));
         assert!(!md5.contains(AuthKind::Trust), "a trusted connection cannot prove an md5 line");
-        let scram = reusable(Plan::PassThrough { floor: Floor::Scram });
+        let scram = pass_through_reuse(Floor::Scram);
         for kind in [AuthKind::Trust, AuthKind::PassThrough, AuthKind::PassThroughMd5, AuthKind::Pooler] {
             assert!(!scram.contains(kind), "{kind:?}");
         }
