@@ -46,16 +46,7 @@ impl Home {
         for (key, value) in env {
             command.env(key, value);
         }
-        let mut child = command.spawn().expect("spawn pgagroal-admin");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while child.try_wait().expect("wait").is_none() {
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                panic!("pgagroal-admin {args:?} did not finish within a minute");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        child.wait_with_output().expect("output")
+        within_a_minute(command.spawn().expect("spawn pgagroal-admin"), args)
     }
 
     fn run(&self, args: &[&str]) -> Output {
@@ -330,7 +321,7 @@ fn run_on_terminal(home: &Home, args: &[&str], typed: &str) -> Output {
     let mut master = std::fs::File::from(pty.master);
     master.write_all(typed.as_bytes()).expect("type the answers");
     let file = home.users();
-    let mut child = Command::new(BIN)
+    let child = Command::new(BIN)
         .arg("-f")
         .arg(&file)
         .args(args)
@@ -347,6 +338,11 @@ fn run_on_terminal(home: &Home, args: &[&str], typed: &str) -> Output {
         let mut sink = [0u8; 1024];
         while matches!(master.read(&mut sink), Ok(n) if n > 0) {}
     });
+    within_a_minute(child, args)
+}
+
+/// Wait for the binary; killed, and the test failed, after a minute.
+fn within_a_minute(mut child: std::process::Child, args: &[&str]) -> Output {
     let deadline = Instant::now() + Duration::from_secs(60);
     while child.try_wait().expect("wait").is_none() {
         if Instant::now() > deadline {
