@@ -11,9 +11,12 @@
 mod auth;
 mod connect;
 mod create;
+mod fds;
 mod pool;
 mod relay;
 mod reset;
+mod settings;
+mod transaction;
 
 use crate::net::{IoFail, Sock, TlsFail};
 use pgagroal::auth::credentials::Credentials;
@@ -21,11 +24,12 @@ use pgagroal::auth::exchange::{Expect, Proven};
 use pgagroal::auth::login::LoginSecret;
 use pgagroal::auth::policy::{self, Ask, Plan};
 use pgagroal::auth::scram::ScramSecret;
-use pgagroal::config::Config;
+use pgagroal::config::{Config, Pipeline};
 use pgagroal::hba::{Hba, HbaEntry, Transport};
 use pgagroal::ipc::{Mailbox, Received};
 use pgagroal::msg::worker::{Peer, WorkerReply, WorkerRequest};
 use pgagroal::msg::{Lifecycle, LifecycleReply};
+use pgagroal::protocol::params::{ParamError, SessionParams};
 use pgagroal::protocol::startup::{self, Startup, StartupError, StartupPacket};
 use pgagroal::protocol::{encode, sqlstate};
 use pgagroal::shmem::Region;
@@ -59,6 +63,10 @@ pub struct Session<'a> {
     pub log: slog::Logger,
     pub pid: i32,
     pub startup: Startup,
+    /// The settings the client asked for (startup parameters and `options`).
+    pub params: SessionParams,
+    /// The transaction pipeline: a server connection per transaction.
+    pub transaction: bool,
     /// When start-up and authentication must be over
     /// (`authentication_timeout` after the client connected).
     pub auth_deadline: Instant,
@@ -82,7 +90,7 @@ pub fn refuse(client: &Sock, code: &str, message: &str) {
 pub fn run(mut ctx: Context<'_>) -> i32 {
     let pid = std::process::id() as i32;
     let log = pgagroal::log::fresh_root().new(o!("pid" => pid));
-    let mut reuse = pool::Reuse::new();
+    let mut reuse = pool::Reuse::new(ctx.region, pid);
     let mut next = ctx.first.take();
     let mut served = 0u32;
     loop {
@@ -156,6 +164,18 @@ fn serve_client(
     if view.config.main.log_connections {
         info!(log, "connect"; "application_name" => startup.application_name.clone().unwrap_or_default());
     }
+    let params = match SessionParams::from_startup(&startup.params) {
+        Ok(params) => params,
+        Err(e) => {
+            info!(log, "startup parameters refused"; "error" => %e);
+            let code = match e {
+                ParamError::Option(_) => sqlstate::SYNTAX_ERROR,
+                ParamError::Name(_) => sqlstate::UNDEFINED_OBJECT,
+            };
+            refuse(&client, code, &e.to_string());
+            return;
+        }
+    };
     let plan = policy::plan(entry.method, view.creds.known(&startup.user), view.config.main.allow_unknown_users);
     let session = Session {
         config: view.config,
@@ -166,6 +186,8 @@ fn serve_client(
         log,
         pid,
         startup,
+        params,
+        transaction: view.config.main.effective_pipeline() == Pipeline::Transaction,
         auth_deadline,
     };
     let outcome = authenticate_and_serve(&session, &client, leftover, reuse, plan, &peer);

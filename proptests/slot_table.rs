@@ -101,7 +101,7 @@ proptest! {
                 Op::ClaimReusable { pid, key } => {
                     let (u, d) = names(key);
                     let expected = first(&model, |m| m.state == SlotState::Free && m.key == Some(key));
-                    let got = table.claim_reusable(None, &u, &d, TRUST, pid).map(|c| c.id.0 as usize);
+                    let got = table.claim_reusable(None, &u, &d, TRUST, 0, pid).map(|c| c.id.0 as usize);
                     prop_assert_eq!(got, expected);
                     if let Some(i) = got {
                         model[i].state = SlotState::InUse;
@@ -214,7 +214,7 @@ fn concurrent_claims_never_share_a_slot() {
                 let table = SlotTable::new(slots);
                 let pid = 100 + t;
                 for _ in 0..20_000 {
-                    let claim = table.claim_reusable(None, &u, &d, TRUST, pid).or_else(|| table.claim_empty(pid));
+                    let claim = table.claim_reusable(None, &u, &d, TRUST, 0, pid).or_else(|| table.claim_empty(pid));
                     let Some(c) = claim else { continue };
                     let i = c.id.0 as usize;
                     assert!(!held[i].swap(true, Ordering::AcqRel), "slot {i} held twice");

@@ -189,6 +189,7 @@ impl Supervisor {
             return;
         }
         self.region.header().forget_idle(pid);
+        self.region.clients().release(pid);
         self.starting.remove(&pid);
         if self.workers.contains_key(&pid) {
             // A registration may still be queued behind the exit.
@@ -303,24 +304,25 @@ impl Supervisor {
     fn handle(&mut self, pid: i32, request: WorkerRequest, fd: Option<OwnedFd>) {
         let table = self.region.slots();
         let (reply, reply_fd) = match request {
-            WorkerRequest::Register { slot, generation, startup } => {
+            WorkerRequest::Register { id, slot, generation, startup } => {
                 let word = table.get(slot).map(|s| s.load());
                 let valid =
                     word.is_some_and(|w| w.owner == pid && w.generation == generation && w.state == SlotState::Init);
                 match (valid, fd, self.pooled.get_mut(slot.0 as usize)) {
                     (true, Some(fd), Some(entry)) => {
                         *entry = Some(Pooled { fd, generation, startup });
-                        (WorkerReply::Registered, None)
+                        (WorkerReply::Registered { id }, None)
                     }
                     _ => (
                         WorkerReply::Unavailable {
+                            id,
                             reason: format!("slot {} is not being set up by this worker", slot.0),
                         },
                         None,
                     ),
                 }
             }
-            WorkerRequest::Checkout { slot, generation } => {
+            WorkerRequest::Checkout { id, slot, generation } => {
                 let word = table.get(slot).map(|s| s.load());
                 let valid = word.is_some_and(|w| {
                     w.owner == pid
@@ -329,12 +331,13 @@ impl Supervisor {
                 });
                 match self.pooled.get(slot.0 as usize).and_then(Option::as_ref) {
                     Some(p) if valid && p.generation == generation => match p.fd.try_clone() {
-                        Ok(copy) => (WorkerReply::CheckedOut { startup: p.startup.clone() }, Some(copy)),
-                        Err(e) => (WorkerReply::Unavailable { reason: format!("cannot duplicate fd: {e}") }, None),
+                        Ok(copy) => (WorkerReply::CheckedOut { id, startup: p.startup.clone() }, Some(copy)),
+                        Err(e) => (WorkerReply::Unavailable { id, reason: format!("cannot duplicate fd: {e}") }, None),
                     },
-                    _ => {
-                        (WorkerReply::Unavailable { reason: format!("no pooled connection for slot {}", slot.0) }, None)
-                    }
+                    _ => (
+                        WorkerReply::Unavailable { id, reason: format!("no pooled connection for slot {}", slot.0) },
+                        None,
+                    ),
                 }
             }
             WorkerRequest::Killed { slot, generation } => {

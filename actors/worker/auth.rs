@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use slog::info;
 use std::time::Instant;
 
-fn fill(bytes: &mut [u8]) {
+pub fn fill(bytes: &mut [u8]) {
     // The OS generator does not fail on Linux once the kernel pool is
     // ready; a failure leaves zeros and is not worth a crash of the worker.
     let _ = SystemRandom::new().fill(bytes);

@@ -14,7 +14,7 @@ use pgagroal::config::{Config, ServerConfig};
 use pgagroal::protocol::backend::{self, BackendMessage, auth_code};
 use pgagroal::protocol::frame::{self, Frame};
 use pgagroal::protocol::{encode, sqlstate};
-use pgagroal::shmem::{AuthKind, Region, SlotState};
+use pgagroal::shmem::{AuthKind, CancelTarget, Region};
 use sha2::{Digest, Sha256};
 use slog::{debug, info, warn};
 use std::net::ToSocketAddrs;
@@ -89,14 +89,9 @@ fn next_message<'b>(sock: &Sock, buf: &'b mut Vec<u8>, deadline: Instant) -> Res
 }
 
 /// After AuthenticationOk: the ParameterStatus set, BackendKeyData, notices
-/// and ReadyForQuery. `forward` receives every message as sent (pass-through
-/// relays them); the cached part is returned.
-fn finish_startup(
-    sock: &Sock,
-    buf: &mut Vec<u8>,
-    forward: &mut Vec<u8>,
-    deadline: Instant,
-) -> Result<Started, StartupFail> {
+/// and ReadyForQuery. The ParameterStatus set and BackendKeyData are
+/// returned (a client is greeted with its own version of them).
+fn finish_startup(sock: &Sock, buf: &mut Vec<u8>, deadline: Instant) -> Result<Started, StartupFail> {
     let mut started = Started { cached: Vec::with_capacity(512), backend_pid: 0, backend_secret: 0 };
     loop {
         let f = next_message(sock, buf, deadline).map_err(StartupFail::Io)?;
@@ -114,17 +109,13 @@ fn finish_startup(
             }
             BackendMessage::NoticeResponse | BackendMessage::NegotiateProtocolVersion => {}
             BackendMessage::ReadyForQuery { .. } => {
-                forward.extend_from_slice(raw);
                 buf.drain(..len);
                 if !buf.is_empty() {
                     return Err(StartupFail::Protocol("server sent data before the first query".into()));
                 }
                 return Ok(started);
             }
-            BackendMessage::ErrorResponse(_) => {
-                forward.extend_from_slice(raw);
-                return Err(StartupFail::Refused(raw.to_vec()));
-            }
+            BackendMessage::ErrorResponse(_) => return Err(StartupFail::Refused(raw.to_vec())),
             _ => {
                 return Err(StartupFail::Protocol(format!(
                     "unexpected message '{}' from server during start-up",
@@ -132,7 +123,6 @@ fn finish_startup(
                 )));
             }
         }
-        forward.extend_from_slice(raw);
         buf.drain(..len);
     }
 }
@@ -190,7 +180,7 @@ pub fn login(
     secret: LoginSecret,
     deadline: Instant,
 ) -> Result<(Started, i32), StartupFail> {
-    let hello = encode::startup_message(&[("user", user), ("database", database), ("application_name", "pgagroal")]);
+    let hello = encode::startup_message(&[("user", user), ("database", database)]);
     sock.write_all(&hello, Some(deadline)).map_err(|e| StartupFail::Io(FrameFail::Io(e)))?;
     let mut login = ServerLogin::new(user, secret, &super::auth::nonce());
     let mut buf = Vec::with_capacity(1024);
@@ -215,14 +205,15 @@ pub fn login(
         }
     }
     let method = login.server_method().unwrap_or(auth_code::OK);
-    let started = finish_startup(sock, &mut buf, &mut Vec::new(), deadline)?;
+    let started = finish_startup(sock, &mut buf, deadline)?;
     Ok((started, method))
 }
 
 /// Pass-through start-up on a new server connection: authentication
 /// requests are relayed to the client and its answers back, after checking
 /// that the server asks for at least what the hba line demands. The server's
-/// greeting is forwarded to the client. Sets the connection's kind and what
+/// AuthenticationOk is forwarded to the client (the rest of the greeting is
+/// the pooler's). Sets the connection's kind and what
 /// later clients are checked against.
 pub fn relay_login(
     s: &Session<'_>,
@@ -233,8 +224,9 @@ pub fn relay_login(
     deadline: Instant,
 ) -> Result<Started, &'static str> {
     let user = s.startup.user.as_str();
-    let hello =
-        encode::startup_message(&[("user", user), ("database", &s.startup.database), ("application_name", "pgagroal")]);
+    // Only user and database: the client's settings are applied afterwards
+    // (see settings.rs), so that RESET ALL returns the server's defaults.
+    let hello = encode::startup_message(&[("user", user), ("database", &s.startup.database)]);
     let mut to_client = Vec::with_capacity(1024);
     if let Err(e) = conn.sock.write_all(&hello, Some(deadline)) {
         return Err(server_failure(client, &mut to_client, &FrameFail::Io(e)));
@@ -324,18 +316,18 @@ pub fn relay_login(
             }
         }
     }
-    match finish_startup(&conn.sock, &mut buf, &mut to_client, deadline) {
+    // The greeting (ParameterStatus, BackendKeyData, ReadyForQuery) is not
+    // relayed: the client gets its own, with its settings and minted key.
+    match finish_startup(&conn.sock, &mut buf, deadline) {
         Ok(started) => {
-            if client.write_all(&to_client, Some(deadline)).is_err() {
+            if !to_client.is_empty() && client.write_all(&to_client, Some(deadline)).is_err() {
                 return Err("client left during start-up");
             }
             Ok(started)
         }
         Err(fail) => {
             info!(s.log, "server start-up failed"; "reason" => fail.describe());
-            if !matches!(fail, StartupFail::Refused(_)) {
-                to_client.extend_from_slice(&fail.for_client());
-            }
+            to_client.extend_from_slice(&fail.for_client());
             let _ = client.write_all(&to_client, Some(deadline));
             Err("server failed during start-up")
         }
@@ -390,32 +382,48 @@ pub fn fetch_secret(s: &Session<'_>, deadline: Instant) -> Option<String> {
     found.filter(|secret| !secret.is_empty())
 }
 
-/// Forward a CancelRequest to the server of the in-use slot whose backend
-/// key it carries; keys of idle or unknown connections are dropped.
+/// Forward a CancelRequest carrying a key the pooler minted to the server
+/// connection serving that client now, with the real backend's key. An
+/// unknown key, or a client between transactions, is dropped. The client's
+/// slot is not handed on until this is done (see `ClientTable`), so the
+/// cancel cannot reach another client's query.
 pub fn forward_cancel(config: &Config, region: &Region, pid: i32, secret: &[u8], log: &slog::Logger) {
     let Some(secret4) = secret.get(..4).filter(|_| secret.len() == 4) else {
         debug!(log, "cancel request with an unexpected key length dropped");
         return;
     };
-    let want = u32::from_be_bytes([secret4[0], secret4[1], secret4[2], secret4[3]]);
-    let table = region.slots();
-    let target = table.iter().find_map(|(_, slot)| {
-        let info = slot.info();
-        let secret = slot.backend_secret();
-        (info.word.state == SlotState::InUse && info.backend_pid == pid && secret == want).then_some(info.server)
-    });
-    let Some(server) = target.and_then(|i| config.servers.get(i as usize)) else {
-        debug!(log, "cancel request for no active connection dropped"; "backend_pid" => pid);
+    let minted = u32::from_be_bytes([secret4[0], secret4[1], secret4[2], secret4[3]]);
+    let clients = region.clients();
+    let Some(target) = clients.cancel_begin(pid, minted) else {
+        debug!(log, "cancel request for no running query dropped"; "pid" => pid);
         return;
     };
+    send_cancel(config, region, target, log);
+    clients.cancel_done(target);
+}
+
+fn send_cancel(config: &Config, region: &Region, target: CancelTarget, log: &slog::Logger) {
+    let Some(slot) = region.slots().get(target.slot) else { return };
+    let before = slot.load();
+    let (backend_pid, backend_secret, server) = (slot.info().backend_pid, slot.backend_secret(), slot.info().server);
+    std::sync::atomic::fence(std::sync::atomic::Ordering::Acquire);
+    let after = slot.load();
+    // The key read belongs to the connection the client is bound to.
+    let same = before.generation == target.generation && after.generation == target.generation;
+    if !same || !after.state.is_claimed() || backend_pid == 0 {
+        debug!(log, "cancel request dropped: the connection has moved on"; "slot" => target.slot.0);
+        return;
+    }
+    let Some(server) = config.servers.get(server as usize) else { return };
     let deadline = Instant::now() + Duration::from_secs(2);
     match connect_server(server, config, deadline) {
         Ok(sock) => {
-            let _ = sock.write_all(&encode::cancel_request(pid, secret), Some(deadline));
-            // Wait for the server to close, so the cancel is processed before we go.
+            let _ = sock.write_all(&encode::cancel_request(backend_pid, &backend_secret.to_be_bytes()), Some(deadline));
+            // Wait for the server to close: the cancel has been passed to
+            // the backend before the client's slot may change hands.
             let mut sink = Vec::new();
             let _ = sock.read_some(&mut sink, Some(deadline));
-            debug!(log, "cancel request forwarded"; "backend_pid" => pid);
+            debug!(log, "cancel request forwarded"; "backend_pid" => backend_pid);
         }
         Err(e) => warn!(log, "cannot forward cancel request"; "error" => %e),
     }

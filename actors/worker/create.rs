@@ -5,7 +5,7 @@
 //! fd to the supervisor so that later workers can reuse it.
 
 use super::connect::{self, Started};
-use super::pool::{Access, Conn, call, kill};
+use super::pool::{Access, Conn, call, kill, next_id};
 use super::{Session, refuse};
 use crate::net::Sock;
 use pgagroal::msg::worker::{WorkerReply, WorkerRequest};
@@ -60,7 +60,7 @@ pub fn connect_new(
         replay: Replay::default(),
         registered: false,
         startup: Vec::new(),
-        greeted: false,
+        client_authenticated: false,
     };
     let started = match access {
         Access::PassThrough(floor) => connect::relay_login(s, client, client_buf, &mut conn, *floor, deadline),
@@ -87,16 +87,20 @@ pub fn connect_new(
             return Err(failure);
         }
     };
-    conn.greeted = matches!(access, Access::PassThrough(_));
+    conn.client_authenticated = matches!(access, Access::PassThrough(_));
     if let Some(slot) = table.get(conn.id) {
         slot.set_backend(conn.auth, started.backend_pid, started.backend_secret);
         slot.set_server_method(conn.server_method as u32);
         slot.set_replay(&conn.replay);
     }
-    let request =
-        WorkerRequest::Register { slot: conn.id, generation: conn.word.generation, startup: started.cached.clone() };
+    let request = WorkerRequest::Register {
+        id: next_id(),
+        slot: conn.id,
+        generation: conn.word.generation,
+        startup: started.cached.clone(),
+    };
     conn.startup = started.cached;
-    conn.registered = matches!(call(s, &request, Some(&conn.sock)), Some((WorkerReply::Registered, _)));
+    conn.registered = matches!(call(s, &request, Some(&conn.sock)), Some((WorkerReply::Registered { .. }, _)));
     if !conn.registered {
         warn!(s.log, "supervisor did not take the connection; it will not be pooled"; "slot" => conn.id.0);
     }

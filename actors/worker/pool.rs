@@ -1,23 +1,28 @@
 //! The worker's side of the pool: get a slot (reuse one authenticated in a
 //! way this client may take, create one, or evict an idle connection the
 //! client cannot use to make room; new connections are made in
-//! [`super::create`]), greet the client, and at the end reset the
-//! connection and give it back, or terminate it. A worker keeps the last
-//! connection it gave back for its next client.
+//! [`super::create`]), bring it in line with the client's settings
+//! ([`super::settings`]), greet the client with its own minted key, and at
+//! the end reset the connection and give it back, or terminate it. A
+//! worker keeps the fds of connections it gave back ([`super::fds`]).
 
 use super::auth;
+use super::fds::{Fds, Kept};
 use super::relay::{self, End};
 use super::reset::{drain, send_reset, settle_reset};
+use super::settings;
 use super::{HOUSEKEEPING_TIMEOUT, Session, refuse};
 use crate::net::Sock;
 use pgagroal::auth::login::LoginSecret;
 use pgagroal::auth::policy::{self, Floor};
 use pgagroal::ipc::Received;
-use pgagroal::msg::worker::{WorkerReply, WorkerRequest};
-use pgagroal::protocol::{encode, sqlstate};
+use pgagroal::msg::worker::{RequestId, WorkerReply, WorkerRequest};
+use pgagroal::msg::{Lifecycle, LifecycleReply};
+use pgagroal::protocol::{encode, params, sqlstate};
 use pgagroal::shmem::{AuthKind, AuthKinds, Claim, PackedName, Region, Replay, SlotId, SlotState, Word};
 use slog::{debug, info, warn};
 use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// Longest sleep between two looks at the client while waiting for a slot
@@ -36,64 +41,32 @@ pub struct Conn {
     pub replay: Replay,
     /// The supervisor holds a copy, so the connection can be pooled.
     pub registered: bool,
-    /// ParameterStatus set and BackendKeyData replayed to a reusing client.
+    /// ParameterStatus set and BackendKeyData from the connection's start-up.
     pub startup: Vec<u8>,
-    /// The client has been sent the server's greeting already (a
-    /// pass-through start-up relays it).
-    pub greeted: bool,
-}
-
-/// A pooled connection whose fd this worker kept after giving the slot back,
-/// so that its next client can use it without asking the supervisor.
-pub struct Cached {
-    id: SlotId,
-    generation: pgagroal::shmem::Generation,
-    sock: Sock,
-    startup: Vec<u8>,
+    /// The client was authenticated by the server while this connection was
+    /// made (pass-through) and has been sent AuthenticationOk.
+    pub client_authenticated: bool,
 }
 
 /// What a worker keeps from one client to the next.
 pub struct Reuse {
     pub buffers: relay::Buffers,
-    cached: Option<Cached>,
+    pub fds: Fds,
+    /// The worker's entry in the client table (None when it is full: the
+    /// client's key then cancels nothing).
+    pub entry: Option<usize>,
 }
 
 impl Reuse {
-    pub fn new() -> Self {
-        Reuse { buffers: relay::Buffers::new(), cached: None }
+    pub fn new(region: &Region, pid: i32) -> Self {
+        Reuse { buffers: relay::Buffers::new(), fds: Fds::default(), entry: region.clients().claim(pid) }
     }
 
-    /// Before the worker exits: a TLS connection it kept dies with it, so
-    /// it is terminated properly now.
+    /// Before the worker exits.
     pub fn release(&mut self, region: &Region, mailbox: &pgagroal::ipc::Mailbox, pid: i32) {
-        if let Some(cached) = self.cached.take() {
-            retire(region, mailbox, pid, cached);
-        }
+        self.fds.release(region, mailbox, pid);
+        region.clients().release(pid);
     }
-}
-
-/// Let go of a kept connection this worker will not use next. A plain one
-/// stays pooled (the supervisor holds its fd); a TLS one can only be carried
-/// on by this worker, so it is terminated and its slot freed, unless
-/// someone else has taken the slot meanwhile.
-fn retire(region: &Region, mailbox: &pgagroal::ipc::Mailbox, pid: i32, cached: Cached) {
-    if !cached.sock.is_tls() {
-        return;
-    }
-    let table = region.slots();
-    let Some(slot) = table.get(cached.id) else { return };
-    let word = slot.load();
-    if word.state != SlotState::Free || word.generation != cached.generation || slot.tls_owner() != pid {
-        return;
-    }
-    let Ok(word) = table.transition(cached.id, word, SlotState::Remove, pid) else { return };
-    // Whatever the last reset still owes is read and dropped with the connection.
-    let _ = cached.sock.write_all(&encode::terminate(), Some(Instant::now() + Duration::from_secs(1)));
-    cached.sock.shutdown();
-    if table.transition(cached.id, word, SlotState::NotInit, pid).is_ok() {
-        region.header().notify_release();
-    }
-    let _ = mailbox.send(&WorkerRequest::Killed { slot: cached.id, generation: word.generation }, None);
 }
 
 /// How the session gets its server connection.
@@ -115,43 +88,86 @@ impl Access {
 }
 
 /// Serve the client from start to end; returns why the session ended.
-pub fn serve(
+pub fn serve(s: &Session<'_>, client: &Sock, client_buf: Vec<u8>, reuse: &mut Reuse, access: Access) -> &'static str {
+    let mut secret = [0u8; 4];
+    super::auth::fill(&mut secret);
+    let key = (s.pid, u32::from_be_bytes(secret).max(1));
+    if let Some(entry) = reuse.entry {
+        s.region.clients().begin_client(entry, key.1);
+    }
+    let reason = serve_with_key(s, client, client_buf, reuse, &access, key);
+    if let Some(entry) = reuse.entry {
+        s.region.clients().end_client(entry);
+    }
+    reason
+}
+
+fn serve_with_key(
     s: &Session<'_>,
     client: &Sock,
     mut client_buf: Vec<u8>,
     reuse: &mut Reuse,
-    access: Access,
+    access: &Access,
+    key: (i32, u32),
 ) -> &'static str {
-    let conn = match acquire(s, client, &mut client_buf, &mut reuse.cached, &access) {
+    let conn = match acquire(s, client, &mut client_buf, reuse, access) {
         Ok(conn) => conn,
         Err(reason) => return reason,
     };
-    let conn = match admit_on(s, client, &mut client_buf, conn, &access) {
+    let conn = match admit_on(s, client, &mut client_buf, conn, access) {
         Ok(conn) => conn,
-        Err((reason, kept)) => {
-            if let Some(conn) = kept {
-                reuse.cached = give_back(s, conn);
-            }
+        Err((reason, conn)) => {
+            give_back(s, reuse, conn, None);
             return reason;
         }
     };
-    let end = relay::run(client, &conn.sock, client_buf, &mut reuse.buffers);
-    finish(s, conn, end, &mut reuse.cached)
+    let reported = match settings::bring_in_line(s, &conn) {
+        Ok(reported) => reported,
+        Err(failure) => {
+            let _ = client.write_all(failure.for_client(), Some(Instant::now() + Duration::from_secs(1)));
+            if failure.is_broken() {
+                unbind(s, reuse.entry);
+                kill(s, conn.id, conn.word, Some(&conn.sock), false);
+            } else {
+                give_back(s, reuse, conn, None);
+            }
+            return "settings refused by the server";
+        }
+    };
+    let conn = match greet(s, client, conn, &reported, key) {
+        Ok(conn) => conn,
+        Err((reason, conn)) => {
+            give_back(s, reuse, conn, None);
+            return reason;
+        }
+    };
+    if s.transaction && matches!(access, Access::Pooler { .. }) {
+        return super::transaction::run(s, client, client_buf, reuse, access, conn);
+    }
+    let mode = relay::Mode { stop_at_idle: false, inspect: !reset_clears(s) };
+    let end = relay::run(client, &conn.sock, client_buf, &mut reuse.buffers, mode);
+    finish(s, conn, end, reuse)
+}
+
+/// Whether the session reset (`server_reset_query`) returns every setting
+/// to its default, as `DISCARD ALL` and `RESET ALL` do.
+fn reset_clears(s: &Session<'_>) -> bool {
+    let q = s.config.main.server_reset_query.to_ascii_lowercase();
+    !s.transaction && (q.contains("discard all") || q.contains("reset all"))
 }
 
 /// The checks that come after the connection: hba `all` for a known user
 /// (ask what the server asked), or a pass-through client reusing a
-/// connection made with a password. Then the greeting. On failure the
-/// client has been refused and the connection, untouched, is returned to
-/// be given back.
+/// connection made with a password. On failure the client has been
+/// refused and the connection, untouched, is returned to be given back.
 fn admit_on(
     s: &Session<'_>,
     client: &Sock,
     client_buf: &mut Vec<u8>,
     conn: Conn,
     access: &Access,
-) -> Result<Conn, (&'static str, Option<Conn>)> {
-    if conn.greeted {
+) -> Result<Conn, (&'static str, Conn)> {
+    if conn.client_authenticated {
         return Ok(conn);
     }
     // Time spent waiting for a slot is the pool's, not the client's: the
@@ -168,30 +184,45 @@ fn admit_on(
         }
         Access::Pooler { then_check: false, .. } => Ok(()),
     };
-    if let Err(reason) = checked {
-        return Err((reason, Some(conn)));
+    match checked {
+        Ok(()) => Ok(conn),
+        Err(reason) => Err((reason, conn)),
     }
-    greet(s, client, conn).map_err(|(reason, conn)| (reason, Some(conn)))
 }
 
-/// The fd of a claimed FREE slot: the one kept from the last client when it
-/// is still that connection, else the supervisor's copy.
-fn fetch(s: &Session<'_>, claim: Claim, cached: &mut Option<Cached>) -> Option<(Sock, Vec<u8>)> {
-    match cached.take() {
-        Some(c) if c.id == claim.id && c.generation == claim.word.generation => Some((c.sock, c.startup)),
-        Some(other) => {
-            retire(s.region, s.mailbox, s.pid, other);
-            checkout(s, claim)
-        }
+/// The fd of a claimed FREE slot: the one this worker kept when it is
+/// still that connection, else the supervisor's copy.
+fn fetch(s: &Session<'_>, claim: Claim, fds: &mut Fds) -> Option<(Sock, Vec<u8>)> {
+    match fds.take(claim.id, claim.word.generation) {
+        Some(kept) => Some((kept.sock, kept.startup)),
         None => checkout(s, claim),
     }
 }
 
-fn acquire(
+/// Get a server connection for the client: reuse a FREE one (preferring
+/// the one this worker used last and one already holding the client's
+/// settings), make one in an empty slot, or close an idle one the client
+/// cannot use to make room; else wait for a release until
+/// `blocking_timeout`. The slot is bound to the client for cancel.
+pub fn acquire(
     s: &Session<'_>,
     client: &Sock,
     client_buf: &mut Vec<u8>,
-    cached: &mut Option<Cached>,
+    reuse: &mut Reuse,
+    access: &Access,
+) -> Result<Conn, &'static str> {
+    let conn = find(s, client, client_buf, &mut reuse.fds, access)?;
+    if let Some(entry) = reuse.entry {
+        s.region.clients().bind(entry, conn.id, conn.word.generation);
+    }
+    Ok(conn)
+}
+
+fn find(
+    s: &Session<'_>,
+    client: &Sock,
+    client_buf: &mut Vec<u8>,
+    fds: &mut Fds,
     access: &Access,
 ) -> Result<Conn, &'static str> {
     let table = s.region.slots();
@@ -199,14 +230,15 @@ fn acquire(
     let user = PackedName::new(&s.startup.user);
     let database = PackedName::new(&s.startup.database);
     let kinds = access.kinds();
+    let params = s.params.hash();
     let deadline = Instant::now() + s.config.main.blocking_timeout;
     loop {
         let ticket = header.release_ticket();
-        let prefer = cached.as_ref().map(|c| c.id);
-        if let Some(claim) = table.claim_reusable(prefer, &user, &database, kinds, s.pid) {
+        if let Some(claim) = table.claim_reusable(fds.preferred(), &user, &database, kinds, params, s.pid) {
             let slot = table.get(claim.id);
             let owed = slot.map_or(0, |slot| slot.take_reset_pending());
-            match fetch(s, claim, cached) {
+            fds.retire_tls_except(s.region, s.mailbox, s.pid, Some(claim.id));
+            match fetch(s, claim, fds) {
                 // Reading the reset's answers shows the connection alive; with
                 // none owed, peek that nothing (an error, an EOF) is waiting.
                 Some((sock, startup)) if settle_reset(&sock, owed) && (owed > 0 || sock.idle_and_open()) => {
@@ -219,7 +251,7 @@ fn acquire(
                         replay: slot.map(|slot| slot.replay()).unwrap_or_default(),
                         registered: true,
                         startup,
-                        greeted: false,
+                        client_authenticated: false,
                     });
                 }
                 other => {
@@ -230,17 +262,14 @@ fn acquire(
             }
         }
         if let Some(claim) = table.claim_empty(s.pid) {
-            if let Some(other) = cached.take() {
-                retire(s.region, s.mailbox, s.pid, other);
-            }
+            fds.retire_tls_except(s.region, s.mailbox, s.pid, None);
             return super::create::connect_new(s, client, client_buf, claim, access);
         }
         if let Some(claim) = table.claim_evictable(&user, &database, kinds, s.pid) {
             debug!(s.log, "closing an idle connection this client cannot use to make room"; "slot" => claim.id.0);
-            if cached.as_ref().is_some_and(|c| c.id == claim.id) {
+            if let Some(kept) = fds.take_any(claim.id) {
                 // This worker's own kept connection (TLS or not).
-                let kept = cached.take().map(|c| c.sock);
-                kill(s, claim.id, claim.word, kept.as_ref(), true);
+                kill(s, claim.id, claim.word, Some(&kept.sock), kept.generation == claim.word.generation);
                 continue;
             }
             // Another worker's TLS connection cannot be spoken to in
@@ -269,9 +298,9 @@ fn acquire(
 
 /// Ask the supervisor for the fd of a slot this worker claimed.
 fn checkout(s: &Session<'_>, claim: Claim) -> Option<(Sock, Vec<u8>)> {
-    let request = WorkerRequest::Checkout { slot: claim.id, generation: claim.word.generation };
+    let request = WorkerRequest::Checkout { id: next_id(), slot: claim.id, generation: claim.word.generation };
     match call(s, &request, None) {
-        Some((WorkerReply::CheckedOut { startup }, Some(fd))) => Some((Sock::adopt(fd), startup)),
+        Some((WorkerReply::CheckedOut { startup, .. }, Some(fd))) => Some((Sock::adopt(fd), startup)),
         Some((reply, _)) => {
             warn!(s.log, "supervisor refused checkout"; "slot" => claim.id.0, "reply" => ?reply);
             None
@@ -280,7 +309,15 @@ fn checkout(s: &Session<'_>, claim: Claim) -> Option<(Sock, Vec<u8>)> {
     }
 }
 
-/// One request to the supervisor (with an fd, maybe) and its reply.
+/// A fresh request id for a call to the supervisor.
+pub(super) fn next_id() -> RequestId {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// One call to the supervisor (with an fd, maybe) and its answer: the reply
+/// that carries the call's id. Answers to earlier calls that timed out are
+/// dropped on the way; a ping is answered.
 pub(super) fn call(
     s: &Session<'_>,
     request: &WorkerRequest,
@@ -290,19 +327,46 @@ pub(super) fn call(
         warn!(s.log, "mailbox send failed"; "error" => %e);
         return None;
     }
-    match s.mailbox.recv::<WorkerReply>() {
-        Ok(Received::Message(reply, fd)) => Some((reply, fd)),
-        Ok(Received::Closed) => {
-            warn!(s.log, "supervisor is gone");
-            None
+    let want = request.id();
+    loop {
+        match s.mailbox.recv::<WorkerReply>() {
+            Ok(Received::Message(WorkerReply::Lifecycle(Lifecycle::Ping), _)) => {
+                let _ = s.mailbox.send(&WorkerRequest::Lifecycle(LifecycleReply::Pong), None);
+            }
+            Ok(Received::Message(reply, fd)) if reply.answers().is_some() && reply.answers() == want => {
+                return Some((reply, fd));
+            }
+            Ok(Received::Message(other, _)) => {
+                debug!(s.log, "mailbox message that does not answer the call dropped"; "message" => ?other);
+            }
+            Ok(Received::Closed) => {
+                warn!(s.log, "supervisor is gone");
+                return None;
+            }
+            Ok(Received::Empty) => {
+                warn!(s.log, "supervisor did not answer in time");
+                return None;
+            }
+            Err(e) => {
+                warn!(s.log, "bad reply from supervisor"; "error" => %e);
+                return None;
+            }
         }
-        Ok(Received::Empty) => {
-            warn!(s.log, "supervisor did not answer in time");
-            None
-        }
-        Err(e) => {
-            warn!(s.log, "bad reply from supervisor"; "error" => %e);
-            None
+    }
+}
+
+/// Let the client's binding go before its slot changes hands; false when a
+/// cancel stayed in flight, in which case the connection must not be given
+/// to anyone else.
+pub fn unbind(s: &Session<'_>, entry: Option<usize>) -> bool {
+    let Some(entry) = entry else { return true };
+    let clients = s.region.clients();
+    match clients.unbind(entry, HOUSEKEEPING_TIMEOUT) {
+        Ok(()) => true,
+        Err(_) => {
+            warn!(s.log, "a cancel request is still on its way to the server connection; closing it");
+            clients.force_unbind(entry);
+            false
         }
     }
 }
@@ -335,12 +399,21 @@ pub fn kill(s: &Session<'_>, id: SlotId, word: Word, sock: Option<&Sock>, clean:
     let _ = s.mailbox.send(&WorkerRequest::Killed { slot: id, generation: word.generation }, None);
 }
 
-/// AuthenticationOk, the connection's ParameterStatus set and
+/// AuthenticationOk (unless the server's was relayed), the connection's
+/// ParameterStatus set with the client's own settings, the client's minted
 /// BackendKeyData, and ReadyForQuery.
-fn greet(s: &Session<'_>, client: &Sock, mut conn: Conn) -> Result<Conn, (&'static str, Conn)> {
-    let mut out = Vec::with_capacity(conn.startup.len() + 16);
-    out.extend_from_slice(&encode::authentication_ok());
-    out.extend_from_slice(&conn.startup);
+fn greet(
+    s: &Session<'_>,
+    client: &Sock,
+    conn: Conn,
+    reported: &[(String, String)],
+    key: (i32, u32),
+) -> Result<Conn, (&'static str, Conn)> {
+    let mut out = Vec::with_capacity(conn.startup.len() + 32);
+    if !conn.client_authenticated {
+        out.extend_from_slice(&encode::authentication_ok());
+    }
+    out.extend_from_slice(&s.params.greeting(&conn.startup, reported, key));
     out.extend_from_slice(&encode::ready_for_query(b'I'));
     if let Some(slot) = s.region.slots().get(conn.id) {
         slot.touch(pgagroal::sys::now_ms());
@@ -348,22 +421,33 @@ fn greet(s: &Session<'_>, client: &Sock, mut conn: Conn) -> Result<Conn, (&'stat
     if client.write_all(&out, Some(Instant::now() + HOUSEKEEPING_TIMEOUT)).is_err() {
         return Err(("client left during start-up", conn));
     }
-    conn.greeted = true;
     debug!(s.log, "session on pooled connection"; "slot" => conn.id.0);
     Ok(conn)
 }
 
-/// Return a clean slot: IN_USE -> FREE. The worker keeps its copy of the
-/// fd for its next client.
-fn give_back(s: &Session<'_>, conn: Conn) -> Option<Cached> {
+/// Return a clean slot: IN_USE -> FREE, recording the settings it holds
+/// (`params`; None: unchanged). The worker keeps its copy of the fd.
+pub fn give_back(s: &Session<'_>, reuse: &mut Reuse, conn: Conn, params: Option<u64>) {
+    if !unbind(s, reuse.entry) {
+        kill(s, conn.id, conn.word, Some(&conn.sock), false);
+        return;
+    }
     let table = s.region.slots();
     if let Some(slot) = table.get(conn.id) {
         slot.touch(pgagroal::sys::now_ms());
+        if let Some(hash) = params {
+            slot.set_params_hash(hash);
+        }
+    }
+    if !conn.registered {
+        kill(s, conn.id, conn.word, Some(&conn.sock), true);
+        return;
     }
     match table.transition(conn.id, conn.word, SlotState::Free, s.pid) {
         Ok(word) => {
             s.region.header().notify_release();
-            Some(Cached { id: conn.id, generation: word.generation, sock: conn.sock, startup: conn.startup })
+            let kept = Kept { id: conn.id, generation: word.generation, sock: conn.sock, startup: conn.startup };
+            reuse.fds.put(s.region, kept);
         }
         Err(e) => {
             warn!(s.log, "cannot return slot; terminating its connection"; "slot" => conn.id.0, "error" => %e);
@@ -373,41 +457,53 @@ fn give_back(s: &Session<'_>, conn: Conn) -> Option<Cached> {
             } else {
                 conn.sock.shutdown();
             }
-            None
         }
     }
 }
 
 /// After the relay: reset and return the connection, or terminate it.
-fn finish(s: &Session<'_>, conn: Conn, end: End, cached: &mut Option<Cached>) -> &'static str {
+pub fn finish(s: &Session<'_>, conn: Conn, end: End, reuse: &mut Reuse) -> &'static str {
     match end {
         End::Client { how, client, mut server, clean } => {
             let poolable = conn.auth.is_reusable() && conn.registered;
-            if !clean || !client.at_boundary() {
-                kill(s, conn.id, conn.word, Some(&conn.sock), false);
-                return how;
-            }
-            if !poolable {
-                let clean = drain(&conn.sock, &mut server, client.sync_points, Instant::now() + HOUSEKEEPING_TIMEOUT);
+            if !clean || !client.at_boundary() || !poolable {
+                let clean = clean
+                    && client.at_boundary()
+                    && drain(&conn.sock, &mut server, client.sync_points, Instant::now() + HOUSEKEEPING_TIMEOUT);
+                unbind(s, reuse.entry);
                 kill(s, conn.id, conn.word, Some(&conn.sock), clean);
                 return how;
             }
             let deadline = Instant::now() + HOUSEKEEPING_TIMEOUT;
+            // Transaction pooling runs no reset query; a session's reset that
+            // clears every setting is followed by the client's own settings,
+            // so the next client with the same ones needs nothing.
+            let clears = reset_clears(s);
+            let reset_query = if s.transaction { "" } else { s.config.main.server_reset_query.as_str() };
+            let reapply = (clears && !s.params.is_empty()).then_some(&s.params);
+            let changed = client.session_change || server.session_change;
+            let hash = if clears || !changed { s.params.hash() } else { params::UNKNOWN };
             let reset = drain(&conn.sock, &mut server, client.sync_points, deadline)
-                .then(|| send_reset(&conn.sock, server.tx_status, &s.config.main.server_reset_query))
+                .then(|| send_reset(&conn.sock, server.tx_status, reset_query, reapply))
                 .flatten();
             if let Some(pending) = reset {
                 if let Some(slot) = s.region.slots().get(conn.id) {
                     slot.set_reset_pending(pending);
                 }
-                *cached = give_back(s, conn);
+                give_back(s, reuse, conn, Some(hash));
             } else {
                 info!(s.log, "server connection could not be reset; terminating it"; "slot" => conn.id.0);
+                unbind(s, reuse.entry);
                 kill(s, conn.id, conn.word, Some(&conn.sock), false);
             }
             how
         }
-        End::Server(reason) => {
+        End::Idle { .. } | End::Server(_) => {
+            let reason = match end {
+                End::Server(reason) => reason,
+                _ => "relay stopped between transactions",
+            };
+            unbind(s, reuse.entry);
             kill(s, conn.id, conn.word, Some(&conn.sock), false);
             reason
         }

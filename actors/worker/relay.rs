@@ -26,6 +26,19 @@ pub enum End {
     Client { how: &'static str, client: Tracker, server: Tracker, clean: bool },
     /// The server connection failed or closed.
     Server(&'static str),
+    /// With [`Mode::stop_at_idle`]: the transaction is over, the server idle
+    /// and nothing is owed either way.
+    Idle { client: Tracker, server: Tracker },
+}
+
+/// What the relay watches for.
+#[derive(Debug, Clone, Copy)]
+pub struct Mode {
+    /// Stop as soon as the exchange is settled at an idle ReadyForQuery
+    /// (the transaction pipeline).
+    pub stop_at_idle: bool,
+    /// Watch for statements and reports that change session settings.
+    pub inspect: bool,
 }
 
 /// The relay's two buffers, allocated once per worker and reused by every
@@ -111,9 +124,9 @@ const VIOLATION: &str = "client protocol violation";
 
 const READABLE: libc::c_short = libc::POLLIN | libc::POLLHUP | libc::POLLERR;
 
-pub fn run(client: &Sock, server: &Sock, leftover: Vec<u8>, buffers: &mut Buffers) -> End {
+pub fn run(client: &Sock, server: &Sock, leftover: Vec<u8>, buffers: &mut Buffers, mode: Mode) -> End {
     let waiter = Waiter { epoll: buffers.epoll.as_mut(), active: false, wakeups: 0 };
-    relay(client, server, leftover, &mut buffers.bufs, waiter)
+    relay(client, server, leftover, &mut buffers.bufs, waiter, mode)
 }
 
 /// Wake-ups after which a session moves from poll(2) to the worker's epoll
@@ -177,11 +190,21 @@ impl Drop for Waiter<'_> {
     }
 }
 
-fn relay(client: &Sock, server: &Sock, leftover: Vec<u8>, bufs: &mut [Vec<u8>; 2], mut waiter: Waiter<'_>) -> End {
+fn relay(
+    client: &Sock,
+    server: &Sock,
+    leftover: Vec<u8>,
+    bufs: &mut [Vec<u8>; 2],
+    mut waiter: Waiter<'_>,
+    mode: Mode,
+) -> End {
     let mut up = Pending::default();
     let mut down = Pending::default();
-    let mut ct = Tracker::new(Direction::Frontend);
-    let mut st = Tracker::new(Direction::Backend);
+    let (mut ct, mut st) = if mode.inspect {
+        (Tracker::inspecting(Direction::Frontend), Tracker::inspecting(Direction::Backend))
+    } else {
+        (Tracker::new(Direction::Frontend), Tracker::new(Direction::Backend))
+    };
     let mut leaving: Option<&'static str> = None;
 
     if !leftover.is_empty() {
@@ -211,6 +234,17 @@ fn relay(client: &Sock, server: &Sock, leftover: Vec<u8>, bufs: &mut [Vec<u8>; 2
         }
         if flush_tls(client).is_err() {
             return End::Client { how: "client connection failed", client: ct, server: st, clean: true };
+        }
+        if mode.stop_at_idle
+            && leaving.is_none()
+            && up.is_empty()
+            && down.is_empty()
+            && ct.sync_points > 0
+            && st.settled(&ct, b'I')
+            && !client.wants_write()
+            && !server.wants_write()
+        {
+            return End::Idle { client: ct, server: st };
         }
         let client_reads = up.is_empty() && leaving.is_none();
         let server_reads = down.is_empty();

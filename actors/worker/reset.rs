@@ -8,6 +8,7 @@ use super::HOUSEKEEPING_TIMEOUT;
 use crate::net::Sock;
 use pgagroal::protocol::backend::{self, BackendMessage};
 use pgagroal::protocol::encode;
+use pgagroal::protocol::params::SessionParams;
 use pgagroal::protocol::tracker::Tracker;
 use std::time::Instant;
 
@@ -33,11 +34,13 @@ pub fn drain(sock: &Sock, server: &mut Tracker, expected_ready: u64, deadline: I
 }
 
 /// Send the reset: ROLLBACK when a transaction is open, then the reset
-/// query. Returns how many ReadyForQuery messages answer it, or None when the
-/// server cannot be written to. The answers are read by the next user of the
-/// slot ([`settle_reset`]), so a leaving client's worker does not wait on the
+/// query, then (`reapply`) the leaving client's settings again, so that a
+/// next client with the same ones needs no round trip. Returns how many
+/// ReadyForQuery messages answer it, or None when the server cannot be
+/// written to. The answers are read by the next user of the slot
+/// ([`settle_reset`]), so a leaving client's worker does not wait on the
 /// server once more.
-pub fn send_reset(sock: &Sock, tx_status: u8, reset_query: &str) -> Option<u32> {
+pub fn send_reset(sock: &Sock, tx_status: u8, reset_query: &str, reapply: Option<&SessionParams>) -> Option<u32> {
     let mut queries = Vec::with_capacity(64);
     let mut expected = 0;
     if tx_status != b'I' {
@@ -47,6 +50,11 @@ pub fn send_reset(sock: &Sock, tx_status: u8, reset_query: &str) -> Option<u32> 
     if !reset_query.is_empty() {
         encode::append_query(&mut queries, reset_query);
         expected += 1;
+    }
+    if let Some(params) = reapply {
+        let (apply, count) = params.apply_queries(true);
+        queries.extend_from_slice(&apply);
+        expected += count;
     }
     if expected > 0 && sock.write_all(&queries, Some(Instant::now() + HOUSEKEEPING_TIMEOUT)).is_err() {
         return None;

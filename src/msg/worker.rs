@@ -6,6 +6,13 @@
 //! that claims a FREE slot checks its fd out. Workers outlive their clients:
 //! one that is done puts itself in the idle list in shared memory and is
 //! handed the next client's socket here. Bulk data never travels here.
+//!
+//! Calls (`Register`, `Checkout`) carry a request id that their answer
+//! repeats, so a late answer to a call the worker gave up on is never taken
+//! for the answer to the next one.
+
+/// Identifies a call and its answer.
+pub type RequestId = u64;
 
 use super::{Lifecycle, LifecycleReply};
 use crate::shmem::{Generation, SlotId};
@@ -17,6 +24,7 @@ pub enum WorkerRequest {
     /// packet); `startup` is what a later client of this slot is sent between
     /// AuthenticationOk and ReadyForQuery. Answered with `Registered`.
     Register {
+        id: RequestId,
         slot: SlotId,
         generation: Generation,
         startup: Vec<u8>,
@@ -24,6 +32,7 @@ pub enum WorkerRequest {
     /// The worker claimed `slot` FREE -> IN_USE and needs its fd. Answered with
     /// `CheckedOut` (fd on the packet) or `Unavailable`.
     Checkout {
+        id: RequestId,
         slot: SlotId,
         generation: Generation,
     },
@@ -38,12 +47,16 @@ pub enum WorkerRequest {
 /// Supervisor to worker.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum WorkerReply {
-    Registered,
+    Registered {
+        id: RequestId,
+    },
     CheckedOut {
+        id: RequestId,
         startup: Vec<u8>,
     },
     /// The supervisor holds no connection for that slot and generation.
     Unavailable {
+        id: RequestId,
         reason: String,
     },
     /// A new client for an idle worker (one that put itself in the shared
@@ -52,6 +65,28 @@ pub enum WorkerReply {
         peer: Peer,
     },
     Lifecycle(Lifecycle),
+}
+
+impl WorkerRequest {
+    /// The id of a call, None for a notice that gets no answer.
+    pub fn id(&self) -> Option<RequestId> {
+        match self {
+            WorkerRequest::Register { id, .. } | WorkerRequest::Checkout { id, .. } => Some(*id),
+            WorkerRequest::Killed { .. } | WorkerRequest::Lifecycle(_) => None,
+        }
+    }
+}
+
+impl WorkerReply {
+    /// The call this answers, None for a push.
+    pub fn answers(&self) -> Option<RequestId> {
+        match self {
+            WorkerReply::Registered { id }
+            | WorkerReply::CheckedOut { id, .. }
+            | WorkerReply::Unavailable { id, .. } => Some(*id),
+            WorkerReply::Client { .. } | WorkerReply::Lifecycle(_) => None,
+        }
+    }
 }
 
 /// Where a client connected from.

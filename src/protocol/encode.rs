@@ -60,6 +60,22 @@ pub fn ready_for_query(status: u8) -> [u8; 6] {
     [b'Z', 0, 0, 0, 5, status]
 }
 
+/// ParameterStatus: a setting's name and value, as the server reports it.
+pub fn append_parameter_status(out: &mut Vec<u8>, name: &str, value: &str) {
+    let at = begin(out, Some(b'S'));
+    cstr(out, name);
+    cstr(out, value);
+    finish(out, at);
+}
+
+/// BackendKeyData with a protocol 3.0 (four-byte) secret.
+pub fn append_backend_key_data(out: &mut Vec<u8>, pid: i32, secret: u32) {
+    out.push(b'K');
+    out.extend_from_slice(&12u32.to_be_bytes());
+    out.extend_from_slice(&pid.to_be_bytes());
+    out.extend_from_slice(&secret.to_be_bytes());
+}
+
 pub fn terminate() -> [u8; 5] {
     [b'X', 0, 0, 0, 4]
 }

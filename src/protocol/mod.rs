@@ -8,6 +8,9 @@
 //! - [`frontend`]: messages from the client that the pooler reads itself.
 //! - [`tracker`]: a streaming scanner that follows message boundaries of a
 //!   relayed byte stream without buffering it.
+//! - [`params`]: a client's startup settings and bringing a pooled
+//!   connection in line with them.
+//! - [`sql`]: whether a query's text may change session settings.
 //! - [`encode`]: messages the pooler writes itself.
 //!
 //! Frontend and backend tags collide (`'E'` is Execute one way and
@@ -17,6 +20,8 @@ pub mod backend;
 pub mod encode;
 pub mod frame;
 pub mod frontend;
+pub mod params;
+pub mod sql;
 pub mod startup;
 pub mod tracker;
 
@@ -38,6 +43,10 @@ pub mod sqlstate {
     pub const CONNECTION_FAILURE: &str = "08006";
     /// cannot_connect_now: the pooler is shutting down.
     pub const CANNOT_CONNECT_NOW: &str = "57P03";
+    /// syntax_error: a malformed `options` startup parameter.
+    pub const SYNTAX_ERROR: &str = "42601";
+    /// undefined_object: PostgreSQL's code for an unknown setting name.
+    pub const UNDEFINED_OBJECT: &str = "42704";
     /// internal_error.
     pub const INTERNAL_ERROR: &str = "XX000";
 }

@@ -50,6 +50,17 @@ pub struct Tracker {
     pub ready_count: u64,
     /// Status of the last ReadyForQuery: `I`, `T` or `E`.
     pub tx_status: u8,
+    /// Client side: an extended-protocol message (Parse, Bind, Describe,
+    /// Execute, Close) was sent after the last Sync, so the server holds
+    /// state of an unfinished batch.
+    pub open_batch: bool,
+    /// Look into query texts (client side) and ParameterStatus (server
+    /// side) to set `session_change`.
+    inspect: bool,
+    /// With `inspect`: a query may have changed session settings (see
+    /// [`super::sql::changes_session`]; a query text split across chunks
+    /// counts as one), or the server reported a setting's new value.
+    pub session_change: bool,
 }
 
 impl Tracker {
@@ -64,7 +75,27 @@ impl Tracker {
             sync_points: 0,
             ready_count: 0,
             tx_status: b'I',
+            open_batch: false,
+            inspect: false,
+            session_change: false,
         }
+    }
+
+    /// A tracker that also watches for session-setting changes.
+    pub fn inspecting(direction: Direction) -> Self {
+        Tracker { inspect: true, ..Tracker::new(direction) }
+    }
+
+    /// Whether the exchange is over with nothing owed either way: the
+    /// client's requests are whole and answered, no extended-protocol batch
+    /// is open, and the last ReadyForQuery said `status`. `client` is the
+    /// frontend tracker, `self` the backend one.
+    pub fn settled(&self, client: &Tracker, status: u8) -> bool {
+        client.at_boundary()
+            && !client.open_batch
+            && self.at_boundary()
+            && self.ready_count == client.sync_points
+            && self.tx_status == status
     }
 
     /// True between messages.
@@ -108,13 +139,13 @@ impl Tracker {
             }
             if self.have == HEADER_LEN {
                 self.have = 0;
-                self.begin_message(i)?;
+                self.begin_message(i, data)?;
             }
         }
         Ok(None)
     }
 
-    fn begin_message(&mut self, end_of_header: usize) -> Result<(), TrackError> {
+    fn begin_message(&mut self, end_of_header: usize, data: &[u8]) -> Result<(), TrackError> {
         let tag = self.header[0];
         let declared = u32::from_be_bytes([self.header[1], self.header[2], self.header[3], self.header[4]]);
         if !(4..=MAX_RELAYED_MESSAGE).contains(&declared) {
@@ -124,16 +155,53 @@ impl Tracker {
         }
         self.remaining = u64::from(declared - 4);
         match (self.direction, tag) {
-            (Direction::Frontend, super::frontend::QUERY | super::frontend::SYNC | super::frontend::FUNCTION_CALL) => {
-                self.sync_points += 1
+            (Direction::Frontend, super::frontend::QUERY | super::frontend::FUNCTION_CALL) => {
+                self.sync_points += 1;
+                if self.inspect && tag == super::frontend::QUERY {
+                    self.inspect_query(data, end_of_header, false);
+                }
+            }
+            (Direction::Frontend, super::frontend::SYNC) => {
+                self.sync_points += 1;
+                self.open_batch = false;
+            }
+            (Direction::Frontend, b'P' | b'B' | b'D' | b'E' | b'C') => {
+                self.open_batch = true;
+                if self.inspect && tag == b'P' {
+                    self.inspect_query(data, end_of_header, true);
+                }
             }
             (Direction::Backend, b'Z') => {
                 self.ready_count += 1;
                 self.want_status = self.remaining > 0;
             }
+            (Direction::Backend, b'S') if self.inspect => self.session_change = true,
             _ => {}
         }
         Ok(())
+    }
+
+    /// Look at the text of the Query (or Parse, after its statement name)
+    /// whose body starts at `start`; a body not wholly in this chunk is
+    /// taken as a change.
+    fn inspect_query(&mut self, data: &[u8], start: usize, parse: bool) {
+        let end = usize::try_from(self.remaining).ok().and_then(|n| start.checked_add(n));
+        let Some(body) = end.and_then(|end| data.get(start..end)) else {
+            self.session_change = true;
+            return;
+        };
+        let text = if parse {
+            match body.iter().position(|&b| b == 0) {
+                Some(nul) => &body[nul + 1..],
+                None => body,
+            }
+        } else {
+            body
+        };
+        let text = text.split(|&b| b == 0).next().unwrap_or_default();
+        if super::sql::changes_session(text) {
+            self.session_change = true;
+        }
     }
 }
 
@@ -180,6 +248,35 @@ mod tests {
             assert_eq!((t.ready_count, t.tx_status), (1, b'T'), "cut at {cut}");
             assert!(t.at_boundary());
         }
+    }
+
+    #[test]
+    fn settles_only_when_every_request_is_answered() {
+        let mut batch = Vec::new();
+        batch.extend_from_slice(&encode::extended_query("SELECT 1", &[]));
+        let mut c = Tracker::inspecting(Direction::Frontend);
+        let mut s = Tracker::inspecting(Direction::Backend);
+        assert!(s.settled(&c, b'I'), "nothing sent yet");
+        // Parse and Bind without Sync: a batch is open.
+        let sync_at = batch.len() - 5;
+        c.scan(&batch[..sync_at]).expect("valid");
+        assert!(c.open_batch && !s.settled(&c, b'I'));
+        c.scan(&batch[sync_at..]).expect("valid");
+        assert!(!c.open_batch && !s.settled(&c, b'I'), "the Sync is unanswered");
+        s.scan(&encode::ready_for_query(b'T')).expect("valid");
+        assert!(s.settled(&c, b'T') && !s.settled(&c, b'I'));
+        assert!(!c.session_change && !s.session_change);
+        c.scan(&query("SET x = 1")).expect("valid");
+        assert!(c.session_change);
+        let mut status = Vec::new();
+        status.extend_from_slice(&[b'S', 0, 0, 0, 8, b'a', 0, b'b', 0]);
+        s.scan(&status).expect("valid");
+        assert!(s.session_change);
+        // A query text cut by the chunk end counts as a change.
+        let mut c = Tracker::inspecting(Direction::Frontend);
+        let q = query("SELECT 1");
+        c.scan(&q[..7]).expect("valid");
+        assert!(c.session_change);
     }
 
     #[test]

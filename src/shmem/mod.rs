@@ -3,13 +3,17 @@
 //! the same bytes. It holds a header and the slot table.
 //!
 //! - [`region`]: creating and mapping the region, and the header.
+//! - [`clients`]: each worker's minted client key and the slot serving it,
+//!   for query cancel.
 //! - [`slot`]: one slot record and its compare-and-swap state machine.
 //! - [`table`]: scans over the slots that claim one.
 
+pub mod clients;
 pub mod region;
 pub mod slot;
 pub mod table;
 
+pub use clients::{Binding, CancelTarget, ClientTable};
 pub use region::{Header, Region};
 pub use slot::{AuthKind, AuthKinds, Generation, PackedName, Replay, Slot, SlotId, SlotInfo, SlotState, Word};
 pub use table::{Claim, Counts, SlotTable};

@@ -5,6 +5,7 @@
 //! (through memmap2's file mapping), so a fork shares it rather than copying
 //! it. memmap2's anonymous maps are private after fork and are not used.
 
+use super::clients::{CLIENT_ENTRIES, ClientEntry, ClientTable};
 use super::slot::Slot;
 use super::table::SlotTable;
 use std::io;
@@ -14,11 +15,12 @@ use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
 /// "PGAGROAL" in ASCII.
 pub const MAGIC: u64 = 0x5047_4147_524f_414c;
 /// Bumped whenever the layout of [`Header`] or [`Slot`] changes.
-pub const LAYOUT_VERSION: u32 = 3;
+pub const LAYOUT_VERSION: u32 = 4;
 /// Workers that may wait for a client at once (more idle ones exit).
 pub const IDLE_WORKERS: usize = 64;
 
-/// Pool-wide state at the start of the region.
+/// Pool-wide state at the start of the region, followed by the client
+/// table ([`CLIENT_ENTRIES`] entries) and the slots.
 #[repr(C, align(64))]
 pub struct Header {
     pub magic: u64,
@@ -44,6 +46,9 @@ pub struct Header {
     /// (compare-and-swap to 0) to hand it the next client, with no message
     /// and no wake-up of the supervisor for the worker's return.
     pub idle: [AtomicI32; IDLE_WORKERS],
+    /// Bumped whenever a forwarded cancel is done; a futex word that a
+    /// worker waiting to unbind its slot sleeps on (see [`ClientTable`]).
+    pub cancel_done: AtomicU32,
 }
 
 impl Header {
@@ -103,6 +108,16 @@ impl Header {
     }
 }
 
+/// Sleep while `word` still holds `value`, at most `timeout`.
+pub(super) fn futex_wait(word: &AtomicU32, value: u32, timeout: std::time::Duration) {
+    futex(word, libc::FUTEX_WAIT, value, Some(timeout));
+}
+
+/// Wake every process sleeping on `word`.
+pub(super) fn futex_wake(word: &AtomicU32) {
+    futex(word, libc::FUTEX_WAKE, i32::MAX as u32, None);
+}
+
 /// futex(2) on a word of the shared mapping (not FUTEX_PRIVATE: the waiters
 /// and wakers are different processes).
 fn futex(word: &AtomicU32, op: libc::c_int, value: u32, timeout: Option<std::time::Duration>) {
@@ -137,10 +152,14 @@ fn header_size() -> usize {
     std::mem::size_of::<Header>().next_multiple_of(std::mem::align_of::<Slot>())
 }
 
+fn clients_size() -> usize {
+    (CLIENT_ENTRIES * std::mem::size_of::<ClientEntry>()).next_multiple_of(std::mem::align_of::<Slot>())
+}
+
 impl Region {
     /// Create the region for `slot_count` slots, zeroed (every slot NOTINIT).
     pub fn create(slot_count: usize) -> io::Result<Region> {
-        let len = header_size() + slot_count * std::mem::size_of::<Slot>();
+        let len = header_size() + clients_size() + slot_count * std::mem::size_of::<Slot>();
         // SAFETY: the name is a valid NUL-terminated string and the flags are valid.
         let raw = unsafe { libc::memfd_create(c"pgagroal-shm".as_ptr(), libc::MFD_CLOEXEC) };
         if raw < 0 {
@@ -173,12 +192,27 @@ impl Region {
 
     pub fn slots(&self) -> SlotTable<'_> {
         // SAFETY: create() sized the mapping for slot_count slots after the
-        // header, at an offset that is a multiple of Slot's alignment. All of
+        // header and the client table, at an offset that is a multiple of Slot's alignment. All of
         // Slot's fields are atomics, valid for any bit pattern including the
         // zeroes a memfd starts with, and are only accessed atomically.
-        let slots =
-            unsafe { std::slice::from_raw_parts(self.map.as_ptr().add(header_size()) as *const Slot, self.slot_count) };
+        let slots = unsafe {
+            std::slice::from_raw_parts(
+                self.map.as_ptr().add(header_size() + clients_size()) as *const Slot,
+                self.slot_count,
+            )
+        };
         SlotTable::new(slots)
+    }
+
+    pub fn clients(&self) -> ClientTable<'_> {
+        // SAFETY: create() sized the mapping for CLIENT_ENTRIES entries right
+        // after the header, at an offset that is a multiple of Slot's (and so
+        // ClientEntry's) alignment. ClientEntry holds only atomics, valid for
+        // any bit pattern including a fresh memfd's zeroes.
+        let entries = unsafe {
+            std::slice::from_raw_parts(self.map.as_ptr().add(header_size()) as *const ClientEntry, CLIENT_ENTRIES)
+        };
+        ClientTable::new(entries, &self.header().cancel_done)
     }
 }
 

@@ -254,6 +254,10 @@ pub struct Slot {
     /// checks) them before its client's first query. Anyone else touching a
     /// FREE slot's connection must account for them.
     reset_pending: AtomicU32,
+    /// [`crate::protocol::params::SessionParams::hash`] of the settings the
+    /// connection holds; `params::UNKNOWN` when a client may have changed
+    /// them. Written by the owner before it frees the slot.
+    params_hash: AtomicU64,
     user: [AtomicU64; NAME_WORDS],
     database: [AtomicU64; NAME_WORDS],
 }
@@ -310,6 +314,7 @@ impl Slot {
         self.created_ms.store(now_ms, Ordering::Relaxed);
         self.last_used_ms.store(now_ms, Ordering::Relaxed);
         self.reset_pending.store(0, Ordering::Relaxed);
+        self.params_hash.store(crate::protocol::params::SessionParams::default().hash(), Ordering::Relaxed);
         self.server_method.store(0, Ordering::Relaxed);
         self.tls_owner.store(0, Ordering::Relaxed);
         self.set_replay(&Replay::default());
@@ -384,6 +389,16 @@ impl Slot {
     /// Take the answers owed for reset queries; the new owner after a claim.
     pub fn take_reset_pending(&self) -> u32 {
         self.reset_pending.swap(0, Ordering::Relaxed)
+    }
+
+    /// The settings the connection holds (see `params_hash`).
+    pub fn params_hash(&self) -> u64 {
+        self.params_hash.load(Ordering::Relaxed)
+    }
+
+    /// Record the settings the connection holds; owner only.
+    pub fn set_params_hash(&self, hash: u64) {
+        self.params_hash.store(hash, Ordering::Relaxed);
     }
 
     pub fn touch(&self, now_ms: u64) {

@@ -69,18 +69,21 @@ impl<'a> SlotTable<'a> {
 
     /// Take a FREE slot holding a connection for this user and database,
     /// authenticated in one of the ways in `kinds`: FREE -> IN_USE. `prefer`
-    /// is tried first (a worker prefers the slot whose connection it still
-    /// holds from its last client).
+    /// is tried first (a worker prefers the slot whose connection it used
+    /// last), then slots whose settings hash is `params` (no settings to
+    /// apply), then any.
     pub fn claim_reusable(
         &self,
         prefer: Option<SlotId>,
         user: &PackedName,
         database: &PackedName,
         kinds: AuthKinds,
+        params: u64,
         pid: i32,
     ) -> Option<Claim> {
         let preferred = prefer.and_then(|id| self.get(id).map(|slot| (id, slot)));
-        for (id, slot) in preferred.into_iter().chain(self.iter()) {
+        let matching = self.iter().filter(|(_, slot)| slot.params_hash() == params);
+        for (id, slot) in preferred.into_iter().chain(matching).chain(self.iter()) {
             let word = slot.load();
             if word.state == SlotState::Free
                 && slot.reusable_for(user, database, kinds)
@@ -181,7 +184,7 @@ mod tests {
         let slots = table(2);
         let t = SlotTable::new(&slots);
         let (u, d) = (PackedName::new("u"), PackedName::new("d"));
-        assert!(t.claim_reusable(None, &u, &d, TRUST, 1).is_none());
+        assert!(t.claim_reusable(None, &u, &d, TRUST, 0, 1).is_none());
         let c = t.claim_empty(1).expect("empty slot");
         let slot = t.get(c.id).expect("slot");
         slot.set_identity(&u, &d, 0, 5);
@@ -189,7 +192,7 @@ mod tests {
         let w = t.transition(c.id, c.word, SlotState::InUse, 1).expect("in use");
         assert_eq!(t.counts().active(), 1);
         t.transition(c.id, w, SlotState::Free, 1).expect("returned");
-        let again = t.claim_reusable(None, &u, &d, TRUST, 2).expect("reused");
+        let again = t.claim_reusable(None, &u, &d, TRUST, 0, 2).expect("reused");
         assert_eq!(again.id, c.id);
         // A preferred slot is taken before the scan order.
         t.transition(again.id, again.word, SlotState::Free, 2).expect("returned");
@@ -198,10 +201,10 @@ mod tests {
         sslot.set_identity(&u, &d, 0, 5);
         sslot.set_backend(AuthKind::Trust, 98, 1);
         t.transition(second.id, second.word, SlotState::Free, 3).expect("free");
-        let preferred = t.claim_reusable(Some(second.id), &u, &d, TRUST, 4).expect("preferred");
+        let preferred = t.claim_reusable(Some(second.id), &u, &d, TRUST, 0, 4).expect("preferred");
         assert_eq!(preferred.id, second.id);
         t.transition(preferred.id, preferred.word, SlotState::Free, 4).expect("free");
-        let again = t.claim_reusable(None, &u, &d, TRUST, 2).expect("reused");
+        let again = t.claim_reusable(None, &u, &d, TRUST, 0, 2).expect("reused");
         assert_eq!(again.id, c.id);
         assert_eq!(again.word.owner, 2);
         assert_eq!(t.claimed_by(2), vec![(again.id, again.word)]);
@@ -219,10 +222,10 @@ mod tests {
         slot.set_backend(AuthKind::Trust, 1, 1);
         slot.set_tls_owner(7);
         t.transition(c.id, c.word, SlotState::Free, 7).expect("free");
-        assert!(t.claim_reusable(None, &u, &d, TRUST, 8).is_none(), "another worker has no TLS state");
+        assert!(t.claim_reusable(None, &u, &d, TRUST, 0, 8).is_none(), "another worker has no TLS state");
         assert_eq!(t.tls_orphans_of(7).len(), 1);
         assert!(t.tls_orphans_of(8).is_empty());
-        let again = t.claim_reusable(None, &u, &d, TRUST, 7).expect("its own worker");
+        let again = t.claim_reusable(None, &u, &d, TRUST, 0, 7).expect("its own worker");
         assert_eq!(again.id, c.id);
         assert!(t.tls_orphans_of(7).is_empty(), "in use, not free");
     }

@@ -1,0 +1,102 @@
+//! Bringing a server connection in line with the client's settings before
+//! the client uses it: when the slot's settings hash differs from the
+//! client's, the queries from [`SessionParams::apply_queries`] are sent and
+//! their answers read here (nothing of them reaches the client). The values
+//! the server reports while applying them are returned for the client's
+//! greeting.
+
+use super::Session;
+use super::pool::Conn;
+use crate::net::Sock;
+use pgagroal::protocol::backend::{self, BackendMessage};
+use pgagroal::protocol::params::{self, SessionParams};
+use pgagroal::protocol::{encode, sqlstate};
+use std::time::Instant;
+
+/// Largest message accepted in the answers.
+const MAX_ANSWER: usize = 1 << 20;
+
+/// Why the settings could not be applied.
+pub enum Failure {
+    /// The server refused a value; the connection itself is fine.
+    Refused(Vec<u8>),
+    /// The connection failed.
+    Broken(Vec<u8>),
+}
+
+impl Failure {
+    /// The FATAL ErrorResponse for the client.
+    pub fn for_client(&self) -> &[u8] {
+        match self {
+            Failure::Refused(bytes) | Failure::Broken(bytes) => bytes,
+        }
+    }
+
+    pub fn is_broken(&self) -> bool {
+        matches!(self, Failure::Broken(_))
+    }
+}
+
+/// Apply the session's settings to `conn` unless it holds them already.
+pub fn bring_in_line(s: &Session<'_>, conn: &Conn) -> Result<Vec<(String, String)>, Failure> {
+    let Some(slot) = s.region.slots().get(conn.id) else { return Ok(Vec::new()) };
+    let want = s.params.hash();
+    let have = slot.params_hash();
+    if have == want {
+        return Ok(Vec::new());
+    }
+    let (queries, count) = s.params.apply_queries(have == SessionParams::default().hash());
+    // Until the answers are in, nobody knows what the connection holds.
+    slot.set_params_hash(params::UNKNOWN);
+    let deadline = Instant::now() + super::HOUSEKEEPING_TIMEOUT;
+    if count > 0 {
+        if conn.sock.write_all(&queries, Some(deadline)).is_err() {
+            return Err(broken("the server connection failed while applying the client's settings"));
+        }
+        let reported = read_answers(&conn.sock, count, deadline)?;
+        slot.set_params_hash(want);
+        return Ok(reported);
+    }
+    slot.set_params_hash(want);
+    Ok(Vec::new())
+}
+
+fn broken(text: &str) -> Failure {
+    Failure::Broken(encode::error_response("FATAL", sqlstate::CONNECTION_FAILURE, text))
+}
+
+/// Read `count` ReadyForQuery messages, keeping the ParameterStatus values
+/// and the first error.
+fn read_answers(sock: &Sock, count: u32, deadline: Instant) -> Result<Vec<(String, String)>, Failure> {
+    let mut buf = Vec::with_capacity(1024);
+    let mut reported = Vec::new();
+    let mut refused = None;
+    let mut seen = 0;
+    while seen < count {
+        let f = sock
+            .read_frame(&mut buf, MAX_ANSWER, Some(deadline))
+            .map_err(|_| broken("the server connection failed while applying the client's settings"))?;
+        let len = f.len();
+        match backend::parse(&f) {
+            Ok(BackendMessage::ReadyForQuery { .. }) => seen += 1,
+            Ok(BackendMessage::ParameterStatus { name, value }) => {
+                reported.push((String::from_utf8_lossy(name).into_owned(), String::from_utf8_lossy(value).into_owned()))
+            }
+            // What PostgreSQL says of a bad startup setting, at the same
+            // severity: the client cannot start with it.
+            Ok(BackendMessage::ErrorResponse(e)) if refused.is_none() => {
+                refused = Some(encode::error_response("FATAL", &e.code, &e.message));
+            }
+            Ok(_) => {}
+            Err(_) => return Err(broken("the server sent a malformed message while applying settings")),
+        }
+        buf.drain(..len);
+    }
+    if !buf.is_empty() {
+        return Err(broken("the server sent more than was asked while applying settings"));
+    }
+    match refused {
+        Some(error) => Err(Failure::Refused(error)),
+        None => Ok(reported),
+    }
+}

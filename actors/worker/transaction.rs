@@ -1,0 +1,101 @@
+//! The transaction pipeline: the client holds a server connection only from
+//! its first message after an idle moment until the server's ReadyForQuery
+//! says idle (`I`) with every request answered and no extended-protocol
+//! batch open (see `Tracker::settled`). Then the slot goes back to the pool
+//! (a compare-and-swap), the worker keeps its fd, and waits for the client's
+//! next message with no connection at all.
+//!
+//! Per transaction, once the worker has used a slot before: a claim and a
+//! return (two compare-and-swaps on the slot table, plus a futex wake only
+//! when someone waits), one peek at the pooled socket, and the relay's own
+//! reads, writes and waits. No message to the supervisor.
+
+use super::pool::{self, Access, Conn, Reuse};
+use super::relay::{self, End};
+use super::{Session, settings};
+use crate::net::{IoFail, Sock};
+use pgagroal::protocol::frontend::TERMINATE;
+use pgagroal::protocol::params;
+use slog::debug;
+use std::time::{Duration, Instant};
+
+/// Serve the client, transaction by transaction, starting on `conn`.
+pub fn run(
+    s: &Session<'_>,
+    client: &Sock,
+    mut buf: Vec<u8>,
+    reuse: &mut Reuse,
+    access: &Access,
+    conn: Conn,
+) -> &'static str {
+    let mode = relay::Mode { stop_at_idle: true, inspect: true };
+    // A client that has logged in and sent nothing yet holds no connection.
+    let mut current = if buf.is_empty() {
+        pool::give_back(s, reuse, conn, Some(s.params.hash()));
+        None
+    } else {
+        Some(conn)
+    };
+    loop {
+        let conn = match current.take() {
+            Some(conn) => conn,
+            None => {
+                if let Err(reason) = next_request(client, &mut buf) {
+                    return reason;
+                }
+                if buf.first() == Some(&TERMINATE) {
+                    return "client sent Terminate";
+                }
+                match checkout(s, client, &mut buf, reuse, access) {
+                    Ok(conn) => conn,
+                    Err(reason) => return reason,
+                }
+            }
+        };
+        match relay::run(client, &conn.sock, std::mem::take(&mut buf), &mut reuse.buffers, mode) {
+            End::Idle { client: ct, server: st } => {
+                let hash = if ct.session_change || st.session_change { params::UNKNOWN } else { s.params.hash() };
+                pool::give_back(s, reuse, conn, Some(hash));
+            }
+            end => return pool::finish(s, conn, end, reuse),
+        }
+    }
+}
+
+/// Wait for the client's next bytes (no connection is held meanwhile).
+fn next_request(client: &Sock, buf: &mut Vec<u8>) -> Result<(), &'static str> {
+    loop {
+        match client.read_some(buf, None) {
+            Ok(_) if !buf.is_empty() => return Ok(()),
+            Ok(_) => {}
+            Err(IoFail::Eof) => return Err("client closed the connection"),
+            Err(IoFail::Timeout) => {}
+            Err(IoFail::Io(_)) => return Err("client connection failed"),
+        }
+    }
+}
+
+/// A connection for the client's next transaction, holding its settings.
+fn checkout(
+    s: &Session<'_>,
+    client: &Sock,
+    buf: &mut Vec<u8>,
+    reuse: &mut Reuse,
+    access: &Access,
+) -> Result<Conn, &'static str> {
+    let conn = pool::acquire(s, client, buf, reuse, access)?;
+    match settings::bring_in_line(s, &conn) {
+        Ok(_) => Ok(conn),
+        Err(failure) => {
+            debug!(s.log, "settings could not be applied to a pooled connection"; "slot" => conn.id.0);
+            let _ = client.write_all(failure.for_client(), Some(Instant::now() + Duration::from_secs(1)));
+            if failure.is_broken() {
+                pool::unbind(s, reuse.entry);
+                pool::kill(s, conn.id, conn.word, Some(&conn.sock), false);
+            } else {
+                pool::give_back(s, reuse, conn, None);
+            }
+            Err("settings refused by the server")
+        }
+    }
+}

@@ -1,0 +1,307 @@
+//! The client table: one entry per worker, holding the BackendKeyData the
+//! pooler minted for the worker's current client and the server connection
+//! (slot and generation) serving that client right now, if any.
+//!
+//! A CancelRequest carries a minted key. Whoever receives it finds the
+//! entry with that key and, in one compare-and-swap on the entry's binding
+//! word, counts itself in as a cancel in flight for the bound slot; it then
+//! checks the key once more (the client may have left in between), forwards
+//! the cancel with the real backend's key and counts itself out. The worker
+//! unbinds a slot only with a compare-and-swap that requires no cancel in
+//! flight, and waits otherwise: so a cancel can reach only the connection
+//! that was serving the client when it was counted in, and that connection
+//! is not handed to anyone else until PostgreSQL has taken the cancel.
+
+use super::slot::{Generation, SlotId};
+use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// Entries in the table: at most this many workers have a cancellable
+/// client at once (a worker beyond it serves its client without cancel).
+pub const CLIENT_ENTRIES: usize = 16_384;
+
+/// One worker's entry. 16-byte aligned; four entries share a cache line,
+/// which is fine: only cancels read other workers' entries.
+#[repr(C, align(16))]
+#[derive(Default)]
+pub struct ClientEntry {
+    /// The worker's pid (the minted key's process id), 0 when free.
+    pid: AtomicI32,
+    /// The minted key's secret, 0 while the worker has no client.
+    secret: AtomicU32,
+    /// [`Binding`], encoded.
+    binding: AtomicU64,
+}
+
+/// Which server connection serves the client, and how many cancels are on
+/// their way to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Binding {
+    pub slot: Option<(SlotId, Generation)>,
+    pub cancels: u8,
+}
+
+impl Binding {
+    const UNBOUND: Binding = Binding { slot: None, cancels: 0 };
+
+    fn encode(self) -> u64 {
+        match self.slot {
+            None => u64::from(self.cancels),
+            Some((id, generation)) => {
+                (u64::from(id.0 + 1) << 32) | (u64::from(generation.0 & 0x00ff_ffff) << 8) | u64::from(self.cancels)
+            }
+        }
+    }
+
+    fn decode(raw: u64) -> Binding {
+        let cancels = (raw & 0xff) as u8;
+        let id = (raw >> 32) as u32;
+        let slot = (id != 0).then(|| (SlotId(id - 1), Generation(((raw >> 8) as u32) & 0x00ff_ffff)));
+        Binding { slot, cancels }
+    }
+}
+
+/// A borrowed view of the entries.
+#[derive(Clone, Copy)]
+pub struct ClientTable<'a> {
+    entries: &'a [ClientEntry],
+    /// Bumped when a cancel counts itself out; what unbinding waits on.
+    done: &'a AtomicU32,
+}
+
+/// What a cancel counted in for: forward it to this slot's backend, then
+/// call [`ClientTable::cancel_done`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CancelTarget {
+    pub entry: usize,
+    pub slot: SlotId,
+    pub generation: Generation,
+}
+
+/// Why unbinding failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnbindError {
+    /// A cancel stayed in flight past the deadline: the connection may still
+    /// receive it and must not be given to anyone else.
+    CancelInFlight,
+}
+
+impl<'a> ClientTable<'a> {
+    pub fn new(entries: &'a [ClientEntry], done: &'a AtomicU32) -> Self {
+        ClientTable { entries, done }
+    }
+
+    /// A worker takes an entry for its lifetime; None when all are taken.
+    pub fn claim(&self, pid: i32) -> Option<usize> {
+        self.entries.iter().position(|e| e.pid.compare_exchange(0, pid, Ordering::AcqRel, Ordering::Relaxed).is_ok())
+    }
+
+    /// Free the entries of a process that is gone (the supervisor, on its
+    /// death; the worker itself before it exits).
+    pub fn release(&self, pid: i32) {
+        for e in self.entries.iter().filter(|e| e.pid.load(Ordering::Acquire) == pid) {
+            e.secret.store(0, Ordering::Release);
+            e.binding.store(Binding::UNBOUND.encode(), Ordering::Release);
+            e.pid.store(0, Ordering::Release);
+        }
+        self.wake();
+    }
+
+    /// A new client of the entry's worker: its minted secret (never 0).
+    pub fn begin_client(&self, entry: usize, secret: u32) {
+        if let Some(e) = self.entries.get(entry) {
+            e.secret.store(secret.max(1), Ordering::Release);
+        }
+    }
+
+    /// The client left (unbind first): its key stops matching.
+    pub fn end_client(&self, entry: usize) {
+        if let Some(e) = self.entries.get(entry) {
+            e.secret.store(0, Ordering::Release);
+        }
+    }
+
+    /// The client is now served by `slot`. Only the entry's worker binds,
+    /// and only while unbound.
+    pub fn bind(&self, entry: usize, slot: SlotId, generation: Generation) {
+        if let Some(e) = self.entries.get(entry) {
+            let bound = Binding { slot: Some((slot, generation)), cancels: 0 };
+            e.binding.store(bound.encode(), Ordering::Release);
+        }
+    }
+
+    /// The client no longer uses its slot. Waits (up to `timeout`) while a
+    /// cancel for it is in flight.
+    pub fn unbind(&self, entry: usize, timeout: Duration) -> Result<(), UnbindError> {
+        let Some(e) = self.entries.get(entry) else { return Ok(()) };
+        let deadline = Instant::now() + timeout;
+        loop {
+            let seen = self.done.load(Ordering::Acquire);
+            let raw = e.binding.load(Ordering::Acquire);
+            let now = Binding::decode(raw);
+            if now.cancels == 0 {
+                if e.binding
+                    .compare_exchange(raw, Binding::UNBOUND.encode(), Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+                {
+                    return Ok(());
+                }
+                continue;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(UnbindError::CancelInFlight);
+            }
+            super::region::futex_wait(self.done, seen, left);
+        }
+    }
+
+    /// Force an entry unbound after [`UnbindError::CancelInFlight`] (its
+    /// connection is being closed, so a late cancel can hurt no one).
+    pub fn force_unbind(&self, entry: usize) {
+        if let Some(e) = self.entries.get(entry) {
+            e.binding.store(Binding::UNBOUND.encode(), Ordering::Release);
+        }
+    }
+
+    pub fn binding(&self, entry: usize) -> Option<Binding> {
+        self.entries.get(entry).map(|e| Binding::decode(e.binding.load(Ordering::Acquire)))
+    }
+
+    /// A CancelRequest with key (`pid`, `secret`): count it in for the slot
+    /// serving that client now. None when the key is unknown or the client
+    /// is between transactions (nothing to cancel), or too many cancels are
+    /// in flight already.
+    pub fn cancel_begin(&self, pid: i32, secret: u32) -> Option<CancelTarget> {
+        if pid == 0 || secret == 0 {
+            return None;
+        }
+        let (index, e) = self
+            .entries
+            .iter()
+            .enumerate()
+            .find(|(_, e)| e.pid.load(Ordering::Acquire) == pid && e.secret.load(Ordering::Acquire) == secret)?;
+        loop {
+            let raw = e.binding.load(Ordering::Acquire);
+            let now = Binding::decode(raw);
+            let (slot, generation) = now.slot?;
+            let next = Binding { slot: now.slot, cancels: now.cancels.checked_add(1)? };
+            if e.binding.compare_exchange(raw, next.encode(), Ordering::AcqRel, Ordering::Acquire).is_err() {
+                continue;
+            }
+            // Counted in. The key is checked again: if the client left and
+            // another took the worker since the lookup, this binding is
+            // someone else's.
+            let target = CancelTarget { entry: index, slot, generation };
+            if e.secret.load(Ordering::Acquire) != secret || e.pid.load(Ordering::Acquire) != pid {
+                self.cancel_done(target);
+                return None;
+            }
+            return Some(target);
+        }
+    }
+
+    /// The cancel was delivered (or given up): count it out.
+    pub fn cancel_done(&self, target: CancelTarget) {
+        if let Some(e) = self.entries.get(target.entry) {
+            loop {
+                let raw = e.binding.load(Ordering::Acquire);
+                let now = Binding::decode(raw);
+                // Forced unbound or released meanwhile: nothing to count out.
+                if now.slot != Some((target.slot, target.generation)) || now.cancels == 0 {
+                    break;
+                }
+                let next = Binding { slot: now.slot, cancels: now.cancels - 1 };
+                if e.binding.compare_exchange(raw, next.encode(), Ordering::AcqRel, Ordering::Acquire).is_ok() {
+                    break;
+                }
+            }
+        }
+        self.wake();
+    }
+
+    fn wake(&self) {
+        self.done.fetch_add(1, Ordering::AcqRel);
+        super::region::futex_wake(self.done);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(n: usize) -> (Vec<ClientEntry>, AtomicU32) {
+        ((0..n).map(|_| ClientEntry::default()).collect(), AtomicU32::new(0))
+    }
+
+    #[test]
+    fn binding_round_trip() {
+        for b in [
+            Binding::UNBOUND,
+            Binding { slot: Some((SlotId(0), Generation(1))), cancels: 0 },
+            Binding { slot: Some((SlotId(9999), Generation(0xff_ffff))), cancels: 255 },
+        ] {
+            assert_eq!(Binding::decode(b.encode()), b);
+        }
+    }
+
+    #[test]
+    fn cancel_reaches_only_the_current_binding() {
+        let (entries, done) = table(4);
+        let t = ClientTable::new(&entries, &done);
+        let e = t.claim(100).expect("entry");
+        assert_eq!(t.claim(101), Some(e + 1));
+        t.begin_client(e, 7);
+        assert_eq!(t.cancel_begin(100, 7), None, "nothing running: dropped");
+        t.bind(e, SlotId(3), Generation(2));
+        assert_eq!(t.cancel_begin(100, 8), None, "wrong secret");
+        assert_eq!(t.cancel_begin(101, 7), None, "wrong pid");
+        let target = t.cancel_begin(100, 7).expect("counted in");
+        assert_eq!((target.slot, target.generation), (SlotId(3), Generation(2)));
+        assert_eq!(t.unbind(e, Duration::from_millis(20)), Err(UnbindError::CancelInFlight));
+        t.cancel_done(target);
+        assert_eq!(t.unbind(e, Duration::from_millis(20)), Ok(()));
+        // A former client's key does not reach the next client.
+        t.end_client(e);
+        t.begin_client(e, 9);
+        t.bind(e, SlotId(1), Generation(1));
+        assert_eq!(t.cancel_begin(100, 7), None);
+        assert!(t.cancel_begin(100, 9).is_some());
+        t.release(100);
+        assert_eq!(t.binding(e), Some(Binding::UNBOUND));
+        assert_eq!(t.claim(102), Some(e), "a released entry is reused");
+    }
+
+    #[test]
+    fn unbind_waits_for_a_cancel_in_another_thread() {
+        let (entries, done) = table(1);
+        let t = ClientTable::new(&entries, &done);
+        let e = t.claim(5).expect("entry");
+        t.begin_client(e, 1);
+        t.bind(e, SlotId(0), Generation(1));
+        let target = t.cancel_begin(5, 1).expect("counted in");
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                std::thread::sleep(Duration::from_millis(30));
+                t.cancel_done(target);
+            });
+            let start = Instant::now();
+            assert_eq!(t.unbind(e, Duration::from_secs(5)), Ok(()));
+            assert!(start.elapsed() >= Duration::from_millis(25), "it waited for the cancel");
+        });
+    }
+
+    #[test]
+    fn a_stale_done_after_force_unbind_changes_nothing() {
+        let (entries, done) = table(1);
+        let t = ClientTable::new(&entries, &done);
+        let e = t.claim(5).expect("entry");
+        t.begin_client(e, 1);
+        t.bind(e, SlotId(0), Generation(1));
+        let target = t.cancel_begin(5, 1).expect("counted in");
+        t.force_unbind(e);
+        t.bind(e, SlotId(0), Generation(2));
+        t.cancel_done(target);
+        assert_eq!(t.binding(e), Some(Binding { slot: Some((SlotId(0), Generation(2))), cancels: 0 }));
+    }
+}
