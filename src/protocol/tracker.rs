@@ -54,6 +54,11 @@ pub struct Tracker {
     /// Execute, Close) was sent after the last Sync, so the server holds
     /// state of an unfinished batch.
     pub open_batch: bool,
+    /// Client side: Syncs sent since the last Execute. If copy messages
+    /// follow, that Execute started COPY FROM STDIN and those Syncs reached
+    /// the server in copy-in mode, where it ignores them: they will not be
+    /// answered (drivers such as rust-postgres send Sync with the Execute).
+    syncs_since_execute: u64,
     /// Look into query texts (client side) and ParameterStatus (server
     /// side) to set `session_change`.
     inspect: bool,
@@ -76,6 +81,7 @@ impl Tracker {
             ready_count: 0,
             tx_status: b'I',
             open_batch: false,
+            syncs_since_execute: 0,
             inspect: false,
             session_change: false,
         }
@@ -157,15 +163,24 @@ impl Tracker {
         match (self.direction, tag) {
             (Direction::Frontend, super::frontend::QUERY | super::frontend::FUNCTION_CALL) => {
                 self.sync_points += 1;
+                self.syncs_since_execute = 0;
                 if self.inspect && tag == super::frontend::QUERY {
                     self.inspect_query(data, end_of_header, false);
                 }
             }
             (Direction::Frontend, super::frontend::SYNC) => {
                 self.sync_points += 1;
+                self.syncs_since_execute += 1;
                 self.open_batch = false;
             }
+            (Direction::Frontend, b'd' | b'c' | b'f') => {
+                self.sync_points -= self.syncs_since_execute;
+                self.syncs_since_execute = 0;
+            }
             (Direction::Frontend, b'P' | b'B' | b'D' | b'E' | b'C') => {
+                if tag == b'E' {
+                    self.syncs_since_execute = 0;
+                }
                 self.open_batch = true;
                 if self.inspect && tag == b'P' {
                     self.inspect_query(data, end_of_header, true);
@@ -277,6 +292,22 @@ mod tests {
         let q = query("SELECT 1");
         c.scan(&q[..7]).expect("valid");
         assert!(c.session_change);
+    }
+
+    #[test]
+    fn syncs_sent_during_copy_in_are_not_counted() {
+        // Bind, Execute and Sync at once, then the copy data: the server
+        // was in copy-in mode when the Sync arrived and ignores it.
+        let mut stream = Vec::new();
+        stream.extend_from_slice(&[b'B', 0, 0, 0, 4, b'E', 0, 0, 0, 4, b'S', 0, 0, 0, 4]);
+        stream.extend_from_slice(&[b'd', 0, 0, 0, 6, b'1', b'\n', b'c', 0, 0, 0, 4, b'S', 0, 0, 0, 4]);
+        let mut t = Tracker::new(Direction::Frontend);
+        t.scan(&stream).expect("valid");
+        assert_eq!(t.sync_points, 1);
+        // A COPY TO STDOUT's Sync is answered: no copy messages follow it.
+        let mut t = Tracker::new(Direction::Frontend);
+        t.scan(&[b'E', 0, 0, 0, 4, b'S', 0, 0, 0, 4, b'Q', 0, 0, 0, 5, 0]).expect("valid");
+        assert_eq!(t.sync_points, 2);
     }
 
     #[test]
