@@ -5,6 +5,7 @@
 
 pub mod error;
 pub mod ini;
+pub mod limits;
 pub mod main_keys;
 pub mod paths;
 pub mod reload;
