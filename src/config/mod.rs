@@ -5,15 +5,18 @@
 
 pub mod error;
 pub mod ini;
+pub mod key_lines;
 pub mod limits;
 pub mod main_keys;
 pub mod paths;
+pub mod pipeline;
 pub mod reload;
 mod toml_file;
 pub mod value;
 
 pub use error::ConfigError;
-pub use main_keys::{LogLevel, LogType, MainConfig, Pipeline};
+pub use key_lines::KeyLines;
+pub use main_keys::{LogLevel, LogType, MainConfig, Pipeline, Validation};
 pub use paths::{ConfigFiles, FileOverrides};
 
 use std::path::{Path, PathBuf};
@@ -43,6 +46,8 @@ pub struct ServerConfig {
     pub tls_key_file: Option<PathBuf>,
     /// Line of the section header, for messages.
     pub line: usize,
+    /// Where each key was written, for messages about combinations of keys.
+    pub lines: KeyLines,
 }
 
 impl ServerConfig {
@@ -106,21 +111,27 @@ fn from_sections(path: &Path, sections: Vec<ini::Section>, orphans: Vec<ini::Ent
         expected,
     };
 
-    let mut main: Option<(MainConfig, usize)> = None;
+    let mut main: Option<MainConfig> = None;
     let mut servers: Vec<ServerConfig> = Vec::new();
     for section in &sections {
         if section.name == "pgagroal" {
-            let mut cfg = MainConfig::default();
+            let mut cfg = MainConfig { lines: KeyLines::new(section.line), ..MainConfig::default() };
             let mut seen = main_keys::Seen::default();
             for entry in &section.entries {
                 match cfg.set(&entry.key, &entry.value) {
-                    Ok(main_keys::Outcome::Applied) => seen.mark(&entry.key),
-                    Ok(main_keys::Outcome::NotYetEffective) => warnings.push(format!(
-                        "{}: line {}: key '{}' is recognised but has no effect in this version",
-                        path.display(),
-                        entry.line,
-                        entry.key
-                    )),
+                    Ok(main_keys::Outcome::Applied) => {
+                        seen.mark(&entry.key);
+                        cfg.lines.record(&entry.key, entry.line);
+                    }
+                    Ok(main_keys::Outcome::NotYetEffective) => {
+                        cfg.lines.record(&entry.key, entry.line);
+                        warnings.push(format!(
+                            "{}: line {}: key '{}' is recognised but has no effect in this version",
+                            path.display(),
+                            entry.line,
+                            entry.key
+                        ))
+                    }
                     Ok(main_keys::Outcome::Unknown) => warnings.push(format!(
                         "{}: line {}: unknown key '{}' in [pgagroal] is ignored",
                         path.display(),
@@ -140,13 +151,13 @@ fn from_sections(path: &Path, sections: Vec<ini::Section>, orphans: Vec<ini::Ent
                     });
                 }
             }
-            main = Some((cfg, section.line));
+            main = Some(cfg);
         } else {
             servers.push(server_section(path, section, &mut warnings)?);
         }
     }
 
-    let Some((mut main, main_line)) = main else {
+    let Some(mut main) = main else {
         return Err(ConfigError::Semantic {
             file: path.to_path_buf(),
             message: "no [pgagroal] section: it must hold host, port and unix_socket_dir".into(),
@@ -177,27 +188,30 @@ fn from_sections(path: &Path, sections: Vec<ini::Section>, orphans: Vec<ini::Ent
         warnings.push(format!("{}: more than one server is marked primary; the first one is used", path.display()));
     }
     if main.max_connections == 0 {
-        return Err(invalid(main_line, "max_connections", "a number of connections above 0".into()));
+        let line = main.lines.line("max_connections");
+        return Err(invalid(line, "max_connections", "a number of connections above 0".into()));
     }
     if main.max_connections > MAX_CONNECTIONS_LIMIT {
         warnings.push(format!(
-            "{}: max_connections {} is above the limit; using {MAX_CONNECTIONS_LIMIT}",
+            "{}: line {}: max_connections {} is above the limit; using {MAX_CONNECTIONS_LIMIT}",
             path.display(),
+            main.lines.line("max_connections"),
             main.max_connections
         ));
         main.max_connections = MAX_CONNECTIONS_LIMIT;
     }
     if main.tls && (main.tls_cert_file.is_none() || main.tls_key_file.is_none()) {
-        return Err(invalid(main_line, "tls", "tls_cert_file and tls_key_file when tls = on".into()));
+        let missing = if main.tls_cert_file.is_none() { "tls_cert_file" } else { "tls_key_file" };
+        return Err(ConfigError::Conflict {
+            file: path.to_path_buf(),
+            line: main.lines.line("tls"),
+            key: "tls".into(),
+            message: format!("tls = on needs tls_cert_file and tls_key_file; {missing} is not set"),
+        });
     }
-    if main.pipeline == Pipeline::Transaction {
-        return Err(invalid(
-            main_line,
-            "pipeline",
-            "'auto', 'performance' or 'session': the transaction pipeline is not available in this version".into(),
-        ));
-    }
-    Ok(Loaded { config: Config { main, servers, path: path.to_path_buf() }, warnings })
+    let config = Config { main, servers, path: path.to_path_buf() };
+    warnings.extend(pipeline::check(&config)?);
+    Ok(Loaded { config, warnings })
 }
 
 fn server_section(
@@ -210,7 +224,9 @@ fn server_section(
     let mut primary = false;
     let mut tls = false;
     let (mut tls_ca_file, mut tls_cert_file, mut tls_key_file) = (None, None, None);
+    let mut lines = KeyLines::new(section.line);
     for entry in &section.entries {
+        lines.record(&entry.key, entry.line);
         let invalid = |expected: String| ConfigError::Invalid {
             file: path.to_path_buf(),
             line: entry.line,
@@ -256,25 +272,36 @@ fn server_section(
     if port == 0 {
         return Err(ConfigError::Invalid {
             file: path.to_path_buf(),
-            line: section.line,
+            line: lines.line("port"),
             key: "port".into(),
             expected: "a port number 1-65535".into(),
         });
     }
     if tls && host.starts_with('/') {
-        return Err(ConfigError::Invalid {
+        return Err(ConfigError::Conflict {
             file: path.to_path_buf(),
-            line: section.line,
+            line: lines.line("tls"),
             key: "tls".into(),
-            expected: "a TCP host: PostgreSQL offers no TLS on Unix sockets".into(),
+            message: format!(
+                "tls = on in [{}] needs a TCP host, not the socket directory host = {}{}: PostgreSQL offers no TLS \
+                 on Unix sockets",
+                section.name,
+                host,
+                lines.at("host")
+            ),
         });
     }
     if tls_cert_file.is_some() != tls_key_file.is_some() {
-        return Err(ConfigError::Invalid {
+        let (set, unset) =
+            if tls_cert_file.is_some() { ("tls_cert_file", "tls_key_file") } else { ("tls_key_file", "tls_cert_file") };
+        return Err(ConfigError::Conflict {
             file: path.to_path_buf(),
-            line: section.line,
-            key: "tls_cert_file".into(),
-            expected: "tls_cert_file and tls_key_file together (a client certificate needs its key)".into(),
+            line: lines.line(set),
+            key: set.into(),
+            message: format!(
+                "{set} in [{}] needs {unset} too: a client certificate and its key go together",
+                section.name
+            ),
         });
     }
     Ok(ServerConfig {
@@ -287,6 +314,7 @@ fn server_section(
         tls_cert_file,
         tls_key_file,
         line: section.line,
+        lines,
     })
 }
 
@@ -332,8 +360,11 @@ mod tests {
         assert!(err.contains("[other]"), "{err}");
         let t = GOOD.replace("max_connections = 8", "max_connections = 0");
         assert!(parse(Path::new("p.conf"), &t).is_err());
+        // The transaction pipeline relays no pass-through users.
         let t = GOOD.replace("max_connections = 8", "pipeline = transaction");
         assert!(parse(Path::new("p.conf"), &t).is_err());
+        let t = GOOD.replace("max_connections = 8", "pipeline = transaction\nallow_unknown_users = off");
+        assert!(parse(Path::new("p.conf"), &t).is_ok());
     }
 
     #[test]
