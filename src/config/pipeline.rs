@@ -46,45 +46,42 @@ impl Rules<'_> {
         &self.config.main
     }
 
-    /// "pipeline = NAME (line N)".
-    fn pipeline_text(&self) -> String {
-        let lines = &self.main().lines;
+    /// "pipeline = NAME (line N)"; without the line when the message is
+    /// already on it.
+    fn pipeline_text(&self, with_line: bool) -> String {
+        let at = if with_line { self.main().lines.at("pipeline") } else { String::new() };
         match self.main().pipeline {
-            Pipeline::Auto => {
-                format!("pipeline = auto{}, which resolves to {},", lines.at("pipeline"), self.pipeline.name())
-            }
-            p => format!("pipeline = {}{}", p.name(), lines.at("pipeline")),
+            Pipeline::Auto => format!("pipeline = auto{at}, which resolves to {},", self.pipeline.name()),
+            p => format!("pipeline = {}{at}", p.name()),
         }
     }
 
-    /// `key` set to `value` cannot be used with this pipeline. The error is
-    /// on `key`'s line, or on `pipeline`'s when `key` holds its default.
-    fn refuse(&self, key: &str, value: &str, why: &str) -> ConfigError {
+    /// The line of `key`, else (when it holds its default) of `pipeline`,
+    /// and the text of the pipeline key for a message on that line.
+    fn placed(&self, key: &str, value: &str) -> (usize, String, String) {
         let lines = &self.main().lines;
-        let (line, at_fault) = match lines.get(key) {
-            Some(line) => (line, key),
-            None => (lines.line("pipeline"), "pipeline"),
-        };
-        let default = if lines.get(key).is_none() { " (the default)" } else { "" };
+        match lines.get(key) {
+            Some(line) => (line, format!("{key} = {value}"), self.pipeline_text(true)),
+            None => (lines.line("pipeline"), format!("{key} = {value} (the default)"), self.pipeline_text(false)),
+        }
+    }
+
+    /// `key` set to `value` cannot be used with this pipeline.
+    fn refuse(&self, key: &str, value: &str, why: &str) -> ConfigError {
+        let (line, setting, pipeline) = self.placed(key, value);
+        let at_fault = if self.main().lines.get(key).is_some() { key } else { "pipeline" };
         ConfigError::Conflict {
             file: self.config.path.clone(),
             line,
             key: at_fault.to_string(),
-            message: format!("{key} = {value}{default} cannot be used with {}: {why}", self.pipeline_text()),
+            message: format!("{setting} cannot be used with {pipeline}: {why}"),
         }
     }
 
-    /// `key = value` works against this pipeline; the warning is on `key`'s
-    /// line, or on `pipeline`'s when `key` holds its default.
+    /// `key = value` works against this pipeline.
     fn discourage(&self, key: &str, value: &str, why: &str) -> String {
-        let lines = &self.main().lines;
-        let line = lines.get(key).unwrap_or_else(|| lines.line("pipeline"));
-        let default = if lines.get(key).is_none() { " (the default)" } else { "" };
-        format!(
-            "{}: line {line}: {key} = {value}{default} is not recommended with {}: {why}",
-            self.config.path.display(),
-            self.pipeline_text()
-        )
+        let (line, setting, pipeline) = self.placed(key, value);
+        format!("{}: line {line}: {setting} is not recommended with {pipeline}: {why}", self.config.path.display())
     }
 }
 
@@ -124,7 +121,7 @@ pub fn check(config: &Config) -> Result<Vec<String>, ConfigError> {
                          with the worker that opened it, and the transaction pipeline passes connections between \
                          workers",
                         server.name,
-                        rules.pipeline_text()
+                        rules.pipeline_text(true)
                     ),
                 });
             }
@@ -180,7 +177,7 @@ pub fn check_files(config: &Config, users: &[&str], limits: Option<&Limits>) -> 
             message: format!(
                 "{} needs a users file (-u) with at least one user, or auth_query = on{}: the transaction \
                  pipeline logs in to servers by itself",
-                rules.pipeline_text(),
+                rules.pipeline_text(false),
                 lines.at("auth_query")
             ),
         });

@@ -74,6 +74,7 @@ fn transaction_refusals_name_the_key_s_line() {
     // allow_unknown_users left at its default: the error is on pipeline's line.
     let e = err("pipeline = transaction");
     assert!(e.starts_with("p.conf: line 5: allow_unknown_users = on (the default)"), "{e}");
+    assert!(!e.contains("(line"), "the message is on pipeline's line: {e}");
     let e = err("pipeline = transaction\nallow_unknown_users = on");
     assert!(e.starts_with("p.conf: line 6: allow_unknown_users = on") && e.contains("(line 5)"), "{e}");
     let e = err(&format!("{TRANSACTION}\ndisconnect_client = 10"));
@@ -115,7 +116,7 @@ fn transaction_warns_about_keys_that_work_against_sharing() {
 fn transaction_needs_a_users_file_unless_auth_query() {
     let config = ok(TRANSACTION).config;
     let e = check_files(&config, &[], None).unwrap_err().to_string();
-    assert!(e.starts_with("p.conf: line 5: pipeline = transaction") && e.contains("users file (-u)"), "{e}");
+    assert!(e.starts_with("p.conf: line 5: pipeline = transaction needs") && e.contains("users file (-u)"), "{e}");
     assert!(check_files(&config, &["alice"], None).is_ok());
     let config = ok("pipeline = transaction\nauth_query = on\nblocking_timeout = 0").config;
     assert!(check_files(&config, &[], None).is_ok());
