@@ -1,8 +1,9 @@
 //! What a reload may change. Keys that shape sockets, shared memory or
 //! logging keep their running values until a restart; everything else takes
 //! effect for clients that start after the reload. The pipeline that runs
-//! is kept too.
+//! and the limits file's rules are kept too.
 
+use super::limits::Limits;
 use super::{Config, KeyLines, ServerConfig};
 
 /// The outcome of merging a freshly read configuration into the running one.
@@ -64,6 +65,16 @@ fn same_servers(a: &[ServerConfig], b: &[ServerConfig]) -> bool {
     a.len() == b.len() && a.iter().zip(b).all(|(x, y)| unplaced(x) == unplaced(y))
 }
 
+/// Limits size the shared counters at start, so a reload keeps the
+/// running ones: returns the warning to report when the file says
+/// something else now.
+pub fn limits_changed(running: &Limits, new: &Limits) -> Option<String> {
+    (!running.same_rules(new)).then(|| {
+        let file = if new.path.as_os_str().is_empty() { &running.path } else { &new.path };
+        format!("{}: limits changes need a restart; the running limits are kept", file.display())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -111,5 +122,16 @@ mod tests {
         let mut changed = config("");
         changed.servers[0] = ServerConfig { port: 5433, ..other };
         assert_eq!(merge(&running, changed).needs_restart, vec!["server sections"]);
+    }
+
+    #[test]
+    fn limits_changes_wait_for_a_restart() {
+        let parse = |text: &str| Limits::parse(Path::new("l.conf"), text, 10).expect("limits").0;
+        let running = parse("db alice 4\n");
+        assert_eq!(limits_changed(&running, &parse("# moved\ndb alice 4\n")), None);
+        let warning = limits_changed(&running, &parse("db alice 5\n")).expect("a change");
+        assert!(warning.contains("l.conf") && warning.contains("limits changes need a restart"), "{warning}");
+        assert!(limits_changed(&running, &Limits::default()).is_some(), "a removed file is a change");
+        assert_eq!(limits_changed(&Limits::default(), &Limits::default()), None);
     }
 }
