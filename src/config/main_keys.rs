@@ -2,7 +2,6 @@
 //! defaults, and the list of upstream keys that are recognised but not yet
 //! acted on (they warn instead of being reported as unknown).
 
-use super::key_lines::KeyLines;
 use super::value::{self, Expected};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -124,8 +123,6 @@ pub struct MainConfig {
     pub max_connection_age: Duration,
     /// Replace frontend passwords this often; 0 = never.
     pub rotate_frontend_password_timeout: Duration,
-    /// Where each key was written, for messages about combinations of keys.
-    pub lines: KeyLines,
 }
 
 impl Default for MainConfig {
@@ -166,7 +163,6 @@ impl Default for MainConfig {
             idle_timeout: Duration::ZERO,
             max_connection_age: Duration::ZERO,
             rotate_frontend_password_timeout: Duration::ZERO,
-            lines: KeyLines::default(),
         }
     }
 }

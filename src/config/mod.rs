@@ -46,8 +46,6 @@ pub struct ServerConfig {
     pub tls_key_file: Option<PathBuf>,
     /// Line of the section header, for messages.
     pub line: usize,
-    /// Where each key was written, for messages about combinations of keys.
-    pub lines: KeyLines,
 }
 
 impl ServerConfig {
@@ -69,12 +67,31 @@ pub struct Config {
     pub servers: Vec<ServerConfig>,
     /// Path the configuration was read from.
     pub path: PathBuf,
+    /// Where each key was written, for messages about combinations of keys.
+    pub lines: Lines,
+}
+
+/// Where the keys of each section were written. Kept beside the values, so
+/// that two configurations that say the same compare equal wherever their
+/// lines are.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Lines {
+    /// `[pgagroal]`'s keys.
+    pub main: KeyLines,
+    /// Each server section's keys, in the order of `Config::servers`.
+    pub servers: Vec<KeyLines>,
 }
 
 impl Config {
     /// The server new connections go to: the first marked primary, else the first.
     pub fn primary_server(&self) -> Option<(usize, &ServerConfig)> {
         self.servers.iter().enumerate().find(|(_, s)| s.primary).or_else(|| self.servers.iter().enumerate().next())
+    }
+
+    /// Where the keys of server section `index` were written.
+    pub fn server_lines(&self, index: usize) -> KeyLines {
+        let header = self.servers.get(index).map_or(0, |s| s.line);
+        self.lines.servers.get(index).cloned().unwrap_or_else(|| KeyLines::new(header))
     }
 }
 
@@ -111,20 +128,22 @@ fn from_sections(path: &Path, sections: Vec<ini::Section>, orphans: Vec<ini::Ent
         expected,
     };
 
-    let mut main: Option<MainConfig> = None;
+    let mut main: Option<(MainConfig, KeyLines)> = None;
     let mut servers: Vec<ServerConfig> = Vec::new();
+    let mut server_lines: Vec<KeyLines> = Vec::new();
     for section in &sections {
         if section.name == "pgagroal" {
-            let mut cfg = MainConfig { lines: KeyLines::new(section.line), ..MainConfig::default() };
+            let mut cfg = MainConfig::default();
+            let mut lines = KeyLines::new(section.line);
             let mut seen = main_keys::Seen::default();
             for entry in &section.entries {
                 match cfg.set(&entry.key, &entry.value) {
                     Ok(main_keys::Outcome::Applied) => {
                         seen.mark(&entry.key);
-                        cfg.lines.record(&entry.key, entry.line);
+                        lines.record(&entry.key, entry.line);
                     }
                     Ok(main_keys::Outcome::NotYetEffective) => {
-                        cfg.lines.record(&entry.key, entry.line);
+                        lines.record(&entry.key, entry.line);
                         warnings.push(format!(
                             "{}: line {}: key '{}' is recognised but has no effect in this version",
                             path.display(),
@@ -151,13 +170,15 @@ fn from_sections(path: &Path, sections: Vec<ini::Section>, orphans: Vec<ini::Ent
                     });
                 }
             }
-            main = Some(cfg);
+            main = Some((cfg, lines));
         } else {
-            servers.push(server_section(path, section, &mut warnings)?);
+            let (server, lines) = server_section(path, section, &mut warnings)?;
+            servers.push(server);
+            server_lines.push(lines);
         }
     }
 
-    let Some(mut main) = main else {
+    let Some((mut main, main_lines)) = main else {
         return Err(ConfigError::Semantic {
             file: path.to_path_buf(),
             message: "no [pgagroal] section: it must hold host, port and unix_socket_dir".into(),
@@ -188,14 +209,14 @@ fn from_sections(path: &Path, sections: Vec<ini::Section>, orphans: Vec<ini::Ent
         warnings.push(format!("{}: more than one server is marked primary; the first one is used", path.display()));
     }
     if main.max_connections == 0 {
-        let line = main.lines.line("max_connections");
+        let line = main_lines.line("max_connections");
         return Err(invalid(line, "max_connections", "a number of connections above 0".into()));
     }
     if main.max_connections > MAX_CONNECTIONS_LIMIT {
         warnings.push(format!(
             "{}: line {}: max_connections {} is above the limit; using {MAX_CONNECTIONS_LIMIT}",
             path.display(),
-            main.lines.line("max_connections"),
+            main_lines.line("max_connections"),
             main.max_connections
         ));
         main.max_connections = MAX_CONNECTIONS_LIMIT;
@@ -204,12 +225,13 @@ fn from_sections(path: &Path, sections: Vec<ini::Section>, orphans: Vec<ini::Ent
         let missing = if main.tls_cert_file.is_none() { "tls_cert_file" } else { "tls_key_file" };
         return Err(ConfigError::Conflict {
             file: path.to_path_buf(),
-            line: main.lines.line("tls"),
+            line: main_lines.line("tls"),
             key: "tls".into(),
             message: format!("tls = on needs tls_cert_file and tls_key_file; {missing} is not set"),
         });
     }
-    let config = Config { main, servers, path: path.to_path_buf() };
+    let lines = Lines { main: main_lines, servers: server_lines };
+    let config = Config { main, servers, path: path.to_path_buf(), lines };
     warnings.extend(pipeline::check(&config)?);
     Ok(Loaded { config, warnings })
 }
@@ -218,7 +240,7 @@ fn server_section(
     path: &Path,
     section: &ini::Section,
     warnings: &mut Vec<String>,
-) -> Result<ServerConfig, ConfigError> {
+) -> Result<(ServerConfig, KeyLines), ConfigError> {
     let mut host = None;
     let mut port = None;
     let mut primary = false;
@@ -304,7 +326,7 @@ fn server_section(
             ),
         });
     }
-    Ok(ServerConfig {
+    let server = ServerConfig {
         name: section.name.clone(),
         host,
         port,
@@ -314,8 +336,8 @@ fn server_section(
         tls_cert_file,
         tls_key_file,
         line: section.line,
-        lines,
-    })
+    };
+    Ok((server, lines))
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@
 //! the line of the key it conflicts with.
 
 use super::limits::Limits;
-use super::{Config, ConfigError, MainConfig, Pipeline, Validation};
+use super::{Config, ConfigError, KeyLines, MainConfig, Pipeline, Validation};
 use std::time::Duration;
 
 /// The pipeline `main.pipeline` stands for; never [`Pipeline::Auto`].
@@ -46,10 +46,14 @@ impl Rules<'_> {
         &self.config.main
     }
 
+    fn lines(&self) -> &KeyLines {
+        &self.config.lines.main
+    }
+
     /// "pipeline = NAME (line N)"; without the line when the message is
     /// already on it.
     fn pipeline_text(&self, with_line: bool) -> String {
-        let at = if with_line { self.main().lines.at("pipeline") } else { String::new() };
+        let at = if with_line { self.lines().at("pipeline") } else { String::new() };
         match self.main().pipeline {
             Pipeline::Auto => format!("pipeline = auto{at}, which resolves to {},", self.pipeline.name()),
             p => format!("pipeline = {}{at}", p.name()),
@@ -59,7 +63,7 @@ impl Rules<'_> {
     /// The line of `key`, else (when it holds its default) of `pipeline`,
     /// and the text of the pipeline key for a message on that line.
     fn placed(&self, key: &str, value: &str) -> (usize, String, String) {
-        let lines = &self.main().lines;
+        let lines = &self.lines();
         match lines.get(key) {
             Some(line) => (line, format!("{key} = {value}"), self.pipeline_text(true)),
             None => (lines.line("pipeline"), format!("{key} = {value} (the default)"), self.pipeline_text(false)),
@@ -69,7 +73,7 @@ impl Rules<'_> {
     /// `key` set to `value` cannot be used with this pipeline.
     fn refuse(&self, key: &str, value: &str, why: &str) -> ConfigError {
         let (line, setting, pipeline) = self.placed(key, value);
-        let at_fault = if self.main().lines.get(key).is_some() { key } else { "pipeline" };
+        let at_fault = if self.lines().get(key).is_some() { key } else { "pipeline" };
         ConfigError::Conflict {
             file: self.config.path.clone(),
             line,
@@ -111,10 +115,10 @@ pub fn check(config: &Config) -> Result<Vec<String>, ConfigError> {
             }
         }
         Pipeline::Transaction => {
-            if let Some(server) = config.servers.iter().find(|s| s.tls) {
+            if let Some((index, server)) = config.servers.iter().enumerate().find(|(_, s)| s.tls) {
                 return Err(ConfigError::Conflict {
                     file: config.path.clone(),
-                    line: server.lines.line("tls"),
+                    line: config.server_lines(index).line("tls"),
                     key: "tls".into(),
                     message: format!(
                         "tls = on in server section [{}] cannot be used with {}: a TLS server connection stays \
@@ -169,7 +173,7 @@ pub fn check_files(config: &Config, users: &[&str], limits: Option<&Limits>) -> 
     let main = &config.main;
     let rules = Rules { config, pipeline: resolve(main) };
     if rules.pipeline == Pipeline::Transaction && !main.auth_query && users.is_empty() {
-        let lines = &main.lines;
+        let lines = &config.lines.main;
         return Err(ConfigError::Conflict {
             file: config.path.clone(),
             line: lines.line("pipeline"),

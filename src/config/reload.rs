@@ -4,7 +4,7 @@
 //! and the limits file's rules are kept too.
 
 use super::limits::Limits;
-use super::{Config, KeyLines, ServerConfig};
+use super::{Config, ServerConfig};
 
 /// The outcome of merging a freshly read configuration into the running one.
 #[derive(Debug, Clone)]
@@ -54,6 +54,7 @@ pub fn merge(running: &Config, mut new: Config) -> Reloaded {
     if !same_servers(&running.servers, &new.servers) {
         needs_restart.push("server sections");
         new.servers = running.servers.clone();
+        new.lines.servers = running.lines.servers.clone();
     }
     Reloaded { config: new, needs_restart }
 }
@@ -61,7 +62,7 @@ pub fn merge(running: &Config, mut new: Config) -> Reloaded {
 /// Whether two lists of server sections say the same, wherever their
 /// lines are.
 fn same_servers(a: &[ServerConfig], b: &[ServerConfig]) -> bool {
-    let unplaced = |s: &ServerConfig| ServerConfig { line: 0, lines: KeyLines::default(), ..s.clone() };
+    let unplaced = |s: &ServerConfig| ServerConfig { line: 0, ..s.clone() };
     a.len() == b.len() && a.iter().zip(b).all(|(x, y)| unplaced(x) == unplaced(y))
 }
 
