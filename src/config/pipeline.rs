@@ -63,7 +63,7 @@ impl Rules<'_> {
     /// The line of `key`, else (when it holds its default) of `pipeline`,
     /// and the text of the pipeline key for a message on that line.
     fn placed(&self, key: &str, value: &str) -> (usize, String, String) {
-        let lines = &self.lines();
+        let lines = self.lines();
         match lines.get(key) {
             Some(line) => (line, format!("{key} = {value}"), self.pipeline_text(true)),
             None => (lines.line("pipeline"), format!("{key} = {value} (the default)"), self.pipeline_text(false)),
@@ -89,7 +89,7 @@ impl Rules<'_> {
     }
 }
 
-fn seconds(d: Duration) -> String {
+fn duration_text(d: Duration) -> String {
     if d.subsec_millis() == 0 { format!("{}s", d.as_secs()) } else { format!("{}ms", d.as_millis()) }
 }
 
@@ -140,20 +140,20 @@ pub fn check(config: &Config) -> Result<Vec<String>, ConfigError> {
                 return Err(rules.refuse("allow_unknown_users", "on", why));
             }
             if !main.blocking_timeout.is_zero() {
-                let why = "clients wait for a server connection at every transaction, so a full pool can \
-                           refuse a client between two transactions of its session";
-                warnings.push(rules.discourage("blocking_timeout", &seconds(main.blocking_timeout), why));
+                let why = "clients wait for a server connection at every transaction, so while the pool is \
+                           full each transaction may wait this long before it starts";
+                warnings.push(rules.discourage("blocking_timeout", &duration_text(main.blocking_timeout), why));
             }
             let closes = "closing shared connections makes the transactions that follow open new ones";
             if !main.idle_timeout.is_zero() {
-                warnings.push(rules.discourage("idle_timeout", &seconds(main.idle_timeout), closes));
+                warnings.push(rules.discourage("idle_timeout", &duration_text(main.idle_timeout), closes));
             }
             if !main.max_connection_age.is_zero() {
-                warnings.push(rules.discourage("max_connection_age", &seconds(main.max_connection_age), closes));
+                warnings.push(rules.discourage("max_connection_age", &duration_text(main.max_connection_age), closes));
             }
             if !main.rotate_frontend_password_timeout.is_zero() {
                 let why = "clients keep connecting for every session while their passwords change under them";
-                let value = seconds(main.rotate_frontend_password_timeout);
+                let value = duration_text(main.rotate_frontend_password_timeout);
                 warnings.push(rules.discourage("rotate_frontend_password_timeout", &value, why));
             }
             if main.validation == Validation::Foreground {
