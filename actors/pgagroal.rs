@@ -11,7 +11,8 @@ mod worker;
 
 use clap::{ArgAction, Parser};
 use pgagroal::auth::credentials::Credentials;
-use pgagroal::config::{self, ConfigFiles, FileOverrides, LogType};
+use pgagroal::config::limits::Limits;
+use pgagroal::config::{self, FileOverrides, LogType};
 use pgagroal::hba::Hba;
 use pgagroal::tls::TlsConfigs;
 use slog::{info, warn};
@@ -108,10 +109,6 @@ fn main() -> ExitCode {
     if !dir.is_dir() {
         return fail(format!("{}: unix_socket_dir {} is not a directory", files.main.display(), dir.display()));
     }
-    let mut ignored_files = Vec::new();
-    if let Some(p) = &files.limit {
-        ignored_files.push(format!("-l {}", p.display()));
-    }
     let mut mock_secret = [0u8; 32];
     if ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut mock_secret).is_err() {
         return fail("cannot draw random bytes from the operating system");
@@ -120,6 +117,18 @@ fn main() -> ExitCode {
         Ok(both) => both,
         Err(e) => return fail(e),
     };
+    let (limits, mut limit_warnings) = match &files.limit {
+        Some(path) => match Limits::load(path, config.main.max_connections) {
+            Ok(both) => both,
+            Err(e) => return fail(e),
+        },
+        None => (Limits::default(), Vec::new()),
+    };
+    let users: Vec<&str> = creds.user_names().collect();
+    match config::pipeline::check_files(&config, &users, Some(&limits)) {
+        Ok(warnings) => limit_warnings.extend(warnings),
+        Err(e) => return fail(e),
+    }
     let tls = match TlsConfigs::load(&config) {
         Ok((tls, warnings)) => {
             cred_warnings.extend(warnings);
@@ -142,11 +151,8 @@ fn main() -> ExitCode {
     for w in &loaded.warnings {
         warn!(log, "{}", w);
     }
-    for w in &cred_warnings {
+    for w in cred_warnings.iter().chain(&limit_warnings) {
         warn!(log, "{}", w);
-    }
-    for f in &ignored_files {
-        warn!(log, "configuration file is not used by this version"; "file" => f);
     }
 
     let pidfile = config.main.pidfile();
@@ -154,23 +160,16 @@ fn main() -> ExitCode {
         slog::crit!(log, "{}", e);
         return ExitCode::FAILURE;
     }
-    let code = run(config, files, hba, creds, tls, &pidfile);
+    let code = run(supervisor::Settings { config, files, hba, creds, tls, limits }, &pidfile);
     if code != 0 {
         let _ = std::fs::remove_file(&pidfile);
     }
     ExitCode::from(code as u8)
 }
 
-fn run(
-    config: config::Config,
-    files: ConfigFiles,
-    hba: Hba,
-    creds: Credentials,
-    tls: TlsConfigs,
-    pidfile: &Path,
-) -> i32 {
+fn run(settings: supervisor::Settings, pidfile: &Path) -> i32 {
     let log = pgagroal::log::logger();
-    let main = &config.main;
+    let main = &settings.config.main;
     let region = match pgagroal::shmem::Region::create(main.max_connections) {
         Ok(r) => r,
         Err(e) => {
@@ -221,7 +220,6 @@ fn run(
         "pipeline" => main.effective_pipeline().name(),
         "pid" => std::process::id());
     let bound = supervisor::Bound { tcp, unix, management };
-    let settings = supervisor::Settings { config, files, hba, creds, tls };
     match supervisor::Supervisor::new(settings, region, bound, paths) {
         Ok(s) => s.run(),
         Err(e) => {

@@ -14,6 +14,7 @@ use mio::{Events, Interest, Poll, Token};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use pgagroal::auth::credentials::Credentials;
+use pgagroal::config::limits::Limits;
 use pgagroal::config::{Config, ConfigFiles};
 use pgagroal::hba::Hba;
 use pgagroal::ipc::Mailbox;
@@ -72,6 +73,10 @@ pub struct Supervisor {
     hba: Hba,
     creds: Credentials,
     tls: TlsConfigs,
+    /// The limits file's entries as read at start (empty without one): the
+    /// shared counters are sized for them, so a reload does not change
+    /// them. Workers will look clients' entries up here.
+    limits: Limits,
     region: Region,
     poll: Poll,
     listeners: Vec<Listener>,
@@ -128,11 +133,13 @@ pub struct Settings {
     pub hba: Hba,
     pub creds: Credentials,
     pub tls: TlsConfigs,
+    /// `pgagroal_databases.conf`, empty when there is none.
+    pub limits: Limits,
 }
 
 impl Supervisor {
     pub fn new(settings: Settings, region: Region, bound: Bound, paths: Paths) -> std::io::Result<Self> {
-        let Settings { config, files, hba, creds, tls } = settings;
+        let Settings { config, files, hba, creds, tls, limits } = settings;
         let mask = blocked_signals();
         mask.thread_block().map_err(std::io::Error::from)?;
         let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
@@ -156,6 +163,7 @@ impl Supervisor {
             hba,
             creds,
             tls,
+            limits,
             region,
             poll,
             listeners,

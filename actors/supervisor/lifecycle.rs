@@ -9,6 +9,7 @@ use super::{Listener, Phase, Pooled, STOP_GRACE, Supervisor};
 use nix::sys::signal::Signal;
 use nix::sys::wait::waitpid;
 use nix::unistd::Pid;
+use pgagroal::config::limits::Limits;
 use pgagroal::hba::Hba;
 use pgagroal::msg::Lifecycle;
 use pgagroal::msg::worker::WorkerReply;
@@ -51,9 +52,11 @@ impl Supervisor {
         }
     }
 
-    /// Re-read pgagroal_hba.conf and the keys of pgagroal.conf that apply to
-    /// new clients. Returns whether a restart is needed for other changes,
-    /// or why the files could not be used (the running configuration stays).
+    /// Re-read pgagroal_hba.conf, the credential files and the keys of
+    /// pgagroal.conf that apply to new clients; the limits file is read and
+    /// checked, but its rules wait for a restart. Returns whether a restart
+    /// is needed for other changes, or why the files could not be used
+    /// (the running configuration stays).
     pub(super) fn reload(&mut self) -> Result<bool, String> {
         let read = pgagroal::config::load(&self.files.main)
             .and_then(|loaded| Hba::load(&self.files.hba).map(|hba| (loaded, hba)));
@@ -77,16 +80,23 @@ impl Supervisor {
             }
         };
         let reloaded = pgagroal::config::reload::merge(&self.config, loaded.config);
-        let restart = !reloaded.needs_restart.is_empty();
-        if restart {
+        let (limit_warnings, limits_changed) = match self.check_reloaded(&reloaded.config, &creds) {
+            Ok(both) => both,
+            Err(e) => {
+                error!(self.log, "reload failed; keeping the running configuration"; "error" => &e);
+                return Err(e);
+            }
+        };
+        let restart = !reloaded.needs_restart.is_empty() || limits_changed.is_some();
+        if !reloaded.needs_restart.is_empty() {
             warn!(self.log, "changed settings keep their running values until a restart";
                   "keys" => reloaded.needs_restart.join(", "));
         }
-        let new = reloaded.config;
-        for w in &cred_warnings {
+        if let Some(w) = &limits_changed {
             warn!(self.log, "{}", w);
         }
-        for w in &loaded.warnings {
+        let new = reloaded.config;
+        for w in cred_warnings.iter().chain(&loaded.warnings).chain(&limit_warnings) {
             warn!(self.log, "{}", w);
         }
         if (new.main.nodelay, new.main.keep_alive) != (self.config.main.nodelay, self.config.main.keep_alive) {
@@ -114,6 +124,33 @@ impl Supervisor {
         }
         info!(self.log, "configuration reloaded"; "restart_required" => restart);
         Ok(restart)
+    }
+
+    /// Check a merged configuration against the rules of the pipeline
+    /// that keeps running and the new credentials, and re-read the limits
+    /// file. Returns the warnings, and the one to report when the limits
+    /// file changed (its running rules are kept).
+    fn check_reloaded(
+        &self,
+        config: &pgagroal::config::Config,
+        creds: &pgagroal::auth::credentials::Credentials,
+    ) -> Result<(Vec<String>, Option<String>), String> {
+        // The file passed these checks when it was read (and its warnings
+        // are logged with it); the merge may have kept a pipeline it does
+        // not name.
+        let running = config.main.effective_pipeline().name();
+        pgagroal::config::pipeline::check(config)
+            .map_err(|e| format!("{e} (the running pipeline is {running} until a restart)"))?;
+        let (limits, limit_warnings) = match &self.files.limit {
+            Some(path) => Limits::load(path, self.config.main.max_connections).map_err(|e| e.to_string())?,
+            None => (Limits::default(), Vec::new()),
+        };
+        let mut warnings = limit_warnings;
+        let users: Vec<&str> = creds.user_names().collect();
+        let file_warnings =
+            pgagroal::config::pipeline::check_files(config, &users, Some(&self.limits)).map_err(|e| e.to_string())?;
+        warnings.extend(file_warnings);
+        Ok((warnings, pgagroal::config::reload::limits_changed(&self.limits, &limits)))
     }
 
     fn close_listeners(&mut self) {

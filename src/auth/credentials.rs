@@ -149,6 +149,11 @@ impl Credentials {
         self.scram.iter().find(|(name, _)| name == user).map(|(_, secret)| secret)
     }
 
+    /// The users of the users file (`-u`).
+    pub fn user_names(&self) -> impl Iterator<Item = &str> {
+        self.users.names()
+    }
+
     /// The password the pooler logs in to PostgreSQL with.
     pub fn server_password(&self, user: &str) -> Option<&Password> {
         self.users.get(user)

@@ -1,5 +1,6 @@
 //! Configuration errors. Every variant names the file; those about a line
-//! name the line and the key, and say what was expected there.
+//! name the line and the key, and say what was expected there; a conflict
+//! between two keys names the line of the one at fault and the other's.
 
 use std::path::PathBuf;
 
@@ -16,6 +17,11 @@ pub enum ConfigError {
 
     #[error("{}: line {line}: section [{section}] is missing the required key '{key}'", file.display())]
     Missing { file: PathBuf, section: String, line: usize, key: String },
+
+    /// Two keys that cannot go together: `line` and `key` are the one at
+    /// fault, the message names the other and its line.
+    #[error("{}: line {line}: {message}", file.display())]
+    Conflict { file: PathBuf, line: usize, key: String, message: String },
 
     #[error("{}: {message}", file.display())]
     Semantic { file: PathBuf, message: String },

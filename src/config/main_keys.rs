@@ -26,6 +26,16 @@ impl Pipeline {
     }
 }
 
+/// When server connections are tested with a trivial query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Validation {
+    Off,
+    /// When a client checks a connection out.
+    Foreground,
+    /// Every `background_interval`, on idle connections.
+    Background,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum LogType {
     Console,
@@ -93,6 +103,26 @@ pub struct MainConfig {
     /// CA certificates client certificates are verified against; set, it
     /// makes a client certificate mandatory for TLS clients.
     pub tls_ca_file: Option<PathBuf>,
+    /// Run `failover_script` when the primary cannot be reached. Read and
+    /// checked (it shapes the pipeline), not acted on yet.
+    pub failover: bool,
+    pub failover_script: Option<PathBuf>,
+    /// Seconds a client may stay idle before it is disconnected; 0 = never.
+    /// Read and checked (it shapes the pipeline), not acted on yet.
+    pub disconnect_client: u64,
+    /// Disconnect clients after `disconnect_client` even when active.
+    pub disconnect_client_force: bool,
+    /// Attempts at a slot when `blocking_timeout` is 0.
+    pub max_retries: u32,
+    pub validation: Validation,
+    /// Period of background validation.
+    pub background_interval: Duration,
+    /// Close pooled connections idle longer than this; 0 = never.
+    pub idle_timeout: Duration,
+    /// Close pooled connections older than this; 0 = never.
+    pub max_connection_age: Duration,
+    /// Replace frontend passwords this often; 0 = never.
+    pub rotate_frontend_password_timeout: Duration,
 }
 
 impl Default for MainConfig {
@@ -123,6 +153,16 @@ impl Default for MainConfig {
             tls_cert_file: None,
             tls_key_file: None,
             tls_ca_file: None,
+            failover: false,
+            failover_script: None,
+            disconnect_client: 0,
+            disconnect_client_force: false,
+            max_retries: 5,
+            validation: Validation::Off,
+            background_interval: Duration::from_secs(300),
+            idle_timeout: Duration::ZERO,
+            max_connection_age: Duration::ZERO,
+            rotate_frontend_password_timeout: Duration::ZERO,
         }
     }
 }
@@ -136,7 +176,8 @@ pub enum Outcome {
     Unknown,
 }
 
-/// Keys of upstream's `[pgagroal]` section that are accepted without effect.
+/// Keys of upstream's `[pgagroal]` section that are accepted without effect
+/// and without a check of their value.
 const NOT_YET_EFFECTIVE: &[&str] = &[
     "metrics",
     "metrics_cache_max_age",
@@ -149,14 +190,7 @@ const NOT_YET_EFFECTIVE: &[&str] = &[
     "log_rotation_age",
     "log_rotation_size",
     "connection_retry_delay",
-    "max_retries",
-    "idle_timeout",
-    "max_connection_age",
-    "validation",
-    "background_interval",
     "flush_timeout",
-    "failover",
-    "failover_script",
     "failover_notify_script",
     "health_check",
     "health_check_period",
@@ -170,10 +204,7 @@ const NOT_YET_EFFECTIVE: &[&str] = &[
     "server_reset_query_always",
     "server_reset_query_behavior_on_failure",
     "update_process_title",
-    "rotate_frontend_password_timeout",
     "rotate_frontend_password_length",
-    "disconnect_client",
-    "disconnect_client_force",
 ];
 
 /// Which required keys were present.
@@ -199,6 +230,9 @@ pub(crate) fn path_value(value: &str) -> Result<PathBuf, Expected> {
 impl MainConfig {
     /// Apply one `key = value`; an error is the description of what was expected.
     pub fn set(&mut self, key: &str, raw: &str) -> Result<Outcome, Expected> {
+        if self.set_checked_only(key, raw)? {
+            return Ok(Outcome::NotYetEffective);
+        }
         match key {
             "host" => {
                 if raw.is_empty() {
@@ -272,6 +306,33 @@ impl MainConfig {
         Ok(Outcome::Applied)
     }
 
+    /// Keys whose values are read and checked, since other keys' rules
+    /// depend on them, but which this version does not act on yet. Returns
+    /// whether `key` is one of them.
+    fn set_checked_only(&mut self, key: &str, raw: &str) -> Result<bool, Expected> {
+        match key {
+            "failover" => self.failover = value::parse_bool(raw)?,
+            "failover_script" => self.failover_script = Some(path_value(raw)?),
+            "disconnect_client" => self.disconnect_client = value::parse_int(raw, "a number of seconds (0 = off)")?,
+            "disconnect_client_force" => self.disconnect_client_force = value::parse_bool(raw)?,
+            "max_retries" => self.max_retries = value::parse_int(raw, "a number of retries")?,
+            "validation" => {
+                self.validation = match raw.to_ascii_lowercase().as_str() {
+                    "off" => Validation::Off,
+                    "foreground" => Validation::Foreground,
+                    "background" => Validation::Background,
+                    _ => return Err(format!("off, foreground or background, not '{raw}'")),
+                }
+            }
+            "background_interval" => self.background_interval = value::parse_duration(raw)?,
+            "idle_timeout" => self.idle_timeout = value::parse_duration(raw)?,
+            "max_connection_age" => self.max_connection_age = value::parse_duration(raw)?,
+            "rotate_frontend_password_timeout" => self.rotate_frontend_password_timeout = value::parse_duration(raw)?,
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
     /// The listen backlog actually used.
     pub fn backlog(&self) -> u32 {
         self.backlog.unwrap_or_else(|| ((self.max_connections / 4) as u32).max(16))
@@ -292,13 +353,10 @@ impl MainConfig {
         self.unix_socket_dir.join(".s.pgagroal")
     }
 
-    /// The pipeline that runs; `auto` and `performance` run the session relay
-    /// in this version.
+    /// The pipeline `pipeline` stands for: `auto` resolved (see
+    /// [`super::pipeline::resolve`]), never [`Pipeline::Auto`].
     pub fn effective_pipeline(&self) -> Pipeline {
-        match self.pipeline {
-            Pipeline::Transaction => Pipeline::Transaction,
-            _ => Pipeline::Session,
-        }
+        super::pipeline::resolve(self)
     }
 }
 
@@ -340,5 +398,38 @@ mod tests {
         assert_eq!(c.set("nonsense", "5"), Ok(Outcome::Unknown));
         assert_eq!(c.set("authentication_timeout", "0"), Ok(Outcome::Applied));
         assert_eq!(c.authentication_timeout, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn checked_only_keys_keep_their_values() {
+        let mut c = MainConfig::default();
+        assert_eq!(c.max_retries, 5);
+        assert_eq!(c.background_interval, Duration::from_secs(300));
+        for (key, raw) in [
+            ("failover", "on"),
+            ("failover_script", "/usr/local/bin/failover.sh"),
+            ("disconnect_client", "60"),
+            ("disconnect_client_force", "yes"),
+            ("max_retries", "3"),
+            ("validation", "Foreground"),
+            ("background_interval", "1m"),
+            ("idle_timeout", "10m"),
+            ("max_connection_age", "1h"),
+            ("rotate_frontend_password_timeout", "1d"),
+        ] {
+            assert_eq!(c.set(key, raw), Ok(Outcome::NotYetEffective), "{key}");
+        }
+        assert!(c.failover && c.disconnect_client_force);
+        assert_eq!(c.failover_script, Some(PathBuf::from("/usr/local/bin/failover.sh")));
+        assert_eq!(c.disconnect_client, 60);
+        assert_eq!(c.max_retries, 3);
+        assert_eq!(c.validation, Validation::Foreground);
+        assert_eq!(c.background_interval, Duration::from_secs(60));
+        assert_eq!(c.idle_timeout, Duration::from_secs(600));
+        assert_eq!(c.max_connection_age, Duration::from_secs(3600));
+        assert_eq!(c.rotate_frontend_password_timeout, Duration::from_secs(86_400));
+        assert!(c.set("validation", "sometimes").is_err());
+        assert!(c.set("disconnect_client", "-1").is_err());
+        assert!(c.set("failover", "maybe").is_err());
     }
 }

@@ -5,14 +5,18 @@
 
 pub mod error;
 pub mod ini;
+pub mod key_lines;
+pub mod limits;
 pub mod main_keys;
 pub mod paths;
+pub mod pipeline;
 pub mod reload;
 mod toml_file;
 pub mod value;
 
 pub use error::ConfigError;
-pub use main_keys::{LogLevel, LogType, MainConfig, Pipeline};
+pub use key_lines::KeyLines;
+pub use main_keys::{LogLevel, LogType, MainConfig, Pipeline, Validation};
 pub use paths::{ConfigFiles, FileOverrides};
 
 use std::path::{Path, PathBuf};
@@ -63,12 +67,31 @@ pub struct Config {
     pub servers: Vec<ServerConfig>,
     /// Path the configuration was read from.
     pub path: PathBuf,
+    /// Where each key was written, for messages about combinations of keys.
+    pub lines: Lines,
+}
+
+/// Where the keys of each section were written. Kept beside the values, so
+/// that two configurations that say the same compare equal wherever their
+/// lines are.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Lines {
+    /// `[pgagroal]`'s keys.
+    pub main: KeyLines,
+    /// Each server section's keys, in the order of `Config::servers`.
+    pub servers: Vec<KeyLines>,
 }
 
 impl Config {
     /// The server new connections go to: the first marked primary, else the first.
     pub fn primary_server(&self) -> Option<(usize, &ServerConfig)> {
         self.servers.iter().enumerate().find(|(_, s)| s.primary).or_else(|| self.servers.iter().enumerate().next())
+    }
+
+    /// Where the keys of server section `index` were written.
+    pub fn server_lines(&self, index: usize) -> KeyLines {
+        let header = self.servers.get(index).map_or(0, |s| s.line);
+        self.lines.servers.get(index).cloned().unwrap_or_else(|| KeyLines::new(header))
     }
 }
 
@@ -105,21 +128,29 @@ fn from_sections(path: &Path, sections: Vec<ini::Section>, orphans: Vec<ini::Ent
         expected,
     };
 
-    let mut main: Option<(MainConfig, usize)> = None;
+    let mut main: Option<(MainConfig, KeyLines)> = None;
     let mut servers: Vec<ServerConfig> = Vec::new();
+    let mut server_lines: Vec<KeyLines> = Vec::new();
     for section in &sections {
         if section.name == "pgagroal" {
             let mut cfg = MainConfig::default();
+            let mut lines = KeyLines::new(section.line);
             let mut seen = main_keys::Seen::default();
             for entry in &section.entries {
                 match cfg.set(&entry.key, &entry.value) {
-                    Ok(main_keys::Outcome::Applied) => seen.mark(&entry.key),
-                    Ok(main_keys::Outcome::NotYetEffective) => warnings.push(format!(
-                        "{}: line {}: key '{}' is recognised but has no effect in this version",
-                        path.display(),
-                        entry.line,
-                        entry.key
-                    )),
+                    Ok(main_keys::Outcome::Applied) => {
+                        seen.mark(&entry.key);
+                        lines.record(&entry.key, entry.line);
+                    }
+                    Ok(main_keys::Outcome::NotYetEffective) => {
+                        lines.record(&entry.key, entry.line);
+                        warnings.push(format!(
+                            "{}: line {}: key '{}' is recognised but has no effect in this version",
+                            path.display(),
+                            entry.line,
+                            entry.key
+                        ))
+                    }
                     Ok(main_keys::Outcome::Unknown) => warnings.push(format!(
                         "{}: line {}: unknown key '{}' in [pgagroal] is ignored",
                         path.display(),
@@ -139,13 +170,15 @@ fn from_sections(path: &Path, sections: Vec<ini::Section>, orphans: Vec<ini::Ent
                     });
                 }
             }
-            main = Some((cfg, section.line));
+            main = Some((cfg, lines));
         } else {
-            servers.push(server_section(path, section, &mut warnings)?);
+            let (server, lines) = server_section(path, section, &mut warnings)?;
+            servers.push(server);
+            server_lines.push(lines);
         }
     }
 
-    let Some((mut main, main_line)) = main else {
+    let Some((mut main, main_lines)) = main else {
         return Err(ConfigError::Semantic {
             file: path.to_path_buf(),
             message: "no [pgagroal] section: it must hold host, port and unix_socket_dir".into(),
@@ -176,40 +209,46 @@ fn from_sections(path: &Path, sections: Vec<ini::Section>, orphans: Vec<ini::Ent
         warnings.push(format!("{}: more than one server is marked primary; the first one is used", path.display()));
     }
     if main.max_connections == 0 {
-        return Err(invalid(main_line, "max_connections", "a number of connections above 0".into()));
+        let line = main_lines.line("max_connections");
+        return Err(invalid(line, "max_connections", "a number of connections above 0".into()));
     }
     if main.max_connections > MAX_CONNECTIONS_LIMIT {
         warnings.push(format!(
-            "{}: max_connections {} is above the limit; using {MAX_CONNECTIONS_LIMIT}",
+            "{}: line {}: max_connections {} is above the limit; using {MAX_CONNECTIONS_LIMIT}",
             path.display(),
+            main_lines.line("max_connections"),
             main.max_connections
         ));
         main.max_connections = MAX_CONNECTIONS_LIMIT;
     }
     if main.tls && (main.tls_cert_file.is_none() || main.tls_key_file.is_none()) {
-        return Err(invalid(main_line, "tls", "tls_cert_file and tls_key_file when tls = on".into()));
+        let missing = if main.tls_cert_file.is_none() { "tls_cert_file" } else { "tls_key_file" };
+        return Err(ConfigError::Conflict {
+            file: path.to_path_buf(),
+            line: main_lines.line("tls"),
+            key: "tls".into(),
+            message: format!("tls = on needs tls_cert_file and tls_key_file; {missing} is not set"),
+        });
     }
-    if main.pipeline == Pipeline::Transaction {
-        return Err(invalid(
-            main_line,
-            "pipeline",
-            "'auto', 'performance' or 'session': the transaction pipeline is not available in this version".into(),
-        ));
-    }
-    Ok(Loaded { config: Config { main, servers, path: path.to_path_buf() }, warnings })
+    let lines = Lines { main: main_lines, servers: server_lines };
+    let config = Config { main, servers, path: path.to_path_buf(), lines };
+    warnings.extend(pipeline::check(&config)?);
+    Ok(Loaded { config, warnings })
 }
 
 fn server_section(
     path: &Path,
     section: &ini::Section,
     warnings: &mut Vec<String>,
-) -> Result<ServerConfig, ConfigError> {
+) -> Result<(ServerConfig, KeyLines), ConfigError> {
     let mut host = None;
     let mut port = None;
     let mut primary = false;
     let mut tls = false;
     let (mut tls_ca_file, mut tls_cert_file, mut tls_key_file) = (None, None, None);
+    let mut lines = KeyLines::new(section.line);
     for entry in &section.entries {
+        lines.record(&entry.key, entry.line);
         let invalid = |expected: String| ConfigError::Invalid {
             file: path.to_path_buf(),
             line: entry.line,
@@ -255,28 +294,39 @@ fn server_section(
     if port == 0 {
         return Err(ConfigError::Invalid {
             file: path.to_path_buf(),
-            line: section.line,
+            line: lines.line("port"),
             key: "port".into(),
             expected: "a port number 1-65535".into(),
         });
     }
     if tls && host.starts_with('/') {
-        return Err(ConfigError::Invalid {
+        return Err(ConfigError::Conflict {
             file: path.to_path_buf(),
-            line: section.line,
+            line: lines.line("tls"),
             key: "tls".into(),
-            expected: "a TCP host: PostgreSQL offers no TLS on Unix sockets".into(),
+            message: format!(
+                "tls = on in [{}] needs a TCP host, not the socket directory host = {}{}: PostgreSQL offers no TLS \
+                 on Unix sockets",
+                section.name,
+                host,
+                lines.at("host")
+            ),
         });
     }
     if tls_cert_file.is_some() != tls_key_file.is_some() {
-        return Err(ConfigError::Invalid {
+        let (set, unset) =
+            if tls_cert_file.is_some() { ("tls_cert_file", "tls_key_file") } else { ("tls_key_file", "tls_cert_file") };
+        return Err(ConfigError::Conflict {
             file: path.to_path_buf(),
-            line: section.line,
-            key: "tls_cert_file".into(),
-            expected: "tls_cert_file and tls_key_file together (a client certificate needs its key)".into(),
+            line: lines.line(set),
+            key: set.into(),
+            message: format!(
+                "{set} in [{}] needs {unset} too: a client certificate and its key go together",
+                section.name
+            ),
         });
     }
-    Ok(ServerConfig {
+    let server = ServerConfig {
         name: section.name.clone(),
         host,
         port,
@@ -286,7 +336,8 @@ fn server_section(
         tls_cert_file,
         tls_key_file,
         line: section.line,
-    })
+    };
+    Ok((server, lines))
 }
 
 #[cfg(test)]
@@ -331,8 +382,11 @@ mod tests {
         assert!(err.contains("[other]"), "{err}");
         let t = GOOD.replace("max_connections = 8", "max_connections = 0");
         assert!(parse(Path::new("p.conf"), &t).is_err());
+        // The transaction pipeline relays no pass-through users.
         let t = GOOD.replace("max_connections = 8", "pipeline = transaction");
         assert!(parse(Path::new("p.conf"), &t).is_err());
+        let t = GOOD.replace("max_connections = 8", "pipeline = transaction\nallow_unknown_users = off");
+        assert!(parse(Path::new("p.conf"), &t).is_ok());
     }
 
     #[test]

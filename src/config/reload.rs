@@ -1,8 +1,10 @@
 //! What a reload may change. Keys that shape sockets, shared memory or
 //! logging keep their running values until a restart; everything else takes
-//! effect for clients that start after the reload.
+//! effect for clients that start after the reload. The pipeline that runs
+//! and the limits file's rules are kept too.
 
-use super::Config;
+use super::limits::Limits;
+use super::{Config, ServerConfig};
 
 /// The outcome of merging a freshly read configuration into the running one.
 #[derive(Debug, Clone)]
@@ -32,7 +34,6 @@ pub fn merge(running: &Config, mut new: Config) -> Reloaded {
         port => "port",
         unix_socket_dir => "unix_socket_dir",
         max_connections => "max_connections",
-        pipeline => "pipeline",
         log_type => "log_type",
         log_path => "log_path",
         log_level => "log_level",
@@ -43,16 +44,42 @@ pub fn merge(running: &Config, mut new: Config) -> Reloaded {
         tls_key_file => "tls_key_file",
         tls_ca_file => "tls_ca_file",
     );
-    if running.servers != new.servers {
+    // The pipeline that runs is kept, whichever keys changed it: `auto`
+    // resolves anew from failover, disconnect_client and tls.
+    let pipeline = old.effective_pipeline();
+    if next.effective_pipeline() != pipeline {
+        needs_restart.push("pipeline");
+        next.pipeline = pipeline;
+    }
+    if !same_servers(&running.servers, &new.servers) {
         needs_restart.push("server sections");
         new.servers = running.servers.clone();
+        new.lines.servers = running.lines.servers.clone();
     }
     Reloaded { config: new, needs_restart }
+}
+
+/// Whether two lists of server sections say the same, wherever their
+/// lines are.
+fn same_servers(a: &[ServerConfig], b: &[ServerConfig]) -> bool {
+    let unplaced = |s: &ServerConfig| ServerConfig { line: 0, ..s.clone() };
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| unplaced(x) == unplaced(y))
+}
+
+/// Limits size the shared counters at start, so a reload keeps the
+/// running ones: returns the warning to report when the file says
+/// something else now.
+pub fn limits_changed(running: &Limits, new: &Limits) -> Option<String> {
+    (!running.same_rules(new)).then(|| {
+        let file = if new.path.as_os_str().is_empty() { &running.path } else { &new.path };
+        format!("{}: limits changes need a restart; the running limits are kept", file.display())
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Pipeline;
     use std::path::Path;
 
     fn config(extra: &str) -> Config {
@@ -71,5 +98,41 @@ mod tests {
         assert_eq!(reloaded.config.main.blocking_timeout.as_secs(), 9, "other keys take effect");
         let same = merge(&running, running.clone());
         assert!(same.needs_restart.is_empty());
+    }
+
+    #[test]
+    fn the_running_pipeline_is_kept() {
+        let running = config("pipeline = auto");
+        assert!(merge(&running, config("pipeline = performance")).needs_restart.is_empty(), "same pipeline");
+        let reloaded = merge(&running, config("failover = on"));
+        assert_eq!(reloaded.needs_restart, vec!["pipeline"]);
+        assert_eq!(reloaded.config.main.effective_pipeline(), Pipeline::Performance);
+        // The merged configuration is checked again: performance cannot fail over.
+        assert!(crate::config::pipeline::check(&reloaded.config).is_err());
+        let reloaded = merge(&running, config("pipeline = session"));
+        assert_eq!(reloaded.config.main.pipeline, Pipeline::Performance);
+    }
+
+    #[test]
+    fn moved_server_lines_are_no_change() {
+        let running = config("");
+        let moved = config("\n# a comment\n");
+        assert_ne!(running.servers[0].line, moved.servers[0].line);
+        assert!(merge(&running, moved).needs_restart.is_empty());
+        let other = config("").servers[0].clone();
+        let mut changed = config("");
+        changed.servers[0] = ServerConfig { port: 5433, ..other };
+        assert_eq!(merge(&running, changed).needs_restart, vec!["server sections"]);
+    }
+
+    #[test]
+    fn limits_changes_wait_for_a_restart() {
+        let parse = |text: &str| Limits::parse(Path::new("l.conf"), text, 10).expect("limits").0;
+        let running = parse("db alice 4\n");
+        assert_eq!(limits_changed(&running, &parse("# moved\ndb alice 4\n")), None);
+        let warning = limits_changed(&running, &parse("db alice 5\n")).expect("a change");
+        assert!(warning.contains("l.conf") && warning.contains("limits changes need a restart"), "{warning}");
+        assert!(limits_changed(&running, &Limits::default()).is_some(), "a removed file is a change");
+        assert_eq!(limits_changed(&Limits::default(), &Limits::default()), None);
     }
 }
