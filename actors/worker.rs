@@ -24,6 +24,7 @@ use pgagroal::auth::exchange::{Expect, Proven};
 use pgagroal::auth::login::LoginSecret;
 use pgagroal::auth::policy::{self, Ask, Plan};
 use pgagroal::auth::scram::ScramSecret;
+use pgagroal::config::limits::Limits;
 use pgagroal::config::{Config, Pipeline};
 use pgagroal::hba::{Hba, HbaEntry, Transport};
 use pgagroal::ipc::{Mailbox, Received};
@@ -45,6 +46,7 @@ pub struct Context<'a> {
     pub hba: &'a Hba,
     pub creds: &'a Credentials,
     pub tls: &'a TlsConfigs,
+    pub limits: &'a Limits,
     pub region: &'a Region,
     pub mailbox: Mailbox,
     /// The client the worker was forked for, if any (spare workers start idle).
@@ -67,6 +69,9 @@ pub struct Session<'a> {
     pub params: SessionParams,
     /// The transaction pipeline: a server connection per transaction.
     pub transaction: bool,
+    /// The limit rule the client's connections count against and its
+    /// `max_size`, if any.
+    pub rule: Option<(usize, u32)>,
     /// When start-up and authentication must be over
     /// (`authentication_timeout` after the client connected).
     pub auth_deadline: Instant,
@@ -152,7 +157,8 @@ fn serve_client(
     let auth_deadline = Instant::now() + view.config.main.authentication_timeout;
     // No TLS on the Unix socket, as PostgreSQL.
     let tls = view.tls.clients.as_ref().filter(|_| peer.ip().is_some());
-    let Some((client, startup, leftover)) = read_startup(client, tls, view.config, view.region, auth_deadline, &log)
+    let Some((client, mut startup, leftover)) =
+        read_startup(client, tls, view.config, view.region, auth_deadline, &log)
     else {
         return;
     };
@@ -176,6 +182,17 @@ fn serve_client(
             return;
         }
     };
+    // An alias names the real database; the server only ever sees that.
+    let rule = view.limits.best_match(&startup.database, &startup.user);
+    let requested = std::mem::take(&mut startup.database);
+    startup.database = view.limits.real_database(&requested).to_string();
+    let header = view.region.header();
+    if [&requested, &startup.database].iter().any(|db| header.is_disabled(&pgagroal::shmem::PackedName::new(db))) {
+        info!(log, "database is disabled");
+        refuse(&client, sqlstate::TOO_MANY_CONNECTIONS, &format!("database \"{requested}\" is disabled"));
+        return;
+    }
+    let rule = rule.and_then(|r| view.limits.entries.get(r).map(|e| (r, e.max_size)));
     let plan = policy::plan(entry.method, view.creds.known(&startup.user), view.config.main.allow_unknown_users);
     let session = Session {
         config: view.config,
@@ -188,6 +205,7 @@ fn serve_client(
         startup,
         params,
         transaction: view.config.main.effective_pipeline() == Pipeline::Transaction,
+        rule,
         auth_deadline,
     };
     let outcome = authenticate_and_serve(&session, &client, leftover, reuse, plan, &peer);

@@ -38,26 +38,12 @@ fn one(client: &mut postgres::Client, sql: &str) -> String {
         .expect("a row")
 }
 
-/// A table of the test database owned by the test user.
 fn table(name: &str, columns: &str) {
-    let pg = postgres();
-    let sql = format!("DROP TABLE IF EXISTS {name}; CREATE TABLE {name} ({columns}); ALTER TABLE {name} OWNER TO {TRUST_USER}");
-    let out = std::process::Command::new(pg.bin("psql"))
-        .args(["-h", "127.0.0.1", "-p", &pg.port.to_string(), "-U", TRUST_USER, "-d", DATABASE, "-X", "-q"])
-        .args(["-v", "ON_ERROR_STOP=1", "-c", &sql])
-        .output()
-        .expect("psql");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    postgres().table(name, columns);
 }
 
 fn direct(sql: &str) -> String {
-    let pg = postgres();
-    let out = std::process::Command::new(pg.bin("psql"))
-        .args(["-h", "127.0.0.1", "-p", &pg.port.to_string(), "-U", TRUST_USER, "-d", DATABASE, "-X", "-A", "-t"])
-        .args(["-c", sql])
-        .output()
-        .expect("psql");
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    postgres().as_test_user(sql)
 }
 
 #[test]

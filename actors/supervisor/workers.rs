@@ -150,6 +150,7 @@ impl Supervisor {
         let hba = self.hba.clone();
         let creds = self.creds.clone();
         let tls = self.tls.clone();
+        let limits = self.limits.clone();
         if let Some(region) = supervisor_region {
             crate::ALLOCATOR.release(region);
         }
@@ -158,6 +159,7 @@ impl Supervisor {
             hba: &hba,
             creds: &creds,
             tls: &tls,
+            limits: &limits,
             region: &self.region,
             mailbox,
             first,
@@ -189,6 +191,10 @@ impl Supervisor {
             return;
         }
         self.region.header().forget_idle(pid);
+        for entry in self.region.clients().entries_of(pid) {
+            self.region.cancel_waits_of(entry);
+        }
+        self.region.header().release_rule_locks(pid);
         self.region.clients().release(pid);
         self.starting.remove(&pid);
         if self.workers.contains_key(&pid) {
@@ -240,7 +246,7 @@ impl Supervisor {
             if let Err(e) = table.transition(id, word, SlotState::NotInit, self.pid) {
                 warn!(self.log, "cannot reset reclaimed slot"; "slot" => id.0, "error" => %e);
             } else {
-                self.region.header().notify_release();
+                self.region.notify_release();
                 warn!(self.log, "reclaimed slot of a dead worker; its server connection was terminated";
                       "slot" => id.0, "worker" => pid, "state" => first.state.name());
             }
@@ -250,7 +256,7 @@ impl Supervisor {
             let Ok(word) = table.transition(id, word, SlotState::Remove, self.pid) else { continue };
             terminate_pooled(&mut self.pooled, id, word.generation, false);
             if table.transition(id, word, SlotState::NotInit, self.pid).is_ok() {
-                self.region.header().notify_release();
+                self.region.notify_release();
                 debug!(self.log, "closed a TLS server connection whose worker is gone"; "slot" => id.0, "worker" => pid);
             }
         }

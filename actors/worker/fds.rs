@@ -98,7 +98,7 @@ fn retire(region: &Region, mailbox: &Mailbox, pid: i32, kept: Kept) {
     let _ = kept.sock.write_all(&encode::terminate(), Some(Instant::now() + Duration::from_secs(1)));
     kept.sock.shutdown();
     if table.transition(kept.id, word, SlotState::NotInit, pid).is_ok() {
-        region.header().notify_release();
+        region.notify_release();
     }
     let _ = mailbox.send(&WorkerRequest::Killed { slot: kept.id, generation: word.generation }, None);
 }

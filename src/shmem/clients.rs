@@ -20,9 +20,9 @@ use std::time::{Duration, Instant};
 /// client at once (a worker beyond it serves its client without cancel).
 pub const CLIENT_ENTRIES: usize = 16_384;
 
-/// One worker's entry. 16-byte aligned; four entries share a cache line,
-/// which is fine: only cancels read other workers' entries.
-#[repr(C, align(16))]
+/// One worker's entry. 32-byte aligned; two entries share a cache line,
+/// which is fine: only cancels and queue wake-ups touch others' entries.
+#[repr(C, align(32))]
 #[derive(Default)]
 pub struct ClientEntry {
     /// The worker's pid (the minted key's process id), 0 when free.
@@ -31,6 +31,9 @@ pub struct ClientEntry {
     secret: AtomicU32,
     /// [`Binding`], encoded.
     binding: AtomicU64,
+    /// Futex word the worker sleeps on while it waits in the queue for a
+    /// connection; bumped to wake it (see [`super::queue`]).
+    wake: AtomicU32,
 }
 
 /// Which server connection serves the client, and how many cancels are on
@@ -223,6 +226,30 @@ impl<'a> ClientTable<'a> {
     fn wake(&self) {
         self.done.fetch_add(1, Ordering::AcqRel);
         super::region::futex_wake(self.done);
+    }
+
+    /// Wake the worker of `entry` from [`ClientTable::wait_woken`].
+    pub fn wake_waiter(&self, entry: usize) {
+        if let Some(e) = self.entries.get(entry) {
+            e.wake.fetch_add(1, Ordering::AcqRel);
+            super::region::futex_wake(&e.wake);
+        }
+    }
+
+    pub fn wake_seq(&self, entry: usize) -> u32 {
+        self.entries.get(entry).map_or(0, |e| e.wake.load(Ordering::Acquire))
+    }
+
+    /// Sleep until woken after `seen` was read, or `timeout` passes.
+    pub fn wait_woken(&self, entry: usize, seen: u32, timeout: Duration) {
+        if let Some(e) = self.entries.get(entry) {
+            super::region::futex_wait(&e.wake, seen, timeout);
+        }
+    }
+
+    /// The entries `pid` holds.
+    pub fn entries_of(&self, pid: i32) -> Vec<usize> {
+        (0..self.entries.len()).filter(|&i| self.entries[i].pid.load(Ordering::Acquire) == pid).collect()
     }
 }
 

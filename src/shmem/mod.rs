@@ -5,15 +5,19 @@
 //! - [`region`]: creating and mapping the region, and the header.
 //! - [`clients`]: each worker's minted client key and the slot serving it,
 //!   for query cancel.
+//! - [`queue`]: the first-come first-served queue of clients waiting for a
+//!   connection.
 //! - [`slot`]: one slot record and its compare-and-swap state machine.
 //! - [`table`]: scans over the slots that claim one.
 
 pub mod clients;
+pub mod queue;
 pub mod region;
 pub mod slot;
 pub mod table;
 
 pub use clients::{Binding, CancelTarget, ClientTable};
+pub use queue::{Ticket, WaitQueue};
 pub use region::{Header, Region};
 pub use slot::{AuthKind, AuthKinds, Generation, PackedName, Replay, Slot, SlotId, SlotInfo, SlotState, Word};
 pub use table::{Claim, Counts, SlotTable};

@@ -6,7 +6,8 @@
 //! it. memmap2's anonymous maps are private after fork and are not used.
 
 use super::clients::{CLIENT_ENTRIES, ClientEntry, ClientTable};
-use super::slot::Slot;
+use super::queue::WaitQueue;
+use super::slot::{NAME_WORDS, PackedName, Slot};
 use super::table::SlotTable;
 use std::io;
 use std::os::fd::FromRawFd;
@@ -49,6 +50,44 @@ pub struct Header {
     /// Bumped whenever a forwarded cancel is done; a futex word that a
     /// worker waiting to unbind its slot sleeps on (see [`ClientTable`]).
     pub cancel_done: AtomicU32,
+    /// The wait queues' head and tail tickets (see [`WaitQueue`]): queue 0
+    /// for clients under no limit rule, queue `r + 1` for rule `r`.
+    pub queue_head: [AtomicU64; QUEUES],
+    pub queue_tail: [AtomicU64; QUEUES],
+    /// Pid holding each limit rule's lock (0: free). Creating a connection
+    /// under a rule counts the rule's slots and claims an empty one under
+    /// it, so two workers can never both take the last place.
+    pub rule_locks: [AtomicI32; MAX_RULES],
+    /// Databases refused with 53300 (`pgagroal-cli disable`): names packed
+    /// as in the slots; an all-zero entry is unused.
+    pub disabled: [[AtomicU64; NAME_WORDS]; MAX_DISABLED],
+    /// Every database is disabled.
+    pub disabled_all: AtomicU32,
+}
+
+/// Limit rules (as `pgagroal_databases.conf` allows).
+pub const MAX_RULES: usize = 64;
+/// Wait queues: one per rule and one for clients under none.
+pub const QUEUES: usize = MAX_RULES + 1;
+/// Cells in each wait queue's ring, as many as there can be waiters.
+pub const QUEUE_CELLS: usize = CLIENT_ENTRIES;
+/// Databases that can be disabled at once, as upstream.
+pub const MAX_DISABLED: usize = 64;
+
+/// A held rule lock; dropping it releases the rule.
+pub struct RuleLock<'a> {
+    cell: &'a AtomicI32,
+}
+
+impl Drop for RuleLock<'_> {
+    fn drop(&mut self) {
+        self.cell.store(0, Ordering::Release);
+    }
+}
+
+fn alive(pid: i32) -> bool {
+    // SAFETY: kill with signal 0 only checks that the process exists.
+    unsafe { libc::kill(pid, 0) == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH) }
 }
 
 impl Header {
@@ -82,6 +121,78 @@ impl Header {
     /// Number of idle workers.
     pub fn idle_count(&self) -> usize {
         self.idle.iter().filter(|e| e.load(Ordering::Acquire) != 0).count()
+    }
+
+    /// Take limit rule `rule`'s lock (None for an unknown rule). Held only
+    /// for a scan and a claim, never across a syscall; a holder that died
+    /// is replaced (the supervisor also frees a dead worker's locks).
+    pub fn lock_rule(&self, rule: usize, pid: i32) -> Option<RuleLock<'_>> {
+        let cell = self.rule_locks.get(rule)?;
+        loop {
+            match cell.compare_exchange(0, pid, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return Some(RuleLock { cell }),
+                Err(holder) if !alive(holder) => {
+                    if cell.compare_exchange(holder, pid, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+                        return Some(RuleLock { cell });
+                    }
+                }
+                Err(_) => std::thread::yield_now(),
+            }
+        }
+    }
+
+    /// Free the rule locks a dead process held.
+    pub fn release_rule_locks(&self, pid: i32) {
+        for cell in &self.rule_locks {
+            let _ = cell.compare_exchange(pid, 0, Ordering::AcqRel, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether new clients of `database` are refused.
+    pub fn is_disabled(&self, database: &PackedName) -> bool {
+        self.disabled_all.load(Ordering::Acquire) != 0
+            || self
+                .disabled
+                .iter()
+                .any(|cells| cells.iter().zip(database.words()).all(|(c, w)| c.load(Ordering::Acquire) == w))
+    }
+
+    /// Refuse new clients of `database` (None: of every database); false
+    /// when the list is full.
+    pub fn disable(&self, database: Option<&PackedName>) -> bool {
+        let Some(database) = database else {
+            self.disabled_all.store(1, Ordering::Release);
+            return true;
+        };
+        if self.is_disabled(database) && self.disabled_all.load(Ordering::Acquire) == 0 {
+            return true;
+        }
+        let free = self.disabled.iter().find(|cells| cells.iter().all(|c| c.load(Ordering::Acquire) == 0));
+        match free {
+            Some(cells) => {
+                for (c, w) in cells.iter().zip(database.words()) {
+                    c.store(w, Ordering::Release);
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Serve `database` again (None: every database).
+    pub fn enable(&self, database: Option<&PackedName>) {
+        let clear = |cells: &[AtomicU64; NAME_WORDS]| cells.iter().for_each(|c| c.store(0, Ordering::Release));
+        match database {
+            None => {
+                self.disabled_all.store(0, Ordering::Release);
+                self.disabled.iter().for_each(clear);
+            }
+            Some(database) => self
+                .disabled
+                .iter()
+                .filter(|cells| cells.iter().zip(database.words()).all(|(c, w)| c.load(Ordering::Acquire) == w))
+                .for_each(clear),
+        }
     }
 
     /// Wake the processes waiting for a slot. Cheap when nobody waits.
@@ -156,10 +267,14 @@ fn clients_size() -> usize {
     (CLIENT_ENTRIES * std::mem::size_of::<ClientEntry>()).next_multiple_of(std::mem::align_of::<Slot>())
 }
 
+fn queue_size() -> usize {
+    (QUEUES * QUEUE_CELLS * std::mem::size_of::<AtomicU64>()).next_multiple_of(std::mem::align_of::<Slot>())
+}
+
 impl Region {
     /// Create the region for `slot_count` slots, zeroed (every slot NOTINIT).
     pub fn create(slot_count: usize) -> io::Result<Region> {
-        let len = header_size() + clients_size() + slot_count * std::mem::size_of::<Slot>();
+        let len = header_size() + clients_size() + queue_size() + slot_count * std::mem::size_of::<Slot>();
         // SAFETY: the name is a valid NUL-terminated string and the flags are valid.
         let raw = unsafe { libc::memfd_create(c"pgagroal-shm".as_ptr(), libc::MFD_CLOEXEC) };
         if raw < 0 {
@@ -192,12 +307,12 @@ impl Region {
 
     pub fn slots(&self) -> SlotTable<'_> {
         // SAFETY: create() sized the mapping for slot_count slots after the
-        // header and the client table, at an offset that is a multiple of Slot's alignment. All of
+        // header, the client table and the queue's ring, at an offset that is a multiple of Slot's alignment. All of
         // Slot's fields are atomics, valid for any bit pattern including the
         // zeroes a memfd starts with, and are only accessed atomically.
         let slots = unsafe {
             std::slice::from_raw_parts(
-                self.map.as_ptr().add(header_size() + clients_size()) as *const Slot,
+                self.map.as_ptr().add(header_size() + clients_size() + queue_size()) as *const Slot,
                 self.slot_count,
             )
         };
@@ -213,6 +328,46 @@ impl Region {
             std::slice::from_raw_parts(self.map.as_ptr().add(header_size()) as *const ClientEntry, CLIENT_ENTRIES)
         };
         ClientTable::new(entries, &self.header().cancel_done)
+    }
+
+    /// Wait queue `index` (0: clients under no limit rule; `r + 1`: rule
+    /// `r`); out-of-range indexes give queue 0.
+    pub fn queue(&self, index: usize) -> WaitQueue<'_> {
+        let index = if index < QUEUES { index } else { 0 };
+        // SAFETY: create() sized the mapping for QUEUES rings of QUEUE_CELLS
+        // cells right after the client table, at an offset that is a multiple
+        // of Slot's (and so AtomicU64's) alignment; index < QUEUES keeps the
+        // ring inside; any bit pattern is a valid AtomicU64.
+        let ring = unsafe {
+            std::slice::from_raw_parts(
+                (self.map.as_ptr().add(header_size() + clients_size()) as *const AtomicU64).add(index * QUEUE_CELLS),
+                QUEUE_CELLS,
+            )
+        };
+        let header = self.header();
+        WaitQueue::new(&header.queue_head[index], &header.queue_tail[index], ring, self.clients())
+    }
+
+    /// A slot became claimable (FREE or NOTINIT): wake the head of every
+    /// wait queue with someone in it, and anyone waiting outside them.
+    pub fn notify_release(&self) {
+        self.header().notify_release();
+        let header = self.header();
+        for index in 0..QUEUES {
+            if header.queue_tail[index].load(Ordering::Acquire) > header.queue_head[index].load(Ordering::Acquire) {
+                self.queue(index).wake_head();
+            }
+        }
+    }
+
+    /// Cancel a dead worker's tickets in every queue.
+    pub fn cancel_waits_of(&self, entry: usize) {
+        for index in 0..QUEUES {
+            let header = self.header();
+            if header.queue_tail[index].load(Ordering::Acquire) > header.queue_head[index].load(Ordering::Acquire) {
+                self.queue(index).cancel_entry(entry);
+            }
+        }
     }
 }
 
@@ -235,6 +390,45 @@ mod tests {
             assert!(h.offer_idle(pid));
         }
         assert!(!h.offer_idle(9999), "the list is bounded");
+    }
+
+    #[test]
+    fn rule_locks_exclude_and_dead_holders_are_replaced() {
+        let region = Region::create(1).expect("region");
+        let h = region.header();
+        let me = std::process::id() as i32;
+        {
+            let _held = h.lock_rule(3, me).expect("lock");
+            assert_eq!(h.rule_locks[3].load(Ordering::Acquire), me);
+        }
+        assert_eq!(h.rule_locks[3].load(Ordering::Acquire), 0, "released on drop");
+        assert!(h.lock_rule(MAX_RULES, me).is_none());
+        // A pid that cannot exist (above pid_max) holds the lock: taken over.
+        h.rule_locks[5].store(i32::MAX, Ordering::Release);
+        drop(h.lock_rule(5, me).expect("taken over"));
+        h.rule_locks[6].store(77, Ordering::Release);
+        h.release_rule_locks(77);
+        assert_eq!(h.rule_locks[6].load(Ordering::Acquire), 0);
+    }
+
+    #[test]
+    fn disabled_databases() {
+        let region = Region::create(1).expect("region");
+        let h = region.header();
+        let (a, b) = (PackedName::new("a"), PackedName::new("b"));
+        assert!(!h.is_disabled(&a));
+        assert!(h.disable(Some(&a)) && h.disable(Some(&a)));
+        assert!(h.is_disabled(&a) && !h.is_disabled(&b));
+        h.enable(Some(&a));
+        assert!(!h.is_disabled(&a));
+        assert!(h.disable(None));
+        assert!(h.is_disabled(&b));
+        h.enable(None);
+        assert!(!h.is_disabled(&b));
+        for i in 0..MAX_DISABLED {
+            assert!(h.disable(Some(&PackedName::new(&format!("db{i}")))));
+        }
+        assert!(!h.disable(Some(&b)), "the list is bounded");
     }
 
     #[test]

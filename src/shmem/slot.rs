@@ -124,7 +124,7 @@ pub enum TransitionError {
 
 /// Bytes kept for a user or database name: PostgreSQL's NAMEDATALEN.
 pub const NAME_BYTES: usize = 64;
-const NAME_WORDS: usize = NAME_BYTES / 8;
+pub const NAME_WORDS: usize = NAME_BYTES / 8;
 
 /// A name packed into words, the form in which it is stored and compared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -143,6 +143,11 @@ impl PackedName {
             *w = u64::from_le_bytes(b);
         }
         PackedName(words)
+    }
+
+    /// The packed words, as stored.
+    pub fn words(&self) -> [u64; NAME_WORDS] {
+        self.0
     }
 
     pub fn to_string_lossy(&self) -> String {
@@ -258,6 +263,10 @@ pub struct Slot {
     /// connection holds; `params::UNKNOWN` when a client may have changed
     /// them. Written by the owner before it frees the slot.
     params_hash: AtomicU64,
+    /// The limit rule (`pgagroal_databases.conf` entry) the connection counts
+    /// against, plus one; 0 for none. Set by its creator under the rule's
+    /// lock, cleared when the slot goes REMOVE -> NOTINIT.
+    rule: AtomicU32,
     user: [AtomicU64; NAME_WORDS],
     database: [AtomicU64; NAME_WORDS],
 }
@@ -293,6 +302,10 @@ impl Slot {
             from.generation
         };
         let next = Word { state: to, generation, owner: pid };
+        if from.state == SlotState::Remove && to == SlotState::NotInit {
+            // Only the REMOVE slot's owner gets here; the CAS below publishes it.
+            self.rule.store(0, Ordering::Relaxed);
+        }
         self.word
             .compare_exchange(from.encode(), next.encode(), Ordering::AcqRel, Ordering::Acquire)
             .map(|_| next)
@@ -389,6 +402,17 @@ impl Slot {
     /// Take the answers owed for reset queries; the new owner after a claim.
     pub fn take_reset_pending(&self) -> u32 {
         self.reset_pending.swap(0, Ordering::Relaxed)
+    }
+
+    /// The limit rule the connection counts against.
+    pub fn rule(&self) -> Option<usize> {
+        (self.rule.load(Ordering::Acquire) as usize).checked_sub(1)
+    }
+
+    /// Record the rule; the creator, under the rule's lock, right after
+    /// claiming the empty slot.
+    pub fn set_rule(&self, rule: Option<usize>) {
+        self.rule.store(rule.map_or(0, |r| r as u32 + 1), Ordering::Release);
     }
 
     /// The settings the connection holds (see `params_hash`).

@@ -134,6 +134,12 @@ impl<'a> SlotTable<'a> {
         })
     }
 
+    /// Connections (made or being made) that count against limit `rule`.
+    pub fn rule_count(&self, rule: usize) -> u32 {
+        self.iter().filter(|(_, slot)| slot.load().state != SlotState::NotInit && slot.rule() == Some(rule)).count()
+            as u32
+    }
+
     pub fn counts(&self) -> Counts {
         let mut counts = Counts::default();
         for (_, slot) in self.iter() {
@@ -228,6 +234,26 @@ mod tests {
         let again = t.claim_reusable(None, &u, &d, TRUST, 0, 7).expect("its own worker");
         assert_eq!(again.id, c.id);
         assert!(t.tls_orphans_of(7).is_empty(), "in use, not free");
+    }
+
+    #[test]
+    fn rule_counts_follow_the_slots() {
+        let slots = table(3);
+        let t = SlotTable::new(&slots);
+        let a = t.claim_empty(1).expect("a");
+        t.get(a.id).expect("slot").set_rule(Some(2));
+        let b = t.claim_empty(1).expect("b");
+        t.get(b.id).expect("slot").set_rule(Some(2));
+        assert_eq!(t.rule_count(2), 2);
+        assert_eq!(t.rule_count(1), 0);
+        let removed = t.transition(a.id, a.word, SlotState::Remove, 1).expect("remove");
+        assert_eq!(t.rule_count(2), 2, "a connection being closed still counts");
+        t.transition(a.id, removed, SlotState::NotInit, 1).expect("gone");
+        assert_eq!(t.rule_count(2), 1);
+        // The slot's next connection starts under no rule.
+        let again = t.claim_empty(1).expect("again");
+        assert_eq!(again.id, a.id);
+        assert_eq!(t.get(a.id).expect("slot").rule(), None);
     }
 
     #[test]

@@ -247,6 +247,23 @@ impl Postgres {
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
+    /// Run SQL as the test user on the test database over TCP; returns
+    /// stdout (unaligned, tuples only).
+    pub fn as_test_user(&self, sql: &str) -> String {
+        let out = std::process::Command::new(self.bin("psql"))
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", TRUST_USER, "-d", DATABASE, "-X", "-A", "-t"])
+            .args(["-q", "-v", "ON_ERROR_STOP=1", "-c", sql])
+            .output()
+            .expect("psql");
+        assert!(out.status.success(), "{sql}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// A fresh table of the test database, owned by the test user.
+    pub fn table(&self, name: &str, columns: &str) {
+        self.as_test_user(&format!("DROP TABLE IF EXISTS {name}; CREATE TABLE {name} ({columns})"));
+    }
+
     pub fn bin(&self, program: &str) -> PathBuf {
         self.bindir.join(program)
     }

@@ -33,6 +33,8 @@ pub struct PoolerOptions {
     pub superuser: Option<(&'static str, &'static str)>,
     /// Extra `key = value` lines for the `[primary]` server section.
     pub server_extra: String,
+    /// `pgagroal_databases.conf` (`-l`), written when not empty.
+    pub limits: String,
 }
 
 impl Default for PoolerOptions {
@@ -46,6 +48,7 @@ impl Default for PoolerOptions {
             frontend_users: Vec::new(),
             superuser: None,
             server_extra: String::new(),
+            limits: String::new(),
         }
     }
 }
@@ -181,6 +184,11 @@ impl Pooler {
         std::fs::write(dir.path().join("pgagroal.conf"), conf).expect("write conf");
         std::fs::write(dir.path().join("pgagroal_hba.conf"), &options.hba).expect("write hba");
         let mut pooler = Pooler { port, dir, child: None, vault_flags: Vec::new() };
+        if !options.limits.is_empty() {
+            let path = pooler.dir.path().join("pgagroal_databases.conf");
+            std::fs::write(&path, &options.limits).expect("write limits");
+            pooler.vault_flags.push(("-l", path));
+        }
         let files = [
             ("-u", "pgagroal_users.conf", options.users.clone()),
             ("-F", "pgagroal_frontend_users.conf", options.frontend_users.clone()),

@@ -1,0 +1,93 @@
+//! `pgagroal_databases.conf`: a rule's `max_size` caps its connections
+//! exactly, whatever room the pool has; aliases reach the real database
+//! and share its connections.
+
+mod common;
+
+use common::*;
+use std::time::Duration;
+
+fn pooler(limits: &str, pipeline: &str) -> Pooler {
+    Pooler::start(PoolerOptions {
+        max_connections: 8,
+        blocking_timeout: "1",
+        extra: format!("pipeline = {pipeline}\nallow_unknown_users = off\n"),
+        users: vec![(TRUST_USER, "a password")],
+        limits: limits.into(),
+        ..Default::default()
+    })
+}
+
+fn connect(pooler: &Pooler, database: &str) -> Result<postgres::Client, postgres::Error> {
+    let mut config = postgres::Config::new();
+    config.host("127.0.0.1").port(pooler.port).user(TRUST_USER).password("a password").dbname(database);
+    config.connect_timeout(Duration::from_secs(20));
+    config.connect(postgres::NoTls)
+}
+
+fn one(client: &mut postgres::Client, sql: &str) -> String {
+    client
+        .simple_query(sql)
+        .expect(sql)
+        .into_iter()
+        .find_map(|m| match m {
+            postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_string),
+            _ => None,
+        })
+        .expect("a row")
+}
+
+#[test]
+fn max_size_caps_a_rule_and_aliases_share_it() {
+    let pooler = pooler(&format!("{DATABASE}=alias_one,alias_two {TRUST_USER} 2\n"), "session");
+    let mut a = connect(&pooler, "alias_one").expect("first");
+    let mut b = connect(&pooler, "alias_two").expect("second");
+    assert_eq!(one(&mut a, "SELECT current_database()"), DATABASE, "the server sees the real name");
+    assert_eq!(one(&mut b, "SELECT current_database()"), DATABASE);
+    // The pool has room for 8, the rule for 2: a third waits, then 53300.
+    let err = connect(&pooler, DATABASE).err().expect("over the rule's max_size");
+    assert_eq!(code_of(&err).as_deref(), Some("53300"), "{}", message_of(&err));
+    let status = pooler.status();
+    assert_eq!(status["Response"]["TotalConnections"], 2, "{status}");
+    // Through either alias or the real name, the rule's connections are reused.
+    let pid_a = one(&mut a, "SELECT pg_backend_pid()");
+    drop(a);
+    assert!(eventually(Duration::from_secs(10), || pooler.status()["Response"]["ActiveConnections"] == 1));
+    let mut c = connect(&pooler, DATABASE).expect("after a left");
+    assert_eq!(one(&mut c, "SELECT pg_backend_pid()"), pid_a, "the alias's connection serves the real name");
+    drop((b, c));
+}
+
+#[test]
+fn many_clients_never_exceed_a_rule_in_transaction_mode() {
+    let pooler = pooler(&format!("{DATABASE} {TRUST_USER} 3\n"), "transaction");
+    let port = pooler.port;
+    let threads: Vec<_> = (0..24)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut config = postgres::Config::new();
+                config.host("127.0.0.1").port(port).user(TRUST_USER).password("a password").dbname(DATABASE);
+                // Marks this test's server connections (other tests share the cluster).
+                config.application_name("limits-tx");
+                let mut c = config.connect(postgres::NoTls).expect("connect");
+                for _ in 0..20 {
+                    c.batch_execute("BEGIN; SELECT pg_sleep(0.001); COMMIT").expect("transaction");
+                }
+            })
+        })
+        .collect();
+    let mut most = 0;
+    while threads.iter().any(|t| !t.is_finished()) {
+        let n: u32 = postgres()
+            .psql("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'limits-tx'")
+            .parse()
+            .expect("count");
+        most = most.max(n);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for t in threads {
+        t.join().expect("client");
+    }
+    assert!(most <= 3, "{most} server connections for a rule of 3");
+    assert!(most >= 1);
+}
