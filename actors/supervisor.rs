@@ -190,6 +190,7 @@ impl Supervisor {
         // From here on the supervisor allocates from a region its workers
         // unmap, so its bookkeeping never dirties pages they share.
         crate::ALLOCATOR.activate();
+        self.prefill();
         self.keep_spares();
         loop {
             if let Err(e) = self.poll.poll(&mut events, Some(Duration::from_secs(1)))

@@ -8,11 +8,13 @@
 //! forking stays off the connection path. It talks to the supervisor only
 //! through its mailbox and shares only the slot table.
 
+mod acquire;
 mod auth;
 mod connect;
 mod create;
 mod fds;
 mod pool;
+mod prefill;
 mod relay;
 mod reset;
 mod settings;
@@ -53,6 +55,9 @@ pub struct Context<'a> {
     pub first: Option<(OwnedFd, Peer)>,
     /// The configuration epoch `config` belongs to.
     pub epoch: u32,
+    /// Open the limit entries' initial connections, then exit, instead of
+    /// serving clients.
+    pub prefill: bool,
 }
 
 /// The session's identity, fixed after start-up.
@@ -95,6 +100,10 @@ pub fn refuse(client: &Sock, code: &str, message: &str) {
 pub fn run(mut ctx: Context<'_>) -> i32 {
     let pid = std::process::id() as i32;
     let log = pgagroal::log::fresh_root().new(o!("pid" => pid));
+    if ctx.prefill {
+        prefill::run(&ctx, pid, &log.new(o!("actor" => "prefill")));
+        return 0;
+    }
     let mut reuse = pool::Reuse::new(ctx.region, pid);
     let mut next = ctx.first.take();
     let mut served = 0u32;

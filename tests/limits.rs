@@ -91,3 +91,30 @@ fn many_clients_never_exceed_a_rule_in_transaction_mode() {
     assert!(most <= 3, "{most} server connections for a rule of 3");
     assert!(most >= 1);
 }
+
+#[test]
+fn initial_size_connections_are_opened_at_start_and_used() {
+    let pooler = Pooler::start(PoolerOptions {
+        users: vec![(SCRAM_USER, SCRAM_PASSWORD)],
+        limits: format!("{DATABASE} {SCRAM_USER} 3 2\n"),
+        ..Default::default()
+    });
+    let backends = || {
+        postgres().psql(&format!(
+            "SELECT coalesce(string_agg(pid::text, ',' ORDER BY pid), '') FROM pg_stat_activity WHERE usename = '{SCRAM_USER}'"
+        ))
+    };
+    assert!(
+        eventually(Duration::from_secs(10), || backends().split(',').filter(|p| !p.is_empty()).count() == 2),
+        "prefill did not open 2 connections: {}\n{}",
+        backends(),
+        pooler.log()
+    );
+    let prefilled = backends();
+    assert_eq!(pooler.status()["Response"]["TotalConnections"], 2);
+    let mut config = postgres::Config::new();
+    config.host("127.0.0.1").port(pooler.port).user(SCRAM_USER).password(SCRAM_PASSWORD).dbname(DATABASE);
+    let mut c = config.connect(postgres::NoTls).expect("connect");
+    let pid = one(&mut c, "SELECT pg_backend_pid()");
+    assert!(prefilled.split(',').any(|p| p == pid), "{pid} is not one of the prefilled {prefilled}");
+}

@@ -41,7 +41,7 @@ impl Supervisor {
                 Err(e) => debug!(self.log, "idle worker did not take a client"; "worker" => pid, "error" => %e),
             }
         }
-        self.spawn_worker(Some((client, peer)));
+        self.spawn_worker(Some((client, peer)), false);
         self.keep_spares();
     }
 
@@ -50,7 +50,7 @@ impl Supervisor {
         let header = self.region.header();
         self.starting.retain(|&pid| !header.is_idle(pid));
         while self.phase == Phase::Running && self.region.header().idle_count() + self.starting.len() < SPARE_WORKERS {
-            match self.spawn_worker(None) {
+            match self.spawn_worker(None, false) {
                 Some(pid) => {
                     self.starting.insert(pid);
                 }
@@ -59,7 +59,15 @@ impl Supervisor {
         }
     }
 
-    fn spawn_worker(&mut self, first: Option<(OwnedFd, Peer)>) -> Option<i32> {
+    /// Open the limit entries' initial connections from a short-lived
+    /// worker (see actors/worker/prefill.rs).
+    pub(super) fn prefill(&mut self) {
+        if self.limits.prefill().next().is_some() {
+            self.spawn_worker(None, true);
+        }
+    }
+
+    fn spawn_worker(&mut self, first: Option<(OwnedFd, Peer)>, prefill: bool) -> Option<i32> {
         let (ours, theirs) = match Mailbox::pair(Contract::Worker) {
             Ok(pair) => pair,
             Err(e) => {
@@ -74,7 +82,7 @@ impl Supervisor {
             Ok(ForkResult::Child) => {
                 // Before anything allocates: the worker's heap is its own.
                 let supervisor_region = crate::ALLOCATOR.activate();
-                let code = self.become_worker(first, theirs, supervisor_region);
+                let code = self.become_worker(first, theirs, supervisor_region, prefill);
                 // SAFETY: _exit ends the child without running the parent's
                 // destructors or atexit handlers on its copies.
                 unsafe { libc::_exit(code) }
@@ -127,6 +135,7 @@ impl Supervisor {
         first: Option<(OwnedFd, Peer)>,
         mailbox: Mailbox,
         supervisor_region: Option<(usize, usize)>,
+        prefill: bool,
     ) -> i32 {
         pgagroal::log::after_fork_in_child();
         // SAFETY: prctl with PR_SET_PDEATHSIG and a valid signal number.
@@ -164,6 +173,7 @@ impl Supervisor {
             mailbox,
             first,
             epoch: self.epoch,
+            prefill,
         })
     }
     pub(super) fn reap(&mut self) {

@@ -83,7 +83,7 @@ fn checkout(
     reuse: &mut Reuse,
     access: &Access,
 ) -> Result<Conn, &'static str> {
-    let conn = pool::acquire(s, client, buf, reuse, access)?;
+    let conn = super::acquire::acquire(s, client, buf, reuse, access)?;
     match settings::bring_in_line(s, &conn) {
         Ok(_) => Ok(conn),
         Err(failure) => {
