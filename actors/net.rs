@@ -387,12 +387,13 @@ impl Epoll {
         Ok(())
     }
 
-    /// Wait for readiness; returns the ready events of socket 0 and 1.
-    pub fn wait(&self) -> io::Result<[u32; 2]> {
+    /// Wait for readiness (at most `timeout_ms`, -1 for ever); returns the
+    /// ready events of socket 0 and 1 (none on timeout).
+    pub fn wait(&self, timeout_ms: i32) -> io::Result<[u32; 2]> {
         let mut events = [libc::epoll_event { events: 0, u64: 0 }; 2];
         loop {
             // SAFETY: events is a writable array of 2 epoll_event.
-            let n = unsafe { libc::epoll_wait(self.fd.as_raw_fd(), events.as_mut_ptr(), 2, -1) };
+            let n = unsafe { libc::epoll_wait(self.fd.as_raw_fd(), events.as_mut_ptr(), 2, timeout_ms) };
             if n >= 0 {
                 let mut ready = [0u32; 2];
                 for e in &events[..n as usize] {

@@ -14,7 +14,7 @@ use pgagroal::config::{Config, ServerConfig};
 use pgagroal::protocol::backend::{self, BackendMessage, auth_code};
 use pgagroal::protocol::frame::{self, Frame};
 use pgagroal::protocol::{encode, sqlstate};
-use pgagroal::shmem::{AuthKind, CancelTarget, Region};
+use pgagroal::shmem::{AuthKind, Generation, Region, SlotId};
 use sha2::{Digest, Sha256};
 use slog::{debug, info, warn};
 use std::net::ToSocketAddrs;
@@ -398,20 +398,23 @@ pub fn forward_cancel(config: &Config, region: &Region, pid: i32, secret: &[u8],
         debug!(log, "cancel request for no running query dropped"; "pid" => pid);
         return;
     };
-    send_cancel(config, region, target, log);
+    cancel_slot(config, region, target.slot, target.generation, log);
     clients.cancel_done(target);
 }
 
-fn send_cancel(config: &Config, region: &Region, target: CancelTarget, log: &slog::Logger) {
-    let Some(slot) = region.slots().get(target.slot) else { return };
+/// Send a CancelRequest for whatever the backend of `slot` (as long as it
+/// still holds the connection of `generation`) is running, and wait until
+/// the server has taken it.
+pub fn cancel_slot(config: &Config, region: &Region, id: SlotId, generation: Generation, log: &slog::Logger) {
+    let Some(slot) = region.slots().get(id) else { return };
     let before = slot.load();
     let (backend_pid, backend_secret, server) = (slot.info().backend_pid, slot.backend_secret(), slot.info().server);
     std::sync::atomic::fence(std::sync::atomic::Ordering::Acquire);
     let after = slot.load();
     // The key read belongs to the connection the client is bound to.
-    let same = before.generation == target.generation && after.generation == target.generation;
+    let same = before.generation == generation && after.generation == generation;
     if !same || !after.state.is_claimed() || backend_pid == 0 {
-        debug!(log, "cancel request dropped: the connection has moved on"; "slot" => target.slot.0);
+        debug!(log, "cancel request dropped: the connection has moved on"; "slot" => id.0);
         return;
     }
     let Some(server) = config.servers.get(server as usize) else { return };

@@ -137,7 +137,13 @@ fn serve_with_key(
     if s.transaction && matches!(access, Access::Pooler { .. }) {
         return super::transaction::run(s, client, client_buf, reuse, access, conn);
     }
-    let mode = relay::Mode { stop_at_idle: false, inspect: !reset_clears(s) };
+    let main = &s.config.main;
+    let mode = relay::Mode {
+        stop_at_idle: false,
+        inspect: !reset_clears(s),
+        disconnect_after: (main.disconnect_client > 0).then(|| Duration::from_secs(main.disconnect_client)),
+        force: main.disconnect_client_force,
+    };
     let end = relay::run(client, &conn.sock, client_buf, &mut reuse.buffers, mode);
     finish(s, conn, end, reuse)
 }
@@ -349,6 +355,10 @@ pub fn give_back(s: &Session<'_>, reuse: &mut Reuse, conn: Conn, params: Option<
 pub fn finish(s: &Session<'_>, conn: Conn, end: End, reuse: &mut Reuse) -> &'static str {
     match end {
         End::Client { how, client, mut server, clean } => {
+            if how == relay::DISCONNECTED_FORCE && server.ready_count < client.sync_points {
+                // Stop what the backend runs before waiting for its answers.
+                super::connect::cancel_slot(s.config, s.region, conn.id, conn.word.generation, &s.log);
+            }
             let poolable = conn.auth.is_reusable() && conn.registered;
             if !clean || !client.at_boundary() || !poolable {
                 let clean = clean

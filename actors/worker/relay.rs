@@ -39,7 +39,16 @@ pub struct Mode {
     pub stop_at_idle: bool,
     /// Watch for statements and reports that change session settings.
     pub inspect: bool,
+    /// `disconnect_client`: end the session once it has been at rest (every
+    /// request answered) with no traffic for this long; with `force`, once
+    /// it has lasted this long, whatever it is doing.
+    pub disconnect_after: Option<std::time::Duration>,
+    pub force: bool,
 }
+
+/// Why `disconnect_client` ends a session.
+pub const DISCONNECTED_IDLE: &str = "disconnect_client: idle too long";
+pub const DISCONNECTED_FORCE: &str = "disconnect_client_force: connected too long";
 
 /// The relay's two buffers, allocated once per worker and reused by every
 /// session; their capacity is not initialised up front. A direction takes
@@ -145,7 +154,13 @@ struct Waiter<'e> {
 impl Waiter<'_> {
     /// Wait until client or server is ready for what is wanted of it;
     /// returns their ready events (poll(2) flags).
-    fn wait(&mut self, client: &Sock, server: &Sock, want: [libc::c_short; 2]) -> std::io::Result<[libc::c_short; 2]> {
+    fn wait(
+        &mut self,
+        client: &Sock,
+        server: &Sock,
+        want: [libc::c_short; 2],
+        timeout_ms: i32,
+    ) -> std::io::Result<[libc::c_short; 2]> {
         self.wakeups = self.wakeups.saturating_add(1);
         if !self.active
             && self.wakeups >= EPOLL_AFTER
@@ -163,7 +178,7 @@ impl Waiter<'_> {
             Some(e) => {
                 e.want(0, want[0] as u32)?;
                 e.want(1, want[1] as u32)?;
-                let ready = e.wait()?;
+                let ready = e.wait(timeout_ms)?;
                 Ok([ready[0] as libc::c_short, ready[1] as libc::c_short])
             }
             None => {
@@ -171,7 +186,7 @@ impl Waiter<'_> {
                     libc::pollfd { fd: client.raw(), events: want[0], revents: 0 },
                     libc::pollfd { fd: server.raw(), events: want[1], revents: 0 },
                 ];
-                poll(&mut fds, -1)?;
+                poll(&mut fds, timeout_ms)?;
                 Ok([fds[0].revents, fds[1].revents])
             }
         }
@@ -206,6 +221,8 @@ fn relay(
         (Tracker::new(Direction::Frontend), Tracker::new(Direction::Backend))
     };
     let mut leaving: Option<&'static str> = None;
+    let started = std::time::Instant::now();
+    let mut last_traffic = started;
 
     if !leftover.is_empty() {
         let keep = accept_client_bytes(&mut ct, &leftover, &mut leaving, client);
@@ -256,14 +273,46 @@ fn relay(
         ];
         // Bytes TLS already decrypted do not show on the socket.
         let buffered = [client_reads && client.has_buffered(), server_reads && server.has_buffered()];
+        let deadline = mode.disconnect_after.and_then(|after| {
+            if mode.force {
+                Some(started + after)
+            } else {
+                st.settled(&ct, st.tx_status).then_some(last_traffic + after)
+            }
+        });
+        let now = std::time::Instant::now();
+        if let Some(deadline) = deadline
+            && now >= deadline
+            && leaving.is_none()
+        {
+            let (how, code) = if mode.force {
+                (DISCONNECTED_FORCE, sqlstate::ADMIN_SHUTDOWN)
+            } else {
+                (DISCONNECTED_IDLE, sqlstate::IDLE_SESSION_TIMEOUT)
+            };
+            if down.is_empty() && st.at_boundary() {
+                let text = format!("terminating connection: {how}");
+                let _ = client.write_all(
+                    &encode::error_response("FATAL", code, &text),
+                    Some(now + std::time::Duration::from_secs(1)),
+                );
+            }
+            return End::Client { how, client: ct, server: st, clean: true };
+        }
+        let timeout_ms = deadline.map_or(-1, |d| {
+            i32::try_from(d.saturating_duration_since(now).as_millis().saturating_add(1)).unwrap_or(i32::MAX)
+        });
         let ready = if buffered[0] || buffered[1] {
             [if buffered[0] { libc::POLLIN } else { 0 }, if buffered[1] { libc::POLLIN } else { 0 }]
         } else {
-            match waiter.wait(client, server, want) {
+            match waiter.wait(client, server, want, timeout_ms) {
                 Ok(ready) => ready,
                 Err(_) => return End::Server("waiting on the sockets failed"),
             }
         };
+        if ready[0] & READABLE != 0 || ready[1] & READABLE != 0 {
+            last_traffic = std::time::Instant::now();
+        }
 
         if ready[1] & READABLE != 0 && down.is_empty() {
             match down.fill(bufs, &up, server) {

@@ -28,7 +28,7 @@ pub fn run(
     access: &Access,
     conn: Conn,
 ) -> &'static str {
-    let mode = relay::Mode { stop_at_idle: true, inspect: true };
+    let mode = relay::Mode { stop_at_idle: true, inspect: true, disconnect_after: None, force: false };
     // A client that has logged in and sent nothing yet holds no connection.
     let mut current = if buf.is_empty() {
         pool::give_back(s, reuse, conn, Some(s.params.hash()));

@@ -300,6 +300,9 @@ impl MainConfig {
             "tls_cert_file" => self.tls_cert_file = Some(path_value(raw)?),
             "tls_key_file" => self.tls_key_file = Some(path_value(raw)?),
             "tls_ca_file" => self.tls_ca_file = Some(path_value(raw)?),
+            "disconnect_client" => self.disconnect_client = value::parse_int(raw, "a number of seconds (0 = off)")?,
+            "disconnect_client_force" => self.disconnect_client_force = value::parse_bool(raw)?,
+            "max_retries" => self.max_retries = value::parse_int(raw, "a number of retries")?,
             _ if NOT_YET_EFFECTIVE.contains(&key) => return Ok(Outcome::NotYetEffective),
             _ => return Ok(Outcome::Unknown),
         }
@@ -313,9 +316,6 @@ impl MainConfig {
         match key {
             "failover" => self.failover = value::parse_bool(raw)?,
             "failover_script" => self.failover_script = Some(path_value(raw)?),
-            "disconnect_client" => self.disconnect_client = value::parse_int(raw, "a number of seconds (0 = off)")?,
-            "disconnect_client_force" => self.disconnect_client_force = value::parse_bool(raw)?,
-            "max_retries" => self.max_retries = value::parse_int(raw, "a number of retries")?,
             "validation" => {
                 self.validation = match raw.to_ascii_lowercase().as_str() {
                     "off" => Validation::Off,
@@ -408,9 +408,6 @@ mod tests {
         for (key, raw) in [
             ("failover", "on"),
             ("failover_script", "/usr/local/bin/failover.sh"),
-            ("disconnect_client", "60"),
-            ("disconnect_client_force", "yes"),
-            ("max_retries", "3"),
             ("validation", "Foreground"),
             ("background_interval", "1m"),
             ("idle_timeout", "10m"),
@@ -418,6 +415,9 @@ mod tests {
             ("rotate_frontend_password_timeout", "1d"),
         ] {
             assert_eq!(c.set(key, raw), Ok(Outcome::NotYetEffective), "{key}");
+        }
+        for (key, raw) in [("disconnect_client", "60"), ("disconnect_client_force", "yes"), ("max_retries", "3")] {
+            assert_eq!(c.set(key, raw), Ok(Outcome::Applied), "{key}");
         }
         assert!(c.failover && c.disconnect_client_force);
         assert_eq!(c.failover_script, Some(PathBuf::from("/usr/local/bin/failover.sh")));

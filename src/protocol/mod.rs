@@ -41,6 +41,10 @@ pub mod sqlstate {
     pub const FEATURE_NOT_SUPPORTED: &str = "0A000";
     /// connection_failure: the server could not be reached.
     pub const CONNECTION_FAILURE: &str = "08006";
+    /// admin_shutdown: `disconnect_client_force` ended a session.
+    pub const ADMIN_SHUTDOWN: &str = "57P01";
+    /// idle_session_timeout: `disconnect_client` ended an idle session.
+    pub const IDLE_SESSION_TIMEOUT: &str = "57P05";
     /// cannot_connect_now: the pooler is shutting down.
     pub const CANNOT_CONNECT_NOW: &str = "57P03";
     /// syntax_error: a malformed `options` startup parameter.
