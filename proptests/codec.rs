@@ -175,4 +175,41 @@ proptest! {
             if b.scan(c).is_err() { break; }
         }
     }
+
+    #[test]
+    fn session_change_detection_never_panics_and_sees_a_leading_set(
+        text in proptest::collection::vec(any::<u8>(), 0..200),
+        name in "[a-z_]{1,12}",
+    ) {
+        let _ = pgagroal::protocol::sql::changes_session(&text);
+        let set = format!("SET {name} = 1");
+        prop_assert!(pgagroal::protocol::sql::changes_session(set.as_bytes()) || ["local", "transaction", "constraints"].contains(&name.as_str()));
+        let quoted = format!("SELECT '{}'", set.replace('\'', "''"));
+        prop_assert!(!pgagroal::protocol::sql::changes_session(quoted.as_bytes()) || name.contains("set_config"));
+    }
+
+    #[test]
+    fn startup_settings_parse_without_panics_and_hash_stably(
+        pairs in proptest::collection::vec(("[A-Za-z_.]{1,10}", "[ -~]{0,20}"), 0..8),
+        options in "[ -~]{0,40}",
+    ) {
+        // options first: its settings are overridden by later parameters
+        // of the same name in either order below.
+        let mut params: Vec<(String, String)> = vec![("options".into(), options)];
+        params.extend(pairs.iter().cloned());
+        if let Ok(a) = pgagroal::protocol::params::SessionParams::from_startup(&params) {
+            let mut reversed = params.clone();
+            reversed[1..].reverse();
+            // The same settings in another order (duplicates aside) hash the same.
+            let unique: std::collections::HashSet<String> = pairs.iter().map(|(k, _)| k.to_ascii_lowercase()).collect();
+            if unique.len() == pairs.len()
+                && let Ok(b) = pgagroal::protocol::params::SessionParams::from_startup(&reversed)
+            {
+                prop_assert_eq!(a.hash(), b.hash());
+            }
+            prop_assert_ne!(a.hash(), pgagroal::protocol::params::UNKNOWN);
+            let (_, count) = a.apply_queries(false);
+            prop_assert!(count >= 1);
+        }
+    }
 }

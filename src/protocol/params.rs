@@ -150,7 +150,11 @@ impl SessionParams {
                         .find(|(n, _)| n.eq_ignore_ascii_case(&name))
                         .map(|(_, v)| v.as_str())
                         .or_else(|| self.get(&name));
-                    let value = ours.map(str::to_string).unwrap_or_else(|| String::from_utf8_lossy(value).into_owned());
+                    let value = match ours {
+                        Some(v) if name.eq_ignore_ascii_case("client_encoding") => canonical_encoding(v),
+                        Some(v) => v.to_string(),
+                        None => String::from_utf8_lossy(value).into_owned(),
+                    };
                     encode::append_parameter_status(&mut out, &name, &value);
                 }
             }
@@ -158,6 +162,15 @@ impl SessionParams {
         }
         encode::append_backend_key_data(&mut out, key.0, key.1);
         out
+    }
+}
+
+/// An encoding name as PostgreSQL reports it (`utf-8` and `unicode` are
+/// `UTF8`; other names in capitals).
+fn canonical_encoding(name: &str) -> String {
+    match name.to_ascii_lowercase().as_str() {
+        "utf8" | "utf-8" | "unicode" => "UTF8".into(),
+        _ => name.to_ascii_uppercase(),
     }
 }
 
@@ -306,7 +319,8 @@ mod tests {
         encode::append_parameter_status(&mut cached, "TimeZone", "UTC");
         encode::append_parameter_status(&mut cached, "client_encoding", "UTF8");
         encode::append_backend_key_data(&mut cached, 77, 88);
-        let p = params(&[("application_name", "psql"), ("timezone", "asia/tokyo")]).expect("valid");
+        let p = params(&[("application_name", "psql"), ("timezone", "asia/tokyo"), ("client_encoding", "utf-8")])
+            .expect("valid");
         let reported = vec![("TimeZone".to_string(), "Asia/Tokyo".to_string())];
         let out = p.greeting(&cached, &reported, (5, 6));
         let mut rest = out.as_slice();
