@@ -3,6 +3,7 @@
 //! the same bytes. It holds a header and the slot table.
 //!
 //! - [`region`]: creating and mapping the region, and the header.
+//! - [`auth_kind`]: how a slot's connection was authenticated.
 //! - [`clients`]: each worker's minted client key and the slot serving it,
 //!   for query cancel.
 //! - [`queue`]: the first-come first-served queue of clients waiting for a
@@ -10,6 +11,7 @@
 //! - [`slot`]: one slot record and its compare-and-swap state machine.
 //! - [`table`]: scans over the slots that claim one.
 
+pub mod auth_kind;
 pub mod clients;
 pub mod queue;
 pub mod region;
