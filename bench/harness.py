@@ -304,6 +304,7 @@ class Harness:
         finally:
             if daemon is not None:
                 record["stop_exit_code"] = daemon.stop()
+                record["cpu_s_lifetime"] = daemon.lifetime_cpu_s
                 if record["stop_exit_code"] != 0 and "error" not in record:
                     record["error"] = (f"{target} did not stop cleanly "
                                        f"(exit {record['stop_exit_code']}): "

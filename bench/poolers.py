@@ -61,6 +61,7 @@ class Daemon:
         self.scram_password = scram_password
         self.port = processes.free_port()
         self.proc = None
+        self.lifetime_cpu_s = None
         self.stderr_path = os.path.join(workdir, "stderr.log")
         os.makedirs(workdir, mode=0o755)
         if run_user:
@@ -133,6 +134,11 @@ class Daemon:
         processes.terminate(self.proc, sig=self.stop_signal)
         for pid, start in members:
             processes.kill_if_same(pid, start)
+        # CPU over its whole life, start and shutdown included: its own and
+        # that of every child it reaped (wait4). A cross-check of the
+        # per-run figure, which cannot be larger.
+        usage = getattr(self.proc, "rusage", None)
+        self.lifetime_cpu_s = usage.ru_utime + usage.ru_stime if usage else None
         code, self.proc = self.proc.returncode, None
         return code
 
