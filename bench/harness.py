@@ -292,7 +292,7 @@ class Harness:
             record.update(run_pgbench(
                 os.path.join(self.pg_bindir, "pgbench"), wl.options, port=port, user=wl.user,
                 duration=self.args.duration, logdir=self.workdir,
-                tag=f"{wl.name}-{target}-r{round_no}",
+                tag=f"{wl.name}-{target}-r{round_no}", clients=wl.clients,
                 password=self.scram_password if wl.auth != "trust" else None))
             if daemon is not None:
                 daemon.settle(children_before)
@@ -331,8 +331,10 @@ class Harness:
         if record.get("error"):
             self.fail(f"{where}: {record['error']}")
         elif record.get("exit_code") != 0:
-            self.fail(f"{where}: pgbench exited {record.get('exit_code')}: "
-                      f"{record.get('stderr_tail')}")
+            aborted = record.get("clients_aborted")
+            self.fail(f"{where}: pgbench exited {record.get('exit_code')}"
+                      + (f" ({aborted} clients aborted)" if aborted else "")
+                      + f": {record.get('stderr_tail')}")
         elif record.get("tps") is None:
             self.fail(f"{where}: no 'tps =' line in pgbench's output")
         else:
@@ -420,9 +422,10 @@ def print_run(record, where):
         value = record.get(key)
         return "n/a" if value is None else format(value, spec)
     status = "ok" if record["ok"] else "FAILED"
-    print(f"  {where:<42} tps {f('tps', '.1f'):>9}  p50 {f('p50_ms', '.3f'):>7} ms  "
+    print(f"  {where:<47} tps {f('tps', '.1f'):>9}  p50 {f('p50_ms', '.3f'):>7} ms  "
           f"p99 {f('p99_ms', '.3f'):>7} ms  cpu {f('cpu_s_per_1k_tx', '.4f'):>7} s/1k tx  "
-          f"server conns {f('server_sessions', 'd'):>6}  failed {f('failed_tx', 'd')}  {status}",
+          f"server conns {f('server_sessions', 'd'):>6}  fairness {f('fairness_jain', '.3f')}  "
+          f"failed {f('failed_tx', 'd')}  aborted {f('clients_aborted', 'd')}  {status}",
           flush=True)
 
 
