@@ -50,7 +50,7 @@ class Workload:
 
     def profile(self):
         return Profile(pool=self.pool, mode="transaction" if self.transaction else "session",
-                       auth=self.auth, max_clients=self.clients + 64)
+                       auth=self.auth, max_clients=self.clients + 64, user=self.user)
 
 
 WORKLOADS = (
@@ -153,8 +153,9 @@ class Harness:
         self.workdir = tempfile.mkdtemp(prefix="pgagroal-bench-")
         os.chmod(self.workdir, 0o755)
         needed = ["pgagroal", "pgagroal-cli"]
-        if any(w.auth != "trust" for w in WORKLOADS if w.name in self.args.selected):
-            needed.append("pgagroal-admin")     # the users vault for scram-sha-256
+        if any(w.auth != "trust" or w.transaction
+               for w in WORKLOADS if w.name in self.args.selected):
+            needed.append("pgagroal-admin")     # the users vault: scram-sha-256, transaction mode
         for name in needed:
             if not os.access(os.path.join(self.bin_dir, name), os.X_OK):
                 raise RuntimeError(f"{name} not found in {self.bin_dir} "
@@ -230,20 +231,52 @@ class Harness:
         self.results["configs"][key] = files
 
     def detect_transaction_mode(self):
-        """Starts pgagroal once with pipeline = transaction: a non-zero exit
-        means it has no transaction pooling yet."""
-        daemon = self.make_daemon("pgagroal", Profile(pool=16, mode="transaction"), "probe")
+        """Starts pgagroal once with the configuration of the first selected
+        transaction workload (pipeline = transaction, allow_unknown_users =
+        off, the workload's user in a users vault, its pool and hba method)
+        and runs SELECT 1 through it as that user. If it does not start or
+        the query fails, the transaction workloads are not run, and that is
+        a failure of the run, with the pooler's own words."""
+        wanted = [w for w in WORKLOADS if w.transaction and w.name in self.args.selected]
+        if not wanted:
+            self.results["transaction_mode"] = {"available": None,
+                                                "detail": "not probed: no transaction workload"}
+            return
+        wl = wanted[0]
+        daemon = self.make_daemon("pgagroal", wl.profile(), "probe")
+        detail = None
         try:
             daemon.start(timeout=10)
-        except TargetError as e:
-            detail = str(e).replace("\n", " | ")
-            self.results["transaction_mode"] = {"available": False, "detail": detail}
-            print(f"pgagroal: no transaction pooling ({detail[:160]})", flush=True)
+            self.record_config("pgagroal", daemon)
+            cmd = [os.path.join(self.pg_bindir, "psql"), "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1",
+                   "-h", "127.0.0.1", "-p", str(daemon.port), "-U", wl.user, "-d", DATABASE,
+                   "-c", "SELECT 1"]
+            env = processes.client_env(
+                {"PGPASSWORD": self.scram_password} if wl.auth != "trust" else None)
+            code, out, err = processes.run(cmd, env=env, timeout=30, check=False)
+            if code != 0 or out.strip() != "1":
+                detail = (f"SELECT 1 as {wl.user} through pgagroal (pipeline = transaction) "
+                          f"failed (psql exit {code}): {(err or out).strip()}\n"
+                          f"pgagroal's output: {daemon.diagnostics()}")
+        except (TargetError, RuntimeError) as e:
+            detail = str(e)
+        finally:
+            code = daemon.stop()
+            if detail is None and code != 0:
+                detail = (f"pgagroal (pipeline = transaction) did not stop cleanly (exit {code}): "
+                          f"{daemon.diagnostics()}")
+        probe = {"profile": vars(wl.profile()), "config_of": wl.name}
+        if detail is not None:
+            probe.update(available=False, detail=detail)
+            self.results["transaction_mode"] = probe
+            self.fail("pgagroal with pipeline = transaction (probe with the configuration of "
+                      f"{wl.name}): {detail}")
             return
-        daemon.stop()
         self.transaction_mode = True
-        self.results["transaction_mode"] = {"available": True, "detail": "started"}
-        print("pgagroal: transaction pooling available", flush=True)
+        probe.update(available=True, detail=f"started; SELECT 1 as {wl.user} answered")
+        self.results["transaction_mode"] = probe
+        print(f"pgagroal: transaction pooling works (probe with the configuration of {wl.name})",
+              flush=True)
 
     # --- workloads ----------------------------------------------------------
 
@@ -257,9 +290,9 @@ class Harness:
                      "reason": None, "runs": {t: [] for t in TARGETS}}
             if wl.transaction and not self.transaction_mode:
                 entry["status"] = "n/a"
-                entry["reason"] = ("needs transaction pooling, which pgagroal does not have "
-                                   "yet (pipeline = transaction is refused); not run for any "
-                                   "target")
+                entry["reason"] = ("needs transaction pooling, and pgagroal with pipeline = "
+                                   "transaction failed its probe (see the failures); not run "
+                                   "for any target")
             entries[wl.name] = entry
             self.results["workloads"].append(entry)
         for round_no in range(1, self.args.rounds + 1):

@@ -209,7 +209,7 @@ def draw_chart(results, path):
         na_at = blended_transform_factory(ax.transData, ax.transAxes)
         for x, wl in enumerate(workloads):
             if wl["status"] != "ran":
-                ax.text(x, 0.03, "n/a: needs\ntransaction pooling", transform=na_at,
+                ax.text(x, 0.03, "n/a:\nnot run", transform=na_at,
                         ha="center", va="bottom", fontsize=8, color="#555555")
                 continue
             for i, target in enumerate(TARGETS):
