@@ -23,6 +23,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 
@@ -47,10 +48,18 @@ class Workload:
     user: str = SUPERUSER
     auth: str = "trust"
     transaction: bool = False  # needs transaction pooling
+    duration: int = None       # seconds per run when --duration is not given (None: its default)
+    smoke: bool = True         # part of the smoke run's default selection
+    targets: tuple = report.TARGETS
 
     def profile(self):
         return Profile(pool=self.pool, mode="transaction" if self.transaction else "session",
                        auth=self.auth, max_clients=self.clients + 64, user=self.user)
+
+    def fds_needed(self):
+        """Open files a pooler (PgBouncer: one process) and pgbench need:
+        one per client and per server connection, and some to spare."""
+        return self.clients + self.pool + 64
 
 
 WORKLOADS = (
@@ -68,6 +77,11 @@ WORKLOADS = (
     Workload("many-clients", ("-S", "-c", "256", "-j", "2"), 256, 16,
              "select-only, 256 clients on a pool of 16 (transaction pooling)",
              transaction=True),
+    # Direct would be 1,000 backends on the machine's cores: that measures
+    # PostgreSQL, not the poolers.
+    Workload("many-clients-1000", ("-S", "-c", "1000", "-j", "2"), 1000, 16,
+             "select-only, 1,000 clients on a pool of 16 (transaction pooling), 30 s",
+             transaction=True, duration=30, smoke=False, targets=("pgbouncer", "pgagroal")),
 )
 TARGETS = report.TARGETS
 
@@ -79,22 +93,27 @@ def parse_args(argv):
                         help="test the harness: 1 round x 2 s, 50 idle clients; "
                              "exit non-zero on any failure")
     parser.add_argument("--rounds", type=int, help="rounds (default 3; smoke 1)")
-    parser.add_argument("--duration", type=int, help="seconds per run (default 10; smoke 2)")
+    parser.add_argument("--duration", type=int,
+                        help="seconds per run (default 10, many-clients-1000 30; smoke 2); "
+                             "given, it applies to every workload")
     parser.add_argument("--memory-clients", type=int,
                         help="idle clients for the memory check (default 1000; smoke 50)")
     parser.add_argument("--skip-memory", action="store_true", help="no memory check")
     parser.add_argument("--workloads", help="comma-separated subset of: " +
-                        ", ".join(w.name for w in WORKLOADS))
+                        ", ".join(w.name for w in WORKLOADS) +
+                        " (default all; with --smoke all but " +
+                        ", ".join(w.name for w in WORKLOADS if not w.smoke) + ")")
     parser.add_argument("--results-dir",
                         help="where results go (default bench/results/<timestamp>)")
     args = parser.parse_args(argv)
+    args.duration_given = args.duration is not None
     args.rounds = args.rounds or (1 if args.smoke else 3)
     args.duration = args.duration or (2 if args.smoke else 10)
     args.memory_clients = args.memory_clients or (50 if args.smoke else 1000)
     if args.rounds < 1 or args.duration < 1 or args.memory_clients < 1:
         parser.error("--rounds, --duration and --memory-clients must be positive")
     names = [w.name for w in WORKLOADS]
-    args.selected = names
+    args.selected = [w.name for w in WORKLOADS if w.smoke or not args.smoke]
     if args.workloads:
         args.selected = [n.strip() for n in args.workloads.split(",") if n.strip()]
         unknown = set(args.selected) - set(names)
@@ -283,9 +302,11 @@ class Harness:
     def run_workloads(self):
         selected = [w for w in WORKLOADS if w.name in self.args.selected]
         entries = {}
+        fd_limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
         for wl in selected:
             entry = {"name": wl.name, "description": wl.description,
                      "pgbench_options": " ".join(wl.options), "clients": wl.clients,
+                     "duration_s": self.duration(wl), "targets": list(wl.targets),
                      "user": wl.user, "profile": vars(wl.profile()), "status": "ran",
                      "reason": None, "runs": {t: [] for t in TARGETS}}
             if wl.transaction and not self.transaction_mode:
@@ -293,15 +314,26 @@ class Harness:
                 entry["reason"] = ("needs transaction pooling, and pgagroal with pipeline = "
                                    "transaction failed its probe (see the failures); not run "
                                    "for any target")
+            elif fd_limit < wl.fds_needed():
+                entry["status"] = "n/a"
+                entry["reason"] = (f"needs {wl.fds_needed()} open files, the limit is {fd_limit} "
+                                   "(raise ulimit -n); not run for any target")
+                self.fail(f"{wl.name}: {entry['reason']}")
             entries[wl.name] = entry
             self.results["workloads"].append(entry)
         for round_no in range(1, self.args.rounds + 1):
             for wl in selected:
                 if entries[wl.name]["status"] != "ran":
                     continue
-                for target in TARGETS:
+                for target in wl.targets:
                     record = self.run_one(wl, target, round_no)
                     entries[wl.name]["runs"][target].append(record)
+
+    def duration(self, wl):
+        """--duration if given, else the workload's own, else the default."""
+        if self.args.duration_given or wl.duration is None:
+            return self.args.duration
+        return wl.duration
 
     def run_one(self, wl, target, round_no):
         """One pgbench run of one workload against one target; for a pooler,
@@ -310,6 +342,8 @@ class Harness:
                   "cpu_s_per_1k_tx": None, "server_sessions": None}
         where = f"{wl.name} / {target} / round {round_no}"
         daemon = None
+        sampler = None
+        duration = self.duration(wl)
         sessions_before = self.server_sessions(where)
         try:
             self.cluster.reset_tables()
@@ -322,11 +356,14 @@ class Harness:
                 port = daemon.port
                 children_before = daemon.children()
                 ticks_before = daemon.cpu_ticks()
+                sampler = MidRunSample(daemon, duration / 2)
             record.update(run_pgbench(
                 os.path.join(self.pg_bindir, "pgbench"), wl.options, port=port, user=wl.user,
-                duration=self.args.duration, logdir=self.workdir,
+                duration=duration, logdir=self.workdir,
                 tag=f"{wl.name}-{target}-r{round_no}", clients=wl.clients,
                 password=self.scram_password if wl.auth != "trust" else None))
+            if sampler is not None:
+                record["mid_run"] = sampler.result()
             if daemon is not None:
                 daemon.settle(children_before)
                 record["cpu_s"] = (daemon.cpu_ticks() - ticks_before) / processes.CLK_TCK
@@ -335,9 +372,12 @@ class Harness:
         except TargetError as e:
             record["error"] = str(e)
         finally:
+            if sampler is not None:
+                sampler.cancel()
             if daemon is not None:
                 record["stop_exit_code"] = daemon.stop()
                 record["cpu_s_lifetime"] = daemon.lifetime_cpu_s
+                record["pooler_log_problems"] = daemon.log_problems()
                 if record["stop_exit_code"] != 0 and "error" not in record:
                     record["error"] = (f"{target} did not stop cleanly "
                                        f"(exit {record['stop_exit_code']}): "
@@ -445,6 +485,36 @@ class Harness:
 
 
 # --- helpers ----------------------------------------------------------------
+
+class MidRunSample:
+    """A pooler's memory halfway through a run, taken from another thread:
+    PSS summed over its processes, how many there are, and the machine's
+    MemAvailable."""
+
+    def __init__(self, daemon, delay):
+        self.daemon = daemon
+        self.value = None
+        self.timer = threading.Timer(delay, self._sample)
+        self.timer.daemon = True
+        self.timer.start()
+
+    def _sample(self):
+        try:
+            pss, count = self.daemon.pss_kib()
+            self.value = {"pss_kib": pss, "processes": count,
+                          "mem_available_kib": read_meminfo("MemAvailable")}
+        except Exception as e:  # recorded, not fatal
+            self.value = {"error": f"{type(e).__name__}: {e}"}
+
+    def cancel(self):
+        self.timer.cancel()
+        self.timer.join(timeout=60)
+
+    def result(self):
+        """The sample, or None if the run ended before it was due."""
+        self.cancel()
+        return self.value
+
 
 def now():
     return datetime.datetime.now().astimezone().isoformat(timespec="seconds")

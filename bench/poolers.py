@@ -42,7 +42,7 @@ class Profile:
     user: str = SUPERUSER      # the user pgbench logs in as (in pgagroal's vault if one is made)
 
     def label(self):
-        return f"pool {self.pool}, {self.mode}, {self.auth}"
+        return f"pool {self.pool}, {self.mode}, {self.auth}, up to {self.max_clients} clients"
 
 
 def tail(path, lines=15):
@@ -129,6 +129,21 @@ class Daemon:
             if text and text not in parts:
                 parts.append(text)
         return "\n".join(parts) or "no output"
+
+    def log_problems(self, keep=5):
+        """Lines of its log and standard error that carry a warning or an
+        error, or say that a client gave up waiting for a server connection
+        (pgagroal logs "connection pool is full" at info level): how many,
+        and the first few."""
+        words = ("WARN", "ERROR", "FATAL", "PANIC", "connection pool is full", "query_wait_timeout")
+        found = []
+        for path in (self.log_path, self.stderr_path):
+            try:
+                with open(path, errors="replace") as f:
+                    found += [line.rstrip() for line in f if any(w in line for w in words)]
+            except OSError:
+                pass
+        return {"count": len(found), "first": found[:keep]} if found else None
 
     def stop(self):
         """stop_signal, wait; leftovers (workers included) are killed. Returns

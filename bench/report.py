@@ -134,6 +134,9 @@ def render(results):
                "(sum x)^2 / (n * sum x^2): 1 when all clients completed as many.")
     out.append("Failed tx and aborted (clients pgbench reports as aborted) are summed over "
                "all rounds; the other columns are medians of the clean rounds.")
+    for wl in results["workloads"]:
+        if wl.get("duration_s") not in (None, results["duration_s"]):
+            out.append(f"{wl['name']}: {wl['duration_s']} s per run.")
     out.append("")
     out.append(workload_table(results))
     notes = [f"  {wl['name']}: n/a, {wl['reason']}" for wl in results["workloads"]
