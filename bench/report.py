@@ -124,7 +124,7 @@ def memory_table(results):
 def render(results):
     """The whole human-readable report."""
     out = []
-    out.append(f"Median of {results['rounds']} round(s) x {results['duration_s']} s per "
+    out.append(f"Median of {results['rounds']} round(s) x {durations_text(results)} per "
                f"workload and target (interleaved: direct, pgbouncer, pgagroal).")
     out.append("TPS of the churn workloads = connections per second (-C). "
                "CPU = the pooler's own CPU seconds per 1,000 transactions.")
@@ -134,9 +134,6 @@ def render(results):
                "(sum x)^2 / (n * sum x^2): 1 when all clients completed as many.")
     out.append("Failed tx and aborted (clients pgbench reports as aborted) are summed over "
                "all rounds; the other columns are medians of the clean rounds.")
-    for wl in results["workloads"]:
-        if wl.get("duration_s") not in (None, results["duration_s"]):
-            out.append(f"{wl['name']}: {wl['duration_s']} s per run.")
     out.append("")
     out.append(workload_table(results))
     notes = [f"  {wl['name']}: n/a, {wl['reason']}" for wl in results["workloads"]
@@ -174,6 +171,13 @@ def write_json(results, path):
         f.write("\n")
 
 
+def durations_text(results):
+    """"10 s", or "10 s (many-clients-1000 30 s)" when a workload has its own."""
+    own = [f"{wl['name']} {wl['duration_s']} s" for wl in results["workloads"]
+           if wl.get("duration_s") not in (None, results["duration_s"])]
+    return f"{results['duration_s']} s" + (f" ({', '.join(own)})" if own else "")
+
+
 def chart_title(results):
     machine = results.get("machine", {})
     source = f"checkout {str(machine.get('pgagroal_commit'))[:12]}"
@@ -182,7 +186,7 @@ def chart_title(results):
     if not machine.get("binaries_built_by_harness"):
         source += ", prebuilt binaries"
     return (f"pgagroal vs PgBouncer vs direct PostgreSQL: {results['rounds']} round(s) x "
-            f"{results['duration_s']} s, {machine.get('nproc', '?')} CPUs\n{source}")
+            f"{durations_text(results)}, {machine.get('nproc', '?')} CPUs\n{source}")
 
 
 def draw_chart(results, path):
