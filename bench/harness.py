@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Side-by-side benchmark of pgagroal, PgBouncer and direct PostgreSQL.
 
-Starts its own PostgreSQL, runs each pgbench workload against the three
-targets interleaved (direct, pgbouncer, pgagroal; round after round), measures
+Starts its own PostgreSQL, runs each pgbench workload against its targets
+interleaved (direct, pgbouncer, pgagroal; round after round), measures
 the poolers' CPU and memory from /proc, prints medians and ratios, and writes
 results.json, summary.txt and chart.png into the results folder. Everything it
 started is stopped on the way out, also on Ctrl-C or an error.
