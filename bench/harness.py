@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Side-by-side benchmark of pgagroal, PgBouncer and direct PostgreSQL.
 
-Starts its own PostgreSQL, runs each pgbench workload against the three
-targets interleaved (direct, pgbouncer, pgagroal; round after round), measures
+Starts its own PostgreSQL, runs each pgbench workload against its targets
+interleaved (direct, pgbouncer, pgagroal; round after round), measures
 the poolers' CPU and memory from /proc, prints medians and ratios, and writes
 results.json, summary.txt and chart.png into the results folder. Everything it
 started is stopped on the way out, also on Ctrl-C or an error.
@@ -23,6 +23,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 
@@ -47,10 +48,18 @@ class Workload:
     user: str = SUPERUSER
     auth: str = "trust"
     transaction: bool = False  # needs transaction pooling
+    duration: int = None       # seconds per run when --duration is not given (None: its default)
+    smoke: bool = True         # part of the smoke run's default selection
+    targets: tuple = report.TARGETS
 
     def profile(self):
         return Profile(pool=self.pool, mode="transaction" if self.transaction else "session",
-                       auth=self.auth, max_clients=self.clients + 64)
+                       auth=self.auth, max_clients=self.clients + 64, user=self.user)
+
+    def fds_needed(self):
+        """Open files a pooler (PgBouncer: one process) and pgbench need:
+        one per client and per server connection, and some to spare."""
+        return self.clients + self.pool + 64
 
 
 WORKLOADS = (
@@ -68,6 +77,11 @@ WORKLOADS = (
     Workload("many-clients", ("-S", "-c", "256", "-j", "2"), 256, 16,
              "select-only, 256 clients on a pool of 16 (transaction pooling)",
              transaction=True),
+    # Direct would be 1,000 backends on the machine's cores: that measures
+    # PostgreSQL, not the poolers.
+    Workload("many-clients-1000", ("-S", "-c", "1000", "-j", "2"), 1000, 16,
+             "select-only, 1,000 clients on a pool of 16 (transaction pooling), 30 s",
+             transaction=True, duration=30, smoke=False, targets=("pgbouncer", "pgagroal")),
 )
 TARGETS = report.TARGETS
 
@@ -79,22 +93,27 @@ def parse_args(argv):
                         help="test the harness: 1 round x 2 s, 50 idle clients; "
                              "exit non-zero on any failure")
     parser.add_argument("--rounds", type=int, help="rounds (default 3; smoke 1)")
-    parser.add_argument("--duration", type=int, help="seconds per run (default 10; smoke 2)")
+    parser.add_argument("--duration", type=int,
+                        help="seconds per run (default 10, many-clients-1000 30; smoke 2); "
+                             "given, it applies to every workload")
     parser.add_argument("--memory-clients", type=int,
                         help="idle clients for the memory check (default 1000; smoke 50)")
     parser.add_argument("--skip-memory", action="store_true", help="no memory check")
     parser.add_argument("--workloads", help="comma-separated subset of: " +
-                        ", ".join(w.name for w in WORKLOADS))
+                        ", ".join(w.name for w in WORKLOADS) +
+                        " (default all; with --smoke all but " +
+                        ", ".join(w.name for w in WORKLOADS if not w.smoke) + ")")
     parser.add_argument("--results-dir",
                         help="where results go (default bench/results/<timestamp>)")
     args = parser.parse_args(argv)
+    args.duration_given = args.duration is not None
     args.rounds = args.rounds or (1 if args.smoke else 3)
     args.duration = args.duration or (2 if args.smoke else 10)
     args.memory_clients = args.memory_clients or (50 if args.smoke else 1000)
     if args.rounds < 1 or args.duration < 1 or args.memory_clients < 1:
         parser.error("--rounds, --duration and --memory-clients must be positive")
     names = [w.name for w in WORKLOADS]
-    args.selected = names
+    args.selected = [w.name for w in WORKLOADS if w.smoke or not args.smoke]
     if args.workloads:
         args.selected = [n.strip() for n in args.workloads.split(",") if n.strip()]
         unknown = set(args.selected) - set(names)
@@ -153,8 +172,9 @@ class Harness:
         self.workdir = tempfile.mkdtemp(prefix="pgagroal-bench-")
         os.chmod(self.workdir, 0o755)
         needed = ["pgagroal", "pgagroal-cli"]
-        if any(w.auth != "trust" for w in WORKLOADS if w.name in self.args.selected):
-            needed.append("pgagroal-admin")     # the users vault for scram-sha-256
+        if any(w.auth != "trust" or w.transaction
+               for w in WORKLOADS if w.name in self.args.selected):
+            needed.append("pgagroal-admin")     # the users vault: scram-sha-256, transaction mode
         for name in needed:
             if not os.access(os.path.join(self.bin_dir, name), os.X_OK):
                 raise RuntimeError(f"{name} not found in {self.bin_dir} "
@@ -230,45 +250,90 @@ class Harness:
         self.results["configs"][key] = files
 
     def detect_transaction_mode(self):
-        """Starts pgagroal once with pipeline = transaction: a non-zero exit
-        means it has no transaction pooling yet."""
-        daemon = self.make_daemon("pgagroal", Profile(pool=16, mode="transaction"), "probe")
+        """Starts pgagroal once with the configuration of the first selected
+        transaction workload (pipeline = transaction, allow_unknown_users =
+        off, the workload's user in a users vault, its pool and hba method)
+        and runs SELECT 1 through it as that user. If it does not start or
+        the query fails, the transaction workloads are not run, and that is
+        a failure of the run, with the pooler's own words."""
+        wanted = [w for w in WORKLOADS if w.transaction and w.name in self.args.selected]
+        if not wanted:
+            self.results["transaction_mode"] = {"available": None,
+                                                "detail": "not probed: no transaction workload"}
+            return
+        wl = wanted[0]
+        daemon = self.make_daemon("pgagroal", wl.profile(), "probe")
+        detail = None
         try:
             daemon.start(timeout=10)
-        except TargetError as e:
-            detail = str(e).replace("\n", " | ")
-            self.results["transaction_mode"] = {"available": False, "detail": detail}
-            print(f"pgagroal: no transaction pooling ({detail[:160]})", flush=True)
+            self.record_config("pgagroal", daemon)
+            cmd = [os.path.join(self.pg_bindir, "psql"), "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1",
+                   "-h", "127.0.0.1", "-p", str(daemon.port), "-U", wl.user, "-d", DATABASE,
+                   "-c", "SELECT 1"]
+            env = processes.client_env(
+                {"PGPASSWORD": self.scram_password} if wl.auth != "trust" else None)
+            code, out, err = processes.run(cmd, env=env, timeout=30, check=False)
+            if code != 0 or out.strip() != "1":
+                detail = (f"SELECT 1 as {wl.user} through pgagroal (pipeline = transaction) "
+                          f"failed (psql exit {code}): {(err or out).strip()}\n"
+                          f"pgagroal's output: {daemon.diagnostics()}")
+        except (TargetError, RuntimeError) as e:
+            detail = str(e)
+        finally:
+            code = daemon.stop()
+            if detail is None and code != 0:
+                detail = (f"pgagroal (pipeline = transaction) did not stop cleanly (exit {code}): "
+                          f"{daemon.diagnostics()}")
+        probe = {"profile": vars(wl.profile()), "config_of": wl.name}
+        if detail is not None:
+            probe.update(available=False, detail=detail)
+            self.results["transaction_mode"] = probe
+            self.fail("pgagroal with pipeline = transaction (probe with the configuration of "
+                      f"{wl.name}): {detail}")
             return
-        daemon.stop()
         self.transaction_mode = True
-        self.results["transaction_mode"] = {"available": True, "detail": "started"}
-        print("pgagroal: transaction pooling available", flush=True)
+        probe.update(available=True, detail=f"started; SELECT 1 as {wl.user} answered")
+        self.results["transaction_mode"] = probe
+        print(f"pgagroal: transaction pooling works (probe with the configuration of {wl.name})",
+              flush=True)
 
     # --- workloads ----------------------------------------------------------
 
     def run_workloads(self):
         selected = [w for w in WORKLOADS if w.name in self.args.selected]
         entries = {}
+        fd_limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
         for wl in selected:
             entry = {"name": wl.name, "description": wl.description,
                      "pgbench_options": " ".join(wl.options), "clients": wl.clients,
+                     "duration_s": self.duration(wl), "targets": list(wl.targets),
                      "user": wl.user, "profile": vars(wl.profile()), "status": "ran",
                      "reason": None, "runs": {t: [] for t in TARGETS}}
             if wl.transaction and not self.transaction_mode:
                 entry["status"] = "n/a"
-                entry["reason"] = ("needs transaction pooling, which pgagroal does not have "
-                                   "yet (pipeline = transaction is refused); not run for any "
-                                   "target")
+                entry["reason"] = ("needs transaction pooling, and pgagroal with pipeline = "
+                                   "transaction failed its probe (see the failures); not run "
+                                   "for any target")
+            elif fd_limit < wl.fds_needed():
+                entry["status"] = "n/a"
+                entry["reason"] = (f"needs {wl.fds_needed()} open files, the limit is {fd_limit} "
+                                   "(raise ulimit -n); not run for any target")
+                self.fail(f"{wl.name}: {entry['reason']}")
             entries[wl.name] = entry
             self.results["workloads"].append(entry)
         for round_no in range(1, self.args.rounds + 1):
             for wl in selected:
                 if entries[wl.name]["status"] != "ran":
                     continue
-                for target in TARGETS:
+                for target in wl.targets:
                     record = self.run_one(wl, target, round_no)
                     entries[wl.name]["runs"][target].append(record)
+
+    def duration(self, wl):
+        """--duration if given, else the workload's own, else the default."""
+        if self.args.duration_given or wl.duration is None:
+            return self.args.duration
+        return wl.duration
 
     def run_one(self, wl, target, round_no):
         """One pgbench run of one workload against one target; for a pooler,
@@ -277,6 +342,8 @@ class Harness:
                   "cpu_s_per_1k_tx": None, "server_sessions": None}
         where = f"{wl.name} / {target} / round {round_no}"
         daemon = None
+        sampler = None
+        duration = self.duration(wl)
         sessions_before = self.server_sessions(where)
         try:
             self.cluster.reset_tables()
@@ -289,11 +356,14 @@ class Harness:
                 port = daemon.port
                 children_before = daemon.children()
                 ticks_before = daemon.cpu_ticks()
+                sampler = MidRunSample(daemon, duration / 2)
             record.update(run_pgbench(
                 os.path.join(self.pg_bindir, "pgbench"), wl.options, port=port, user=wl.user,
-                duration=self.args.duration, logdir=self.workdir,
-                tag=f"{wl.name}-{target}-r{round_no}",
+                duration=duration, logdir=self.workdir,
+                tag=f"{wl.name}-{target}-r{round_no}", clients=wl.clients,
                 password=self.scram_password if wl.auth != "trust" else None))
+            if sampler is not None:
+                record["mid_run"] = sampler.result()
             if daemon is not None:
                 daemon.settle(children_before)
                 record["cpu_s"] = (daemon.cpu_ticks() - ticks_before) / processes.CLK_TCK
@@ -302,8 +372,12 @@ class Harness:
         except TargetError as e:
             record["error"] = str(e)
         finally:
+            if sampler is not None:
+                sampler.cancel()
             if daemon is not None:
                 record["stop_exit_code"] = daemon.stop()
+                record["cpu_s_lifetime"] = daemon.lifetime_cpu_s
+                record["pooler_log_problems"] = daemon.log_problems()
                 if record["stop_exit_code"] != 0 and "error" not in record:
                     record["error"] = (f"{target} did not stop cleanly "
                                        f"(exit {record['stop_exit_code']}): "
@@ -330,8 +404,10 @@ class Harness:
         if record.get("error"):
             self.fail(f"{where}: {record['error']}")
         elif record.get("exit_code") != 0:
-            self.fail(f"{where}: pgbench exited {record.get('exit_code')}: "
-                      f"{record.get('stderr_tail')}")
+            aborted = record.get("clients_aborted")
+            self.fail(f"{where}: pgbench exited {record.get('exit_code')}"
+                      + (f" ({aborted} clients aborted)" if aborted else "")
+                      + f": {record.get('stderr_tail')}")
         elif record.get("tps") is None:
             self.fail(f"{where}: no 'tps =' line in pgbench's output")
         else:
@@ -410,6 +486,36 @@ class Harness:
 
 # --- helpers ----------------------------------------------------------------
 
+class MidRunSample:
+    """A pooler's memory halfway through a run, taken from another thread:
+    PSS summed over its processes, how many there are, and the machine's
+    MemAvailable."""
+
+    def __init__(self, daemon, delay):
+        self.daemon = daemon
+        self.value = None
+        self.timer = threading.Timer(delay, self._sample)
+        self.timer.daemon = True
+        self.timer.start()
+
+    def _sample(self):
+        try:
+            pss, count = self.daemon.pss_kib()
+            self.value = {"pss_kib": pss, "processes": count,
+                          "mem_available_kib": read_meminfo("MemAvailable")}
+        except Exception as e:  # recorded, not fatal
+            self.value = {"error": f"{type(e).__name__}: {e}"}
+
+    def cancel(self):
+        self.timer.cancel()
+        self.timer.join(timeout=60)
+
+    def result(self):
+        """The sample, or None if the run ended before it was due."""
+        self.cancel()
+        return self.value
+
+
 def now():
     return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
 
@@ -419,9 +525,10 @@ def print_run(record, where):
         value = record.get(key)
         return "n/a" if value is None else format(value, spec)
     status = "ok" if record["ok"] else "FAILED"
-    print(f"  {where:<42} tps {f('tps', '.1f'):>9}  p50 {f('p50_ms', '.3f'):>7} ms  "
+    print(f"  {where:<47} tps {f('tps', '.1f'):>9}  p50 {f('p50_ms', '.3f'):>7} ms  "
           f"p99 {f('p99_ms', '.3f'):>7} ms  cpu {f('cpu_s_per_1k_tx', '.4f'):>7} s/1k tx  "
-          f"server conns {f('server_sessions', 'd'):>6}  failed {f('failed_tx', 'd')}  {status}",
+          f"server conns {f('server_sessions', 'd'):>6}  fairness {f('fairness_jain', '.3f')}  "
+          f"failed {f('failed_tx', 'd')}  aborted {f('clients_aborted', 'd')}  {status}",
           flush=True)
 
 

@@ -8,7 +8,13 @@ PgBouncer in its auth_file, pgagroal in a users vault (pgagroal_users.conf,
 encrypted with a master key under the daemon's HOME). Each checks the
 client's password with its own SCRAM exchange and logs in to PostgreSQL with
 the stored password, so both can hand a server connection to the next
-client."""
+client.
+
+In transaction mode pgagroal must log in to PostgreSQL by itself for every
+user (its transaction pipeline refuses pass-through users), so it gets
+allow_unknown_users = off and a users vault holding the workload's user even
+with trust; PgBouncer has that user in its auth_file either way. PostgreSQL
+trusts the trust user, so the password stored for it is never asked for."""
 
 import os
 import secrets
@@ -33,9 +39,10 @@ class Profile:
     mode: str = "session"      # "session" or "transaction"
     auth: str = "trust"        # client <-> pooler: "trust" or "scram-sha-256"
     max_clients: int = 100     # PgBouncer's max_client_conn
+    user: str = SUPERUSER      # the user pgbench logs in as (in pgagroal's vault if one is made)
 
     def label(self):
-        return f"pool {self.pool}, {self.mode}, {self.auth}"
+        return f"pool {self.pool}, {self.mode}, {self.auth}, up to {self.max_clients} clients"
 
 
 def tail(path, lines=15):
@@ -61,6 +68,7 @@ class Daemon:
         self.scram_password = scram_password
         self.port = processes.free_port()
         self.proc = None
+        self.lifetime_cpu_s = None
         self.stderr_path = os.path.join(workdir, "stderr.log")
         os.makedirs(workdir, mode=0o755)
         if run_user:
@@ -122,6 +130,21 @@ class Daemon:
                 parts.append(text)
         return "\n".join(parts) or "no output"
 
+    def log_problems(self, keep=5):
+        """Lines of its log and standard error that carry a warning or an
+        error, or say that a client gave up waiting for a server connection
+        (pgagroal logs "connection pool is full" at info level): how many,
+        and the first few."""
+        words = ("WARN", "ERROR", "FATAL", "PANIC", "connection pool is full", "query_wait_timeout")
+        found = []
+        for path in (self.log_path, self.stderr_path):
+            try:
+                with open(path, errors="replace") as f:
+                    found += [line.rstrip() for line in f if any(w in line for w in words)]
+            except OSError:
+                pass
+        return {"count": len(found), "first": found[:keep]} if found else None
+
     def stop(self):
         """stop_signal, wait; leftovers (workers included) are killed. Returns
         the exit code (negative if it had to be killed)."""
@@ -133,6 +156,11 @@ class Daemon:
         processes.terminate(self.proc, sig=self.stop_signal)
         for pid, start in members:
             processes.kill_if_same(pid, start)
+        # CPU over its whole life, start and shutdown included: its own and
+        # that of every child it reaped (wait4). A cross-check of the
+        # per-run figure, which cannot be larger.
+        usage = getattr(self.proc, "rusage", None)
+        self.lifetime_cpu_s = usage.ru_utime + usage.ru_stime if usage else None
         code, self.proc = self.proc.returncode, None
         return code
 
@@ -167,14 +195,22 @@ class Pgagroal(Daemon):
         self.binary = os.path.join(bin_dir, "pgagroal")
         self.admin = os.path.join(bin_dir, "pgagroal-admin")
         self.log_path = os.path.join(self.dir, "pgagroal.log")
-        # With scram-sha-256 the SCRAM user is in a users vault: its master
-        # key in <home>/.pgagroal/master.key, HOME=<home> for the daemon.
-        self.vault = self.profile.auth != "trust"
+        # With scram-sha-256, and in transaction mode, the workload's user is
+        # in a users vault: its master key in <home>/.pgagroal/master.key,
+        # HOME=<home> for the daemon.
+        self.vault = self.profile.auth != "trust" or self.profile.mode == "transaction"
         self.home = os.path.join(self.dir, "home")
         self.users_path = os.path.join(self.dir, "pgagroal_users.conf")
 
     def write_config(self):
         p = self.profile
+        # The transaction pipeline refuses pass-through users. blocking_timeout
+        # (how long a client waits for a server connection; in transaction
+        # mode at every transaction) stays 30 s, as PgBouncer's
+        # query_wait_timeout (120 s) lets its clients wait. pgagroal warns
+        # about any value above 0 in transaction mode, but 0 means "do not
+        # wait": a transaction would be refused whenever the pool is busy.
+        unknown_users = "allow_unknown_users = off\n" if p.mode == "transaction" else ""
         conf = f"""\
 [pgagroal]
 host = 127.0.0.1
@@ -182,7 +218,7 @@ port = {self.port}
 unix_socket_dir = {self.dir}
 max_connections = {p.pool}
 pipeline = {p.mode}
-log_type = file
+{unknown_users}log_type = file
 log_path = {self.log_path}
 log_level = info
 log_connections = off
@@ -200,20 +236,23 @@ port = {self.pg_port}
     def prepare(self):
         """Creates the users vault with pgagroal-admin, run as the daemon's
         account with the daemon's HOME: a master key with a random
-        passphrase, then the SCRAM user with the benchmark's password. The
-        secrets go through PGAGROAL_PASSWORD, not the command line."""
+        passphrase, then the workload's user with the benchmark's password
+        (the SCRAM user's real one; for the trust user PostgreSQL asks for
+        none). The secrets go through PGAGROAL_PASSWORD, not the command
+        line."""
         if not self.vault:
             return
         if not os.access(self.admin, os.X_OK):
             raise TargetError(f"pgagroal-admin not found next to pgagroal ({self.admin}); "
-                              "it is needed for the users vault of scram-sha-256")
+                              "it is needed for the users vault (scram-sha-256, transaction "
+                              "mode)")
         os.makedirs(self.home, mode=0o700)
         os.chmod(self.home, 0o700)
         if self.run_user:
             self.run_user.give(self.home)
         steps = [
             ([self.admin, "master-key"], secrets.token_hex(16)),
-            ([self.admin, "-f", self.users_path, "-U", SCRAM_USER, "user", "add"],
+            ([self.admin, "-f", self.users_path, "-U", self.profile.user, "user", "add"],
              self.scram_password),
         ]
         recorded = []

@@ -106,7 +106,7 @@ def terminate(proc, grace=10.0, sig=signal.SIGTERM):
     if proc.poll() is None:
         try:
             proc.send_signal(sig)
-            proc.wait(timeout=grace)
+            wait_with_usage(proc, grace)
         except subprocess.TimeoutExpired:
             try:
                 os.killpg(proc.pid, signal.SIGKILL)
@@ -117,6 +117,27 @@ def terminate(proc, grace=10.0, sig=signal.SIGTERM):
             except subprocess.TimeoutExpired:
                 pass
     forget(proc)
+
+
+def wait_with_usage(proc, timeout):
+    """proc.wait(timeout), reaping with wait4 so that the resource usage of
+    the process and of every descendant it reaped is kept in proc.rusage
+    (None if the process was reaped elsewhere)."""
+    deadline = time.monotonic() + timeout
+    while proc.returncode is None:
+        try:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        except ChildProcessError:
+            proc.poll()
+            break
+        if pid == proc.pid:
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            proc.rusage = usage
+            break
+        if time.monotonic() >= deadline:
+            raise subprocess.TimeoutExpired(proc.args, timeout)
+        time.sleep(0.02)
+    return proc.returncode
 
 
 def forget(proc):
@@ -206,20 +227,40 @@ def descendants(root, table=None):
     return found
 
 
-def cpu_ticks(root, include_children):
+def cpu_ticks(root, include_children, attempts=5):
     """CPU clock ticks of root (user + system). With include_children, also
     the ticks of its reaped children (cutime + cstime) and the user + system
-    ticks of every live descendant. None when root is gone."""
-    table = process_table()
-    info = table.get(root)
-    if info is None:
-        return None
-    ticks = info["utime"] + info["stime"]
-    if include_children:
-        ticks += info["cutime"] + info["cstime"]
+    ticks (and reaped children's) of every live descendant, a zombie
+    included. None when root is gone.
+
+    The table is read one /proc entry at a time: a child reaped during the
+    scan would be counted twice (read live, then in root's cutime) or not at
+    all (gone before it was read, yet missing from a cutime read earlier).
+    root's stat is read before and after the scan, and the scan is repeated
+    until no child was reaped meanwhile (root's cutime + cstime unchanged)."""
+    def own(fields):
+        return int(fields[11]) + int(fields[12])
+
+    def reaped(fields):
+        return int(fields[13]) + int(fields[14])
+
+    ticks = None
+    for _ in range(attempts):
+        before = _read_stat(root)
+        if before is None:
+            return None
+        if not include_children:
+            return own(before)
+        table = process_table()
+        after = _read_stat(root)
+        if after is None:
+            return None
+        ticks = own(after) + reaped(after)
         for pid in descendants(root, table):
             child = table[pid]
-            ticks += child["utime"] + child["stime"]
+            ticks += child["utime"] + child["stime"] + child["cutime"] + child["cstime"]
+        if reaped(before) == reaped(after):
+            return ticks
     return ticks
 
 

@@ -7,7 +7,7 @@ import statistics
 TARGETS = ("direct", "pgbouncer", "pgagroal")
 LABELS = {"direct": "PostgreSQL (direct)", "pgbouncer": "PgBouncer", "pgagroal": "pgagroal"}
 COLORS = {"direct": "#7f7f7f", "pgbouncer": "#1f77b4", "pgagroal": "#d62728"}
-METRICS = ("tps", "p50_ms", "p99_ms", "cpu_s_per_1k_tx", "server_sessions")
+METRICS = ("tps", "p50_ms", "p99_ms", "cpu_s_per_1k_tx", "server_sessions", "fairness_jain")
 
 
 # --- medians and ratios -----------------------------------------------------
@@ -22,10 +22,12 @@ def _ratio(a, b):
 
 
 def summarize_target(runs):
-    """Medians over the rounds that ran cleanly; failed transactions summed."""
+    """Medians over the rounds that ran cleanly; failed transactions and
+    aborted clients summed over all rounds."""
     ok = [r for r in runs if r.get("ok")]
     summary = {m: _median(r.get(m) for r in ok) for m in METRICS}
     summary["failed_tx"] = sum(r.get("failed_tx") or 0 for r in runs) if runs else None
+    summary["clients_aborted"] = sum(r.get("clients_aborted") or 0 for r in runs) if runs else None
     summary["rounds_ok"] = len(ok)
     summary["rounds"] = len(runs)
     for m in ("tps", "p99_ms"):
@@ -74,19 +76,20 @@ def _table(header, rows, left=2):
 
 def workload_table(results):
     header = ["workload", "target", "TPS", "p50 ms", "p99 ms", "CPU s/1k tx", "server conns",
-              "failed tx"]
+              "fairness", "failed tx", "aborted"]
     rows = []
     for wl in results["workloads"]:
         for n, target in enumerate(TARGETS):
             m = wl["median"][target]
             name = wl["name"] if n == 0 else ""
             if m is None:
-                rows.append([name, target, "n/a", "n/a", "n/a", "n/a", "n/a", "n/a"])
+                rows.append([name, target] + ["n/a"] * (len(header) - 2))
                 continue
             tps = "failed" if m["rounds"] and not m["rounds_ok"] else _fmt(m["tps"], ".1f")
             rows.append([name, target, tps, _fmt(m["p50_ms"], ".3f"),
                          _fmt(m["p99_ms"], ".3f"), _fmt(m["cpu_s_per_1k_tx"], ".4f"),
-                         _fmt(m["server_sessions"], ".0f"), _fmt(m["failed_tx"], "d")])
+                         _fmt(m["server_sessions"], ".0f"), _fmt(m["fairness_jain"], ".3f"),
+                         _fmt(m["failed_tx"], "d"), _fmt(m["clients_aborted"], "d")])
     return _table(header, rows)
 
 
@@ -121,12 +124,16 @@ def memory_table(results):
 def render(results):
     """The whole human-readable report."""
     out = []
-    out.append(f"Median of {results['rounds']} round(s) x {results['duration_s']} s per "
+    out.append(f"Median of {results['rounds']} round(s) x {durations_text(results)} per "
                f"workload and target (interleaved: direct, pgbouncer, pgagroal).")
     out.append("TPS of the churn workloads = connections per second (-C). "
                "CPU = the pooler's own CPU seconds per 1,000 transactions.")
     out.append("Server conns = connections made to PostgreSQL's benchmark database during the "
                "run (pg_stat_database.sessions).")
+    out.append("Fairness = Jain's index over the clients' completed transactions, "
+               "(sum x)^2 / (n * sum x^2): 1 when all clients completed as many.")
+    out.append("Failed tx and aborted (clients pgbench reports as aborted) are summed over "
+               "all rounds; the other columns are medians of the clean rounds.")
     out.append("")
     out.append(workload_table(results))
     notes = [f"  {wl['name']}: n/a, {wl['reason']}" for wl in results["workloads"]
@@ -164,6 +171,13 @@ def write_json(results, path):
         f.write("\n")
 
 
+def durations_text(results):
+    """"10 s", or "10 s (many-clients-1000 30 s)" when a workload has its own."""
+    own = [f"{wl['name']} {wl['duration_s']} s" for wl in results["workloads"]
+           if wl.get("duration_s") not in (None, results["duration_s"])]
+    return f"{results['duration_s']} s" + (f" ({', '.join(own)})" if own else "")
+
+
 def chart_title(results):
     machine = results.get("machine", {})
     source = f"checkout {str(machine.get('pgagroal_commit'))[:12]}"
@@ -172,7 +186,7 @@ def chart_title(results):
     if not machine.get("binaries_built_by_harness"):
         source += ", prebuilt binaries"
     return (f"pgagroal vs PgBouncer vs direct PostgreSQL: {results['rounds']} round(s) x "
-            f"{results['duration_s']} s, {machine.get('nproc', '?')} CPUs\n{source}")
+            f"{durations_text(results)}, {machine.get('nproc', '?')} CPUs\n{source}")
 
 
 def draw_chart(results, path):
@@ -202,7 +216,7 @@ def draw_chart(results, path):
         na_at = blended_transform_factory(ax.transData, ax.transAxes)
         for x, wl in enumerate(workloads):
             if wl["status"] != "ran":
-                ax.text(x, 0.03, "n/a: needs\ntransaction pooling", transform=na_at,
+                ax.text(x, 0.03, "n/a:\nnot run", transform=na_at,
                         ha="center", va="bottom", fontsize=8, color="#555555")
                 continue
             for i, target in enumerate(TARGETS):
