@@ -234,7 +234,7 @@ impl<'s, 'a> Waiting<'s, 'a> {
     /// Got a slot (or gave up after taking one): the next waiter's turn.
     fn served(&mut self) {
         if let Some(ticket) = self.ticket.take() {
-            self.s.region.queue(self.queue).pop(ticket);
+            self.s.region.served(self.queue, ticket);
         }
     }
 

@@ -90,9 +90,18 @@ impl<'a> WaitQueue<'a> {
     /// The head waiter got what it waited for: the next one is at the head
     /// and is woken.
     pub fn pop(&self, ticket: Ticket) {
+        self.pop_quietly(ticket);
+        self.wake_head();
+    }
+
+    /// [`WaitQueue::pop`] without waking the next waiter: for a caller that
+    /// wakes it only when there is something for it to take. Such a caller
+    /// must issue a SeqCst fence between this and its look, as releasers do
+    /// between a release and their wake-up, so that one of the two always
+    /// sees the other.
+    pub fn pop_quietly(&self, ticket: Ticket) {
         let _ = self.head.compare_exchange(ticket.0, ticket.0 + 1, Ordering::AcqRel, Ordering::Acquire);
         self.skip_cancelled();
-        self.wake_head();
     }
 
     /// Leave the queue without being served.

@@ -351,12 +351,30 @@ impl Region {
     /// A slot became claimable (FREE or NOTINIT): wake the head of every
     /// wait queue with someone in it, and anyone waiting outside them.
     pub fn notify_release(&self) {
+        // Orders the release before the look at the queues (see
+        // `WaitQueue::pop_quietly`).
+        std::sync::atomic::fence(Ordering::SeqCst);
         self.header().notify_release();
         let header = self.header();
         for index in 0..QUEUES {
             if header.queue_tail[index].load(Ordering::Acquire) > header.queue_head[index].load(Ordering::Acquire) {
                 self.queue(index).wake_head();
             }
+        }
+    }
+
+    /// A waiter that got a slot leaves queue `index`; the next waiter is
+    /// woken only if a slot is there for it to take (a FREE or empty one),
+    /// so a saturated pool costs one wake-up per release, not two.
+    pub fn served(&self, index: usize, ticket: super::queue::Ticket) {
+        let queue = self.queue(index);
+        queue.pop_quietly(ticket);
+        std::sync::atomic::fence(Ordering::SeqCst);
+        let claimable = self.slots().iter().any(|(_, slot)| {
+            matches!(slot.load().state, super::slot::SlotState::Free | super::slot::SlotState::NotInit)
+        });
+        if claimable {
+            queue.wake_head();
         }
     }
 
