@@ -96,6 +96,10 @@ pub struct Supervisor {
     /// yet.
     starting: HashSet<i32>,
     pooled: Vec<Option<Pooled>>,
+    /// The prefill worker running, if any, and when the next `min_size`
+    /// check may start one.
+    prefill_child: Option<i32>,
+    prefill_at: Instant,
     pid: i32,
     phase: Phase,
     paths: Paths,
@@ -177,6 +181,8 @@ impl Supervisor {
             epoch: 0,
             starting: HashSet::new(),
             pooled,
+            prefill_child: None,
+            prefill_at: Instant::now(),
             pid: std::process::id() as i32,
             phase: Phase::Running,
             paths,
@@ -210,6 +216,7 @@ impl Supervisor {
                 }
             }
             self.expire_management();
+            self.keep_minimum();
             if self.stop_progress() {
                 break;
             }

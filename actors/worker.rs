@@ -14,7 +14,7 @@ mod connect;
 mod create;
 mod fds;
 mod pool;
-mod prefill;
+pub mod prefill;
 mod relay;
 mod reset;
 mod settings;
@@ -55,9 +55,9 @@ pub struct Context<'a> {
     pub first: Option<(OwnedFd, Peer)>,
     /// The configuration epoch `config` belongs to.
     pub epoch: u32,
-    /// Open the limit entries' initial connections, then exit, instead of
-    /// serving clients.
-    pub prefill: bool,
+    /// Open the limit entries' initial (or minimum) connections, then exit,
+    /// instead of serving clients.
+    pub prefill: Option<prefill::Mode>,
 }
 
 /// The session's identity, fixed after start-up.
@@ -100,8 +100,8 @@ pub fn refuse(client: &Sock, code: &str, message: &str) {
 pub fn run(mut ctx: Context<'_>) -> i32 {
     let pid = std::process::id() as i32;
     let log = pgagroal::log::fresh_root().new(o!("pid" => pid));
-    if ctx.prefill {
-        prefill::run(&ctx, pid, &log.new(o!("actor" => "prefill")));
+    if let Some(mode) = ctx.prefill {
+        prefill::run(&ctx, mode, pid, &log.new(o!("actor" => "prefill")));
         return 0;
     }
     let mut reuse = pool::Reuse::new(ctx.region, pid);

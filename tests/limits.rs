@@ -118,3 +118,37 @@ fn initial_size_connections_are_opened_at_start_and_used() {
     let pid = one(&mut c, "SELECT pg_backend_pid()");
     assert!(prefilled.split(',').any(|p| p == pid), "{pid} is not one of the prefilled {prefilled}");
 }
+
+#[test]
+fn min_size_is_restored_after_a_connection_dies() {
+    let pooler = Pooler::start(PoolerOptions {
+        users: vec![(MD5_USER, MD5_PASSWORD)],
+        limits: format!("{DATABASE} {MD5_USER} 3 2 2\n"),
+        ..Default::default()
+    });
+    let backends = || {
+        let list = postgres().psql(&format!(
+            "SELECT coalesce(string_agg(pid::text, ',' ORDER BY pid), '') FROM pg_stat_activity WHERE usename = '{MD5_USER}'"
+        ));
+        list.split(',').filter(|p| !p.is_empty()).map(str::to_string).collect::<Vec<_>>()
+    };
+    assert!(eventually(Duration::from_secs(10), || backends().len() == 2), "prefill: {:?}", backends());
+    let mut config = postgres::Config::new();
+    config.host("127.0.0.1").port(pooler.port).user(MD5_USER).password(MD5_PASSWORD).dbname(DATABASE);
+    let mut c = config.connect(postgres::NoTls).expect("connect");
+    let victim = one(&mut c, "SELECT pg_backend_pid()");
+    postgres().psql(&format!("SELECT pg_terminate_backend({victim})"));
+    assert!(c.simple_query("SELECT 1").is_err(), "the client's connection was terminated");
+    drop(c);
+    // The dead connection's slot is freed; the entry is below min_size and
+    // a new connection is opened without any client asking.
+    assert!(
+        eventually(Duration::from_secs(20), || {
+            let now = backends();
+            now.len() == 2 && !now.contains(&victim)
+        }),
+        "min_size not restored: {:?}\n{}",
+        backends(),
+        pooler.log()
+    );
+}

@@ -8,6 +8,11 @@
 use super::lifecycle::terminate_pooled;
 use super::{Phase, Pooled, SPARE_WORKERS, Supervisor, WORKER_BASE};
 use crate::worker;
+use crate::worker::prefill::Mode as PrefillMode;
+use std::time::{Duration, Instant};
+
+/// How often, at most, a prefill worker is started to restore `min_size`.
+const MINIMUM_CHECK: Duration = Duration::from_secs(5);
 use mio::unix::SourceFd;
 use mio::{Interest, Token};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
@@ -41,7 +46,7 @@ impl Supervisor {
                 Err(e) => debug!(self.log, "idle worker did not take a client"; "worker" => pid, "error" => %e),
             }
         }
-        self.spawn_worker(Some((client, peer)), false);
+        self.spawn_worker(Some((client, peer)), None);
         self.keep_spares();
     }
 
@@ -50,7 +55,7 @@ impl Supervisor {
         let header = self.region.header();
         self.starting.retain(|&pid| !header.is_idle(pid));
         while self.phase == Phase::Running && self.region.header().idle_count() + self.starting.len() < SPARE_WORKERS {
-            match self.spawn_worker(None, false) {
+            match self.spawn_worker(None, None) {
                 Some(pid) => {
                     self.starting.insert(pid);
                 }
@@ -63,11 +68,30 @@ impl Supervisor {
     /// worker (see actors/worker/prefill.rs).
     pub(super) fn prefill(&mut self) {
         if self.limits.prefill().next().is_some() {
-            self.spawn_worker(None, true);
+            self.prefill_child = self.spawn_worker(None, Some(PrefillMode::Start));
+            self.prefill_at = Instant::now() + MINIMUM_CHECK;
         }
     }
 
-    fn spawn_worker(&mut self, first: Option<(OwnedFd, Peer)>, prefill: bool) -> Option<i32> {
+    /// Keep every limit entry at its `min_size`: when one has fewer
+    /// connections, a prefill worker makes up the difference (at most one at
+    /// a time, and not more often than every few seconds, so an unreachable
+    /// server costs a warning per attempt, not a loop).
+    pub(super) fn keep_minimum(&mut self) {
+        if self.phase != Phase::Running || self.prefill_child.is_some() || Instant::now() < self.prefill_at {
+            return;
+        }
+        let table = self.region.slots();
+        let below = self.limits.prefill().any(|(rule, _, _, _)| {
+            self.limits.entries.get(rule).is_some_and(|e| e.min_size > 0 && table.rule_count(rule) < e.min_size)
+        });
+        if below {
+            self.prefill_child = self.spawn_worker(None, Some(PrefillMode::Minimum));
+            self.prefill_at = Instant::now() + MINIMUM_CHECK;
+        }
+    }
+
+    fn spawn_worker(&mut self, first: Option<(OwnedFd, Peer)>, prefill: Option<PrefillMode>) -> Option<i32> {
         let (ours, theirs) = match Mailbox::pair(Contract::Worker) {
             Ok(pair) => pair,
             Err(e) => {
@@ -135,7 +159,7 @@ impl Supervisor {
         first: Option<(OwnedFd, Peer)>,
         mailbox: Mailbox,
         supervisor_region: Option<(usize, usize)>,
-        prefill: bool,
+        prefill: Option<PrefillMode>,
     ) -> i32 {
         pgagroal::log::after_fork_in_child();
         // SAFETY: prctl with PR_SET_PDEATHSIG and a valid signal number.
@@ -199,6 +223,9 @@ impl Supervisor {
     pub(super) fn child_gone(&mut self, pid: i32, abnormal: Option<String>) {
         if self.helpers.remove(&pid) {
             return;
+        }
+        if self.prefill_child == Some(pid) {
+            self.prefill_child = None;
         }
         self.region.header().forget_idle(pid);
         for entry in self.region.clients().entries_of(pid) {

@@ -2,7 +2,9 @@
 //! entry's `initial_size` connections (entries naming a database and a
 //! user of the users file), logging in with the user's stored password,
 //! registers them with the supervisor and leaves them FREE, so the first
-//! clients find them ready. A server that cannot be reached or refuses
+//! clients find them ready. Later, when an entry has fewer connections than
+//! its `min_size`, the supervisor starts one again to make up the
+//! difference. A server that cannot be reached or refuses
 //! the login ends the entry's prefill with a warning; nothing retries in a
 //! loop.
 
@@ -15,7 +17,16 @@ use pgagroal::shmem::{AuthKind, Claim, PackedName, SlotState};
 use slog::{info, warn};
 use std::time::Instant;
 
-pub fn run(ctx: &Context<'_>, pid: i32, log: &slog::Logger) {
+/// What a prefill worker opens connections up to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// `initial_size`, at start.
+    Start,
+    /// `min_size`, after connections were closed.
+    Minimum,
+}
+
+pub fn run(ctx: &Context<'_>, mode: Mode, pid: i32, log: &slog::Logger) {
     let Some((index, _)) = ctx.config.primary_server() else { return };
     if ctx.tls.servers.get(index).is_some_and(|tls| tls.is_some()) {
         warn!(log, "no prefill: TLS server connections can only be used by the worker that made them");
@@ -23,6 +34,13 @@ pub fn run(ctx: &Context<'_>, pid: i32, log: &slog::Logger) {
     }
     let table = ctx.region.slots();
     for (rule, database, user, initial) in ctx.limits.prefill() {
+        let target = match mode {
+            Mode::Start => initial,
+            Mode::Minimum => ctx.limits.entries.get(rule).map_or(0, |e| e.min_size),
+        };
+        if target == 0 || table.rule_count(rule) >= target {
+            continue;
+        }
         let Some(password) = ctx.creds.server_password(user) else {
             warn!(log, "no prefill: the user is not in the users file"; "user" => user);
             continue;
@@ -31,7 +49,7 @@ pub fn run(ctx: &Context<'_>, pid: i32, log: &slog::Logger) {
         loop {
             let claim = {
                 let _lock = ctx.region.header().lock_rule(rule, pid);
-                (table.rule_count(rule) < initial).then(|| table.claim_empty(pid)).flatten()
+                (table.rule_count(rule) < target).then(|| table.claim_empty(pid)).flatten()
             };
             let Some(claim) = claim else { break };
             if let Some(slot) = table.get(claim.id) {
