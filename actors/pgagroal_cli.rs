@@ -79,6 +79,16 @@ fn parse_command(words: &[String]) -> Result<(Command, Map<String, Value>), Stri
         ["shutdown", "immediate"] => (Command::Shutdown, Map::new()),
         ["shutdown", "cancel"] => (Command::CancelShutdown, Map::new()),
         ["conf", "reload"] => (Command::Reload, Map::new()),
+        [verb @ ("enable" | "disable")] | [verb @ ("enable" | "disable"), _] => {
+            let database = match words.get(1) {
+                None | Some(&"all") | Some(&"*") => "*",
+                Some(name) => name,
+            };
+            let command = if *verb == "enable" { Command::EnableDb } else { Command::DisableDb };
+            let mut request = Map::new();
+            request.insert("Database".into(), json!(database));
+            (command, request)
+        }
         [] => return Err("no command given; try 'pgagroal-cli -?'".into()),
         ["status", "details"]
         | ["flush", ..]

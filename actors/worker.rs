@@ -198,7 +198,11 @@ fn serve_client(
     let header = view.region.header();
     if [&requested, &startup.database].iter().any(|db| header.is_disabled(&pgagroal::shmem::PackedName::new(db))) {
         info!(log, "database is disabled");
-        refuse(&client, sqlstate::TOO_MANY_CONNECTIONS, &format!("database \"{requested}\" is disabled"));
+        refuse(
+            &client,
+            sqlstate::TOO_MANY_CONNECTIONS,
+            &format!("connection refused: database \"{requested}\" is disabled"),
+        );
         return;
     }
     let rule = rule.and_then(|r| view.limits.entries.get(r).map(|e| (r, e.max_size)));

@@ -152,3 +152,30 @@ fn min_size_is_restored_after_a_connection_dies() {
         pooler.log()
     );
 }
+
+#[test]
+fn disabled_databases_refuse_new_clients_with_53300() {
+    let pooler = Pooler::start(PoolerOptions::default());
+    let mut kept = pooler.connect(TRUST_USER);
+    let disable = pooler.cli(&["disable", DATABASE, "-F", "json"]);
+    assert!(disable.status.success(), "{}", String::from_utf8_lossy(&disable.stderr));
+    let reply: serde_json::Value = serde_json::from_slice(&disable.stdout).expect("json");
+    assert_eq!(reply["Response"]["Databases"][0]["Database"], DATABASE, "{reply}");
+    assert_eq!(reply["Response"]["Databases"][0]["Enabled"], false, "{reply}");
+    let err = connect_err(&pooler.url(TRUST_USER, None));
+    assert_eq!(code_of(&err).as_deref(), Some("53300"), "{}", message_of(&err));
+    assert!(message_of(&err).contains("connection refused"), "{}", message_of(&err));
+    // A client already in is not touched; another database is served.
+    assert_eq!(one(&mut kept, "SELECT 1"), "1");
+    let mut config = postgres::Config::new();
+    config.host("127.0.0.1").port(pooler.port).user(TRUST_USER).dbname("postgres");
+    config.connect(postgres::NoTls).expect("another database is still served");
+    assert!(pooler.cli(&["enable", DATABASE]).status.success());
+    pooler.connect(TRUST_USER);
+    // `disable` alone (or `all`) refuses every database; `enable` ends it.
+    assert!(pooler.cli(&["disable"]).status.success());
+    let err = config.connect(postgres::NoTls).err().expect("every database refused");
+    assert_eq!(code_of(&err).as_deref(), Some("53300"));
+    assert!(pooler.cli(&["enable", "all"]).status.success());
+    config.connect(postgres::NoTls).expect("served again");
+}

@@ -193,6 +193,25 @@ impl Supervisor {
                     return (reply, After::Nothing);
                 }
             },
+            Command::DisableDb | Command::EnableDb => {
+                let database = request.pointer("/Request/Database").and_then(Value::as_str).unwrap_or("*");
+                let name = (database != "*").then(|| pgagroal::shmem::PackedName::new(database));
+                let header = self.region.header();
+                let enabled = command == Command::EnableDb;
+                let done = if enabled {
+                    header.enable(name.as_ref());
+                    true
+                } else {
+                    header.disable(name.as_ref())
+                };
+                if !done {
+                    warn!(self.log, "cannot disable another database: the list is full"; "database" => database);
+                }
+                info!(self.log, "database {}", if enabled { "enabled" } else { "disabled" }; "database" => database);
+                let entries = if done { vec![json!({ "Database": database, "Enabled": enabled })] } else { Vec::new() };
+                response.insert("Databases".into(), Value::Array(entries));
+                After::Nothing
+            }
             _ => return (mgmt::reply_error(request, mgmt::error_code::UNKNOWN_COMMAND), After::Nothing),
         };
         (mgmt::reply_ok(request, response, started.elapsed().as_secs()), after)

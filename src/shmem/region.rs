@@ -158,13 +158,15 @@ impl Header {
     }
 
     /// Refuse new clients of `database` (None: of every database); false
-    /// when the list is full.
+    /// when the list is full. Naming one database ends "every database",
+    /// as upstream.
     pub fn disable(&self, database: Option<&PackedName>) -> bool {
         let Some(database) = database else {
             self.disabled_all.store(1, Ordering::Release);
             return true;
         };
-        if self.is_disabled(database) && self.disabled_all.load(Ordering::Acquire) == 0 {
+        self.disabled_all.store(0, Ordering::Release);
+        if self.is_disabled(database) {
             return true;
         }
         let free = self.disabled.iter().find(|cells| cells.iter().all(|c| c.load(Ordering::Acquire) == 0));
@@ -441,8 +443,11 @@ mod tests {
         assert!(!h.is_disabled(&a));
         assert!(h.disable(None));
         assert!(h.is_disabled(&b));
+        assert!(h.disable(Some(&a)));
+        assert!(h.is_disabled(&a) && !h.is_disabled(&b), "naming a database ends 'all'");
+        assert!(h.disable(None));
         h.enable(None);
-        assert!(!h.is_disabled(&b));
+        assert!(!h.is_disabled(&b) && !h.is_disabled(&a));
         for i in 0..MAX_DISABLED {
             assert!(h.disable(Some(&PackedName::new(&format!("db{i}")))));
         }
