@@ -193,3 +193,17 @@ fn a_stale_key_cancels_nobody_else() {
         }
     }
 }
+
+#[test]
+fn cancel_over_the_unix_socket() {
+    let pooler = pool_of_one("session");
+    let mut config = postgres::Config::new();
+    config.host_path(pooler.dir.path()).port(pooler.port).user(TRUST_USER).dbname(DATABASE);
+    let c = config.connect(postgres::NoTls).expect("connect over the Unix socket");
+    let token = c.cancel_token();
+    let sleeper = run_in_thread(c, "SELECT pg_sleep(31)");
+    wait_active("SELECT pg_sleep(31)");
+    token.cancel_query(postgres::NoTls).expect("send cancel over the Unix socket");
+    let (result, _, _) = sleeper.join().expect("thread");
+    assert_eq!(result, Err("57014".to_string()));
+}
