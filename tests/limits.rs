@@ -26,15 +26,7 @@ fn connect(pooler: &Pooler, database: &str) -> Result<postgres::Client, postgres
 }
 
 fn one(client: &mut postgres::Client, sql: &str) -> String {
-    client
-        .simple_query(sql)
-        .expect(sql)
-        .into_iter()
-        .find_map(|m| match m {
-            postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_string),
-            _ => None,
-        })
-        .expect("a row")
+    first_value(client, sql)
 }
 
 #[test]

@@ -31,13 +31,7 @@ fn client(pooler: &Pooler, app: &str, options: Option<&str>) -> postgres::Client
 }
 
 fn one(client: &mut postgres::Client, sql: &str) -> String {
-    let rows = client.simple_query(sql).expect(sql);
-    rows.into_iter()
-        .find_map(|m| match m {
-            postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_string),
-            _ => None,
-        })
-        .expect("a row")
+    first_value(client, sql)
 }
 
 /// The server's own default for a setting, asked directly.

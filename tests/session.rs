@@ -166,14 +166,7 @@ fn psql_and_pgbench_work_through_the_pooler() {
     assert!(stdout.contains("hello") && stdout.contains("after"), "{stdout}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("division by zero"));
 
-    let bench = |args: &[&str]| {
-        std::process::Command::new(pg.bin("pgbench"))
-            .args(["-h", "127.0.0.1", "-p", &port, "-U", TRUST_USER])
-            .args(args)
-            .arg(DATABASE)
-            .output()
-            .expect("pgbench")
-    };
+    let bench = |args: &[&str]| pgbench(pooler.port, TRUST_USER, None, args);
     let init = bench(&["-i", "-s", "1", "-q"]);
     assert!(init.status.success(), "pgbench -i: {}", String::from_utf8_lossy(&init.stderr));
     let run = bench(&["-S", "-c", "4", "-t", "200"]);

@@ -27,15 +27,7 @@ fn connect(pooler: &Pooler) -> postgres::Client {
 }
 
 fn one(client: &mut postgres::Client, sql: &str) -> String {
-    client
-        .simple_query(sql)
-        .expect(sql)
-        .into_iter()
-        .find_map(|m| match m {
-            postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_string),
-            _ => None,
-        })
-        .expect("a row")
+    first_value(client, sql)
 }
 
 fn table(name: &str, columns: &str) {
@@ -92,17 +84,7 @@ fn two_hundred_clients_over_eight_connections_see_only_their_own_data() {
 #[test]
 fn pgbench_extended_over_a_small_transaction_pool() {
     let pooler = transaction_pool(4);
-    let pg = postgres();
-    let port = pooler.port.to_string();
-    let bench = |args: &[&str]| {
-        std::process::Command::new(pg.bin("pgbench"))
-            .args(["-h", "127.0.0.1", "-p", &port, "-U", TRUST_USER])
-            .env("PGPASSWORD", PASSWORD)
-            .args(args)
-            .arg(DATABASE)
-            .output()
-            .expect("pgbench")
-    };
+    let bench = |args: &[&str]| pgbench(pooler.port, TRUST_USER, Some(PASSWORD), args);
     let init = bench(&["-i", "-s", "1", "-q"]);
     assert!(init.status.success(), "pgbench -i: {}", String::from_utf8_lossy(&init.stderr));
     let run = bench(&["-M", "extended", "-c", "16", "-j", "2", "-t", "100"]);

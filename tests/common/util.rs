@@ -142,3 +142,26 @@ pub(super) fn holds_socket(pid: i32, inodes: &[u64]) -> bool {
             .is_some_and(|inode| inodes.contains(&inode))
     })
 }
+
+/// The first value of the first row a simple query returns.
+pub fn first_value(client: &mut postgres::Client, sql: &str) -> String {
+    client
+        .simple_query(sql)
+        .expect(sql)
+        .into_iter()
+        .find_map(|m| match m {
+            postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_string),
+            _ => None,
+        })
+        .expect("a row")
+}
+
+/// Run pgbench against the pooler on `port` as `user` on the test database.
+pub fn pgbench(port: u16, user: &str, password: Option<&str>, args: &[&str]) -> std::process::Output {
+    let mut cmd = std::process::Command::new(super::postgres().bin("pgbench"));
+    cmd.args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", user]).args(args).arg(super::DATABASE);
+    if let Some(password) = password {
+        cmd.env("PGPASSWORD", password);
+    }
+    cmd.output().expect("pgbench")
+}
