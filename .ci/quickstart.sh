@@ -76,7 +76,17 @@ if [ -n "$PG_RUN_USER" ]; then
     cp target/release/pgagroal "$WORK/bin/pgagroal"
     chmod 755 "$WORK/bin" "$WORK/bin/pgagroal"
     chown "$PG_RUN_USER" "$WORK"
-    pg_as_user env HOME="$WORK" "$WORK/bin/pgagroal" -c "$WORK/pgagroal.conf" -a "$WORK/pgagroal_hba.conf" || true
+    pg_as_user env HOME="$WORK" "$WORK/bin/pgagroal" -c "$WORK/pgagroal.conf" -a "$WORK/pgagroal_hba.conf" &
 else
-    target/release/pgagroal -c "$WORK/pgagroal.conf" -a "$WORK/pgagroal_hba.conf" || true
+    target/release/pgagroal -c "$WORK/pgagroal.conf" -a "$WORK/pgagroal_hba.conf" &
 fi
+POOLER=$!
+# Ctrl-C reaches pgagroal itself; a TERM or HUP sent to this script alone is
+# passed on, so that the clean-up (and the throwaway PostgreSQL's stop) runs.
+stop_pooler() {
+    kill -TERM "$(cat "$WORK/pgagroal.$POOL_PORT.pid" 2>/dev/null)" 2>/dev/null || kill -TERM "$POOLER" 2>/dev/null || true
+}
+trap stop_pooler TERM HUP INT
+wait "$POOLER" || true
+# A trapped signal ends the first wait early: wait for pgagroal to finish.
+wait "$POOLER" 2>/dev/null || true
