@@ -116,16 +116,7 @@ fn serve_with_key(
     };
     let reported = match settings::bring_in_line(s, &conn) {
         Ok(reported) => reported,
-        Err(failure) => {
-            let _ = client.write_all(failure.for_client(), Some(Instant::now() + Duration::from_secs(1)));
-            if failure.is_broken() {
-                unbind(s, reuse.entry);
-                kill(s, conn.id, conn.word, Some(&conn.sock), false);
-            } else {
-                give_back(s, reuse, conn, None);
-            }
-            return "settings refused by the server";
-        }
+        Err(failure) => return settings_failed(s, client, reuse, conn, failure),
     };
     let conn = match greet(s, client, conn, &reported, key) {
         Ok(conn) => conn,
@@ -313,6 +304,27 @@ fn greet(
     }
     debug!(s.log, "session on pooled connection"; "slot" => conn.id.0);
     Ok(conn)
+}
+
+/// The client's settings could not be applied to `conn`: tell the client,
+/// then give the connection back (the server only refused a value) or
+/// close it (it failed). Returns why the session ends.
+pub fn settings_failed(
+    s: &Session<'_>,
+    client: &Sock,
+    reuse: &mut Reuse,
+    conn: Conn,
+    failure: settings::Failure,
+) -> &'static str {
+    debug!(s.log, "settings could not be applied to the connection"; "slot" => conn.id.0);
+    let _ = client.write_all(failure.for_client(), Some(Instant::now() + Duration::from_secs(1)));
+    if failure.is_broken() {
+        unbind(s, reuse.entry);
+        kill(s, conn.id, conn.word, Some(&conn.sock), false);
+    } else {
+        give_back(s, reuse, conn, None);
+    }
+    "settings refused by the server"
 }
 
 /// Return a clean slot: IN_USE -> FREE, recording the settings it holds

@@ -6,14 +6,14 @@
 
 use super::HOUSEKEEPING_TIMEOUT;
 use crate::net::Sock;
-use pgagroal::protocol::backend::{self, BackendMessage};
+use pgagroal::protocol::backend::{self, BackendMessage, ErrorFields};
 use pgagroal::protocol::encode;
 use pgagroal::protocol::params::SessionParams;
 use pgagroal::protocol::tracker::Tracker;
 use std::time::Instant;
 
-/// Largest message accepted in the answers to a reset.
-const MAX_RESET_ANSWER: usize = 1 << 20;
+/// Largest message accepted in the answers to the pooler's own queries.
+const MAX_ANSWER: usize = 1 << 20;
 
 /// Read from the server until the tracker is at a message boundary and every
 /// request sent has been answered, discarding what arrives.
@@ -68,22 +68,45 @@ pub fn settle_reset(sock: &Sock, expected: u32) -> bool {
     if expected == 0 {
         return true;
     }
-    let deadline = Instant::now() + HOUSEKEEPING_TIMEOUT;
+    read_answers(sock, expected, Instant::now() + HOUSEKEEPING_TIMEOUT)
+        .is_some_and(|a| a.error.is_none() && a.status == b'I')
+}
+
+/// What the server answered to queries the pooler sent on its own (a reset,
+/// settings being applied): none of it reaches a client.
+pub struct Answers {
+    /// ParameterStatus values, in order.
+    pub reported: Vec<(String, String)>,
+    /// The first ErrorResponse.
+    pub error: Option<ErrorFields>,
+    /// The status of the last ReadyForQuery.
+    pub status: u8,
+}
+
+/// Read until `count` ReadyForQuery messages have come. None when the
+/// connection fails or times out, a message is malformed, or more bytes
+/// follow the last answer (the connection is then not in a known state).
+pub fn read_answers(sock: &Sock, count: u32, deadline: Instant) -> Option<Answers> {
     let mut buf = Vec::with_capacity(512);
-    let (mut seen, mut failed, mut status) = (0, false, b'?');
-    while seen < expected {
-        let Ok(f) = sock.read_frame(&mut buf, MAX_RESET_ANSWER, Some(deadline)) else { return false };
+    let mut answers = Answers { reported: Vec::new(), error: None, status: b'?' };
+    let mut seen = 0;
+    while seen < count {
+        let f = sock.read_frame(&mut buf, MAX_ANSWER, Some(deadline)).ok()?;
         let len = f.len();
-        match backend::parse(&f) {
-            Ok(BackendMessage::ReadyForQuery { status: now }) => {
+        match backend::parse(&f).ok()? {
+            BackendMessage::ReadyForQuery { status } => {
                 seen += 1;
-                status = now;
+                answers.status = status;
             }
-            Ok(BackendMessage::ErrorResponse(_)) => failed = true,
-            Ok(_) => {}
-            Err(_) => return false,
+            BackendMessage::ParameterStatus { name, value } => answers
+                .reported
+                .push((String::from_utf8_lossy(name).into_owned(), String::from_utf8_lossy(value).into_owned())),
+            BackendMessage::ErrorResponse(e) => {
+                answers.error.get_or_insert(e);
+            }
+            _ => {}
         }
         buf.drain(..len);
     }
-    !failed && status == b'I' && buf.is_empty()
+    buf.is_empty().then_some(answers)
 }

@@ -8,13 +8,9 @@
 use super::Session;
 use super::pool::Conn;
 use crate::net::Sock;
-use pgagroal::protocol::backend::{self, BackendMessage};
 use pgagroal::protocol::params::{self, SessionParams};
 use pgagroal::protocol::{encode, sqlstate};
 use std::time::Instant;
-
-/// Largest message accepted in the answers.
-const MAX_ANSWER: usize = 1 << 20;
 
 /// Why the settings could not be applied.
 pub enum Failure {
@@ -65,38 +61,14 @@ fn broken(text: &str) -> Failure {
     Failure::Broken(encode::error_response("FATAL", sqlstate::CONNECTION_FAILURE, text))
 }
 
-/// Read `count` ReadyForQuery messages, keeping the ParameterStatus values
-/// and the first error.
+/// Read the answers: the values the server reported, or the first error
+/// it sent, as PostgreSQL says it of a bad startup setting (FATAL: the
+/// client cannot start with it).
 fn read_answers(sock: &Sock, count: u32, deadline: Instant) -> Result<Vec<(String, String)>, Failure> {
-    let mut buf = Vec::with_capacity(1024);
-    let mut reported = Vec::new();
-    let mut refused = None;
-    let mut seen = 0;
-    while seen < count {
-        let f = sock
-            .read_frame(&mut buf, MAX_ANSWER, Some(deadline))
-            .map_err(|_| broken("the server connection failed while applying the client's settings"))?;
-        let len = f.len();
-        match backend::parse(&f) {
-            Ok(BackendMessage::ReadyForQuery { .. }) => seen += 1,
-            Ok(BackendMessage::ParameterStatus { name, value }) => {
-                reported.push((String::from_utf8_lossy(name).into_owned(), String::from_utf8_lossy(value).into_owned()))
-            }
-            // What PostgreSQL says of a bad startup setting, at the same
-            // severity: the client cannot start with it.
-            Ok(BackendMessage::ErrorResponse(e)) if refused.is_none() => {
-                refused = Some(encode::error_response("FATAL", &e.code, &e.message));
-            }
-            Ok(_) => {}
-            Err(_) => return Err(broken("the server sent a malformed message while applying settings")),
-        }
-        buf.drain(..len);
-    }
-    if !buf.is_empty() {
-        return Err(broken("the server sent more than was asked while applying settings"));
-    }
-    match refused {
-        Some(error) => Err(Failure::Refused(error)),
-        None => Ok(reported),
+    let answers = super::reset::read_answers(sock, count, deadline)
+        .ok_or_else(|| broken("the server connection failed while applying the client's settings"))?;
+    match answers.error {
+        Some(e) => Err(Failure::Refused(encode::error_response("FATAL", &e.code, &e.message))),
+        None => Ok(answers.reported),
     }
 }

@@ -16,8 +16,6 @@ use super::{Session, settings};
 use crate::net::{IoFail, Sock};
 use pgagroal::protocol::frontend::TERMINATE;
 use pgagroal::protocol::params;
-use slog::debug;
-use std::time::{Duration, Instant};
 
 /// Serve the client, transaction by transaction, starting on `conn`.
 pub fn run(
@@ -86,16 +84,6 @@ fn checkout(
     let conn = super::acquire::acquire(s, client, buf, reuse, access)?;
     match settings::bring_in_line(s, &conn) {
         Ok(_) => Ok(conn),
-        Err(failure) => {
-            debug!(s.log, "settings could not be applied to a pooled connection"; "slot" => conn.id.0);
-            let _ = client.write_all(failure.for_client(), Some(Instant::now() + Duration::from_secs(1)));
-            if failure.is_broken() {
-                pool::unbind(s, reuse.entry);
-                pool::kill(s, conn.id, conn.word, Some(&conn.sock), false);
-            } else {
-                pool::give_back(s, reuse, conn, None);
-            }
-            Err("settings refused by the server")
-        }
+        Err(failure) => Err(pool::settings_failed(s, client, reuse, conn, failure)),
     }
 }
