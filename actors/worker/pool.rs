@@ -168,10 +168,7 @@ fn admit_on(
             let ask = policy::ask_like_server(conn.server_method as u32);
             auth::check(s, client, client_buf, ask, super::vault_expect(s, ask), deadline).map(|_| ())
         }
-        Access::PassThrough(_) => {
-            let replay = s.region.slots().get(conn.id).map(|slot| slot.replay()).unwrap_or_default();
-            auth::replay(s, client, client_buf, conn.auth, replay, deadline)
-        }
+        Access::PassThrough(_) => auth::replay(s, client, client_buf, conn.auth, conn.replay, deadline),
         Access::Pooler { then_check: false, .. } => Ok(()),
     };
     match checked {
