@@ -29,6 +29,24 @@ pub fn reset_signals() {
     }
 }
 
+/// What every forked child does first: end with the supervisor
+/// (PR_SET_PDEATHSIG, and a check that it is still the parent), undo its
+/// signal set-up, take its own process group and close every fd but
+/// `keep` and the log's. False when the child must leave at once.
+pub fn enter(supervisor: i32, keep: &[std::os::fd::RawFd]) -> bool {
+    pgagroal::log::after_fork_in_child();
+    // SAFETY: prctl with PR_SET_PDEATHSIG and a valid signal number.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) };
+    if nix::unistd::getppid().as_raw() != supervisor {
+        return false;
+    }
+    reset_signals();
+    let _ = nix::unistd::setpgid(nix::unistd::Pid::from_raw(0), nix::unistd::Pid::from_raw(0));
+    let mut keep = keep.to_vec();
+    keep.extend(pgagroal::log::kept_fds());
+    pgagroal::sys::close_all_except(&keep).is_ok()
+}
+
 /// Connect to a server, send one packet and wait (briefly) for it to close.
 pub fn send_once(server: &ServerConfig, packet: &[u8]) -> std::io::Result<()> {
     let timeout = Duration::from_secs(2);

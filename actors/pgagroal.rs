@@ -6,6 +6,8 @@
 mod child;
 mod listen;
 mod net;
+mod pooled;
+mod service;
 mod supervisor;
 mod worker;
 
@@ -72,6 +74,7 @@ fn fail(message: impl std::fmt::Display) -> ExitCode {
 }
 
 fn main() -> ExitCode {
+    pgagroal::failpoint::arm();
     let args = Args::parse();
     if args.version {
         println!("pgagroal {}", pgagroal::VERSION);

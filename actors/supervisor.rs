@@ -1,12 +1,23 @@
 //! The supervisor: a single-threaded mio loop over the listeners, a signalfd,
-//! the management socket and every worker's mailbox. It forks one worker per
-//! accepted client, keeps a copy of every pooled server connection's fd,
-//! reaps children and reclaims the slots a dead one held, and stops the pool
-//! on TERM/INT (immediately) or TRAP (after the clients leave). It never
-//! relays client traffic and never blocks on PostgreSQL.
+//! the management socket and every child's mailbox. It hands accepted
+//! clients to workers, keeps a copy of every pooled server connection's fd,
+//! runs and restarts the periodic services, reaps children and reclaims
+//! what a dead one held, and stops the pool on TERM/INT (immediately) or
+//! TRAP (after the clients leave). It never relays client traffic and never
+//! blocks on PostgreSQL.
+//!
+//! By responsibility: accepting and dispatching clients (here and
+//! [`workers`]), the table of children by kind, forks, reaping and pings
+//! ([`children`]), the services and their restarts ([`services`]), slots
+//! and pooled fds ([`slots`]), management ([`management`]), reloads
+//! ([`reload`]) and stopping ([`stop`]).
 
-mod lifecycle;
+mod children;
 mod management;
+mod reload;
+mod services;
+mod slots;
+mod stop;
 mod workers;
 
 use mio::unix::SourceFd;
@@ -17,7 +28,7 @@ use pgagroal::auth::credentials::Credentials;
 use pgagroal::config::limits::Limits;
 use pgagroal::config::{Config, ConfigFiles};
 use pgagroal::hba::Hba;
-use pgagroal::ipc::Mailbox;
+use pgagroal::msg::service::ServiceKind;
 use pgagroal::msg::worker::Peer;
 use pgagroal::shmem::{Generation, Region};
 use pgagroal::tls::TlsConfigs;
@@ -30,7 +41,8 @@ use std::time::{Duration, Instant};
 const SIGNALS: Token = Token(64);
 const MANAGEMENT: Token = Token(65);
 const MANAGEMENT_CONN_BASE: usize = 1 << 20;
-const WORKER_BASE: usize = 1 << 40;
+/// Mailbox tokens: this plus the child's pid.
+const CHILD_BASE: usize = 1 << 40;
 /// How long an immediate stop waits for workers before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(5);
 /// Idle workers kept ready so that a new client does not wait for a fork.
@@ -84,22 +96,18 @@ pub struct Supervisor {
     conns: HashMap<usize, management::Conn>,
     next_conn: usize,
     signals: SignalFd,
-    workers: HashMap<i32, Mailbox>,
-    /// Short-lived children (forwarded cancels) the supervisor waits for
-    /// before it exits.
-    helpers: HashSet<i32>,
-    /// The configuration epoch each worker was forked under.
-    epochs: HashMap<i32, u32>,
+    /// Every child by pid: its kind and mailbox.
+    children: HashMap<i32, children::Child>,
+    /// The periodic services' restart state.
+    services: HashMap<ServiceKind, services::Service>,
     /// The current configuration epoch (see `Header::config_epoch`).
     epoch: u32,
     /// Spare workers forked without a client that are not in the idle list
     /// yet.
     starting: HashSet<i32>,
     pooled: Vec<Option<Pooled>>,
-    /// The prefill worker running, if any, and when the next `min_size`
-    /// check may start one.
-    prefill_child: Option<i32>,
-    prefill_at: Instant,
+    /// When the long-lived actors are pinged next.
+    next_ping: Instant,
     pid: i32,
     phase: Phase,
     paths: Paths,
@@ -175,14 +183,12 @@ impl Supervisor {
             conns: HashMap::new(),
             next_conn: 0,
             signals,
-            workers: HashMap::new(),
-            helpers: HashSet::new(),
-            epochs: HashMap::new(),
+            children: HashMap::new(),
+            services: HashMap::new(),
             epoch: 0,
             starting: HashSet::new(),
             pooled,
-            prefill_child: None,
-            prefill_at: Instant::now(),
+            next_ping: Instant::now() + pgagroal::supervision::PING_EVERY,
             pid: std::process::id() as i32,
             phase: Phase::Running,
             paths,
@@ -196,10 +202,10 @@ impl Supervisor {
         // From here on the supervisor allocates from a region its workers
         // unmap, so its bookkeeping never dirties pages they share.
         crate::ALLOCATOR.activate();
-        self.prefill();
-        self.keep_spares();
+        self.supervise();
         loop {
-            if let Err(e) = self.poll.poll(&mut events, Some(Duration::from_secs(1)))
+            let timeout = self.next_wake().min(Duration::from_secs(1));
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout))
                 && e.kind() != std::io::ErrorKind::Interrupted
             {
                 error!(self.log, "poll failed"; "error" => %e);
@@ -210,13 +216,13 @@ impl Supervisor {
                 match event.token() {
                     SIGNALS => self.on_signals(),
                     MANAGEMENT => self.accept_management(),
-                    Token(t) if t >= WORKER_BASE => self.on_mailbox((t - WORKER_BASE) as i32),
+                    Token(t) if t >= CHILD_BASE => self.on_mailbox((t - CHILD_BASE) as i32),
                     Token(t) if t >= MANAGEMENT_CONN_BASE => self.on_management(t),
                     Token(i) => self.accept_clients(i),
                 }
             }
             self.expire_management();
-            self.keep_minimum();
+            self.supervise();
             if self.stop_progress() {
                 break;
             }

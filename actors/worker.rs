@@ -10,13 +10,12 @@
 
 mod acquire;
 mod auth;
-mod connect;
+pub(crate) mod connect;
 mod create;
 mod fds;
 mod pool;
-pub mod prefill;
 mod relay;
-mod reset;
+pub(crate) mod reset;
 mod settings;
 mod transaction;
 
@@ -30,8 +29,8 @@ use pgagroal::config::limits::Limits;
 use pgagroal::config::{Config, Pipeline};
 use pgagroal::hba::{Hba, HbaEntry, Transport};
 use pgagroal::ipc::{Mailbox, Received};
-use pgagroal::msg::worker::{Peer, WorkerReply, WorkerRequest};
-use pgagroal::msg::{Lifecycle, LifecycleReply};
+use pgagroal::msg::worker::{FromWorker, Peer, ToWorker, WorkerPush};
+use pgagroal::msg::{Down, Lifecycle, LifecycleReply, Up};
 use pgagroal::protocol::params::{ParamError, SessionParams};
 use pgagroal::protocol::startup::{self, Startup, StartupError, StartupPacket};
 use pgagroal::protocol::{encode, sqlstate};
@@ -50,15 +49,15 @@ pub struct Context<'a> {
     pub tls: &'a TlsConfigs,
     pub limits: &'a Limits,
     pub region: &'a Region,
-    pub mailbox: Mailbox,
+    pub mailbox: WorkerMailbox,
     /// The client the worker was forked for, if any (spare workers start idle).
     pub first: Option<(OwnedFd, Peer)>,
     /// The configuration epoch `config` belongs to.
     pub epoch: u32,
-    /// Open the limit entries' initial (or minimum) connections, then exit,
-    /// instead of serving clients.
-    pub prefill: Option<prefill::Mode>,
 }
+
+/// The worker's end of its mailbox.
+pub type WorkerMailbox = Mailbox<FromWorker, ToWorker>;
 
 /// The session's identity, fixed after start-up.
 pub struct Session<'a> {
@@ -66,7 +65,7 @@ pub struct Session<'a> {
     pub creds: &'a Credentials,
     pub tls: &'a TlsConfigs,
     pub region: &'a Region,
-    pub mailbox: &'a Mailbox,
+    pub mailbox: &'a WorkerMailbox,
     pub log: slog::Logger,
     pub pid: i32,
     pub startup: Startup,
@@ -100,10 +99,6 @@ pub fn refuse(client: &Sock, code: &str, message: &str) {
 pub fn run(mut ctx: Context<'_>) -> i32 {
     let pid = std::process::id() as i32;
     let log = pgagroal::log::fresh_root().new(o!("pid" => pid));
-    if let Some(mode) = ctx.prefill {
-        prefill::run(&ctx, mode, pid, &log.new(o!("actor" => "prefill")));
-        return 0;
-    }
     let mut reuse = pool::Reuse::new(ctx.region, pid);
     let mut next = ctx.first.take();
     let mut served = 0u32;
@@ -125,26 +120,37 @@ pub fn run(mut ctx: Context<'_>) -> i32 {
             break;
         }
         match wait_for_client(&ctx.mailbox) {
-            Some(client) => next = Some(client),
-            None => break,
+            Ok(client) => next = Some(client),
+            Err(why) => {
+                debug!(log, "worker stops"; "reason" => why);
+                break;
+            }
         }
     }
     reuse.release(ctx.region, &ctx.mailbox, pid);
     0
 }
 
-/// Block until the supervisor hands over a client; None means stop.
-fn wait_for_client(mailbox: &Mailbox) -> Option<(OwnedFd, Peer)> {
+/// Block until the supervisor hands over a client; Err says why to stop.
+fn wait_for_client(mailbox: &WorkerMailbox) -> Result<(OwnedFd, Peer), String> {
     loop {
         let mut fds = [libc::pollfd { fd: mailbox.as_raw_fd(), events: libc::POLLIN, revents: 0 }];
-        crate::net::poll(&mut fds, -1).ok()?;
-        match mailbox.recv::<WorkerReply>() {
-            Ok(Received::Message(WorkerReply::Client { peer }, Some(fd))) => return Some((fd, peer)),
-            Ok(Received::Message(WorkerReply::Lifecycle(Lifecycle::Ping), _)) => {
-                let _ = mailbox.send(&WorkerRequest::Lifecycle(LifecycleReply::Pong), None);
+        crate::net::poll(&mut fds, -1).map_err(|e| format!("poll failed: {e}"))?;
+        match mailbox.recv() {
+            Ok(Received::Message(Down::Push(WorkerPush::Client { peer }), Some(fd))) => return Ok((fd, peer)),
+            Ok(Received::Message(Down::Lifecycle(Lifecycle::Ping { id }), _)) => {
+                let _ = mailbox.send(&Up::Lifecycle(LifecycleReply::Pong { id }), None);
             }
-            Ok(Received::Empty) => {}
-            _ => return None,
+            // A late answer to a call that timed out.
+            Ok(Received::Message(Down::Answer { .. }, _)) | Ok(Received::Empty) => {}
+            Ok(Received::Message(Down::Lifecycle(Lifecycle::Shutdown { .. }), _)) => return Err("told to stop".into()),
+            // This worker's configuration is old.
+            Ok(Received::Message(Down::Lifecycle(Lifecycle::Reload(_)), _)) => return Err("reload".into()),
+            Ok(Received::Message(Down::Push(WorkerPush::Client { .. }), None)) => {
+                return Err("a client came without its socket".into());
+            }
+            Ok(Received::Closed) => return Err("the supervisor is gone".into()),
+            Err(e) => return Err(format!("bad message from the supervisor: {e}")),
         }
     }
 }

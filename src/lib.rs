@@ -14,6 +14,12 @@
 //!   transitions are compare-and-swap operations recording the owner pid.
 //! - [`ipc`]: typed mailboxes over `SOCK_SEQPACKET` with fd passing.
 //! - [`msg`]: one message contract per actor, carried by the mailboxes.
+//! - [`failpoint`]: named fault-injection points (the `failpoints`
+//!   feature only).
+//! - [`pool`]: pool policy: which connections are idle, too old, due for
+//!   validation or missing, given a snapshot of the slot table and `now`.
+//! - [`supervision`]: the supervisor's restart policy (backoff, crash
+//!   loops, ping deadlines).
 //! - [`mgmt`]: the management protocol spoken by `pgagroal-cli`.
 //! - [`log`]: the synchronous slog drain (console, file, syslog).
 //! - [`sys`]: small, audited wrappers over libc for fds and sockets.
@@ -27,13 +33,16 @@
 pub mod arena;
 pub mod auth;
 pub mod config;
+pub mod failpoint;
 pub mod hba;
 pub mod ipc;
 pub mod log;
 pub mod mgmt;
 pub mod msg;
+pub mod pool;
 pub mod protocol;
 pub mod shmem;
+pub mod supervision;
 pub mod sys;
 pub mod tls;
 pub mod vault;

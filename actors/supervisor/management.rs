@@ -175,6 +175,24 @@ impl Supervisor {
                     &self.servers(),
                     self.phase == Phase::Graceful,
                 );
+                // Beyond upstream's keys: the periodic services and their
+                // restarts, and the workers running.
+                let actors: Vec<Value> = self
+                    .service_states()
+                    .into_iter()
+                    .map(|(kind, s)| {
+                        json!({ "Actor": kind.name(), "Pid": s.pid.unwrap_or(0), "State": s.state(),
+                                "Restarts": s.restarts })
+                    })
+                    .collect();
+                response.insert("Actors".into(), Value::Array(actors));
+                let states: Map<String, Value> = pgagroal::shmem::SlotState::ALL
+                    .iter()
+                    .filter(|&&state| state != pgagroal::shmem::SlotState::NotInit && counts.get(state) > 0)
+                    .map(|&state| (state.name().to_string(), json!(counts.get(state))))
+                    .collect();
+                response.insert("SlotStates".into(), Value::Object(states));
+                response.insert("Workers".into(), json!(self.worker_count()));
                 After::Nothing
             }
             Command::Gracefully => After::StopGracefully,

@@ -7,14 +7,14 @@
 //! first-come, first-served queue until `blocking_timeout`.
 
 use super::fds::Fds;
-use super::pool::{Access, Conn, Reuse, call, kill, next_id};
-use super::reset::settle_reset;
+use super::pool::{Access, Conn, Reuse, kill};
+use super::reset::{check_alive, settle_reset};
 use super::{Session, refuse};
 use crate::net::Sock;
-use pgagroal::msg::worker::{WorkerReply, WorkerRequest};
+use pgagroal::config::Validation;
 use pgagroal::protocol::sqlstate;
 use pgagroal::shmem::{AuthKind, Claim, PackedName, Ticket};
-use slog::{debug, info, warn};
+use slog::{debug, info};
 use std::time::{Duration, Instant};
 
 /// Longest sleep between two looks at the client while waiting outside the
@@ -103,25 +103,25 @@ fn claim(s: &Session<'_>, client: &Sock, client_buf: &mut Vec<u8>, fds: &mut Fds
     let database = PackedName::new(&s.startup.database);
     let kinds = access.kinds();
     if let Some(claim) = table.claim_reusable(fds.preferred(), &user, &database, kinds, s.params.hash(), s.pid) {
+        pgagroal::fail_point!("worker-after-slot-claim");
         let slot = table.get(claim.id);
         let owed = slot.map_or(0, |slot| slot.take_reset_pending());
         fds.retire_tls_except(s.region, s.mailbox, s.pid, Some(claim.id));
         return match fetch(s, claim, fds) {
             // Reading the reset's answers shows the connection alive; with
             // none owed, peek that nothing (an error, an EOF) is waiting.
-            Some((sock, startup)) if settle_reset(&sock, owed) && (owed > 0 || sock.idle_and_open()) => {
-                Claimed::Conn(Conn {
-                    sock,
-                    id: claim.id,
-                    word: claim.word,
-                    auth: slot.map_or(AuthKind::Unknown, |slot| slot.auth()),
-                    server_method: slot.map_or(0, |slot| slot.server_method() as i32),
-                    replay: slot.map(|slot| slot.replay()).unwrap_or_default(),
-                    registered: true,
-                    startup,
-                    client_authenticated: false,
-                })
-            }
+            // `validation = foreground` asks the server itself.
+            Some((sock, startup)) if usable(s, &sock, owed) => Claimed::Conn(Conn {
+                sock,
+                id: claim.id,
+                word: claim.word,
+                auth: slot.map_or(AuthKind::Unknown, |slot| slot.auth()),
+                server_method: slot.map_or(0, |slot| slot.server_method() as i32),
+                replay: slot.map(|slot| slot.replay()).unwrap_or_default(),
+                registered: true,
+                startup,
+                client_authenticated: false,
+            }),
             other => {
                 debug!(s.log, "pooled connection is gone"; "slot" => claim.id.0);
                 kill(s, claim.id, claim.word, other.as_ref().map(|(sock, _)| sock), false);
@@ -143,6 +143,7 @@ fn claim(s: &Session<'_>, client: &Sock, client_buf: &mut Vec<u8>, fds: &mut Fds
         (room, created)
     };
     if let Some(claim) = created {
+        pgagroal::fail_point!("worker-after-slot-claim");
         fds.retire_tls_except(s.region, s.mailbox, s.pid, None);
         return match super::create::connect_new(s, client, client_buf, claim, access) {
             Ok(conn) => Claimed::Conn(conn),
@@ -289,15 +290,18 @@ impl Drop for Waiting<'_, '_> {
     }
 }
 
+/// Whether a claimed pooled connection can be used: the last reset's
+/// answers (`owed`) came clean, or with none owed nothing (an error, an
+/// EOF) is waiting; with `validation = foreground` an empty query must be
+/// answered too.
+fn usable(s: &Session<'_>, sock: &Sock, owed: u32) -> bool {
+    if s.config.main.validation == Validation::Foreground {
+        return (owed > 0 || sock.idle_and_open()) && check_alive(sock, owed);
+    }
+    settle_reset(sock, owed) && (owed > 0 || sock.idle_and_open())
+}
+
 /// Ask the supervisor for the fd of a slot this worker claimed.
 fn checkout(s: &Session<'_>, claim: Claim) -> Option<(Sock, Vec<u8>)> {
-    let request = WorkerRequest::Checkout { id: next_id(), slot: claim.id, generation: claim.word.generation };
-    match call(s, &request, None) {
-        Some((WorkerReply::CheckedOut { startup, .. }, Some(fd))) => Some((Sock::adopt(fd), startup)),
-        Some((reply, _)) => {
-            warn!(s.log, "supervisor refused checkout"; "slot" => claim.id.0, "reply" => ?reply);
-            None
-        }
-        None => None,
-    }
+    crate::pooled::checkout(s.mailbox, claim.id, claim.word, &s.log)
 }

@@ -5,10 +5,9 @@
 //! fd to the supervisor so that later workers can reuse it.
 
 use super::connect::{self, Started};
-use super::pool::{Access, Conn, call, kill, next_id};
+use super::pool::{Access, Conn, kill};
 use super::{Session, refuse};
 use crate::net::Sock;
-use pgagroal::msg::worker::{WorkerReply, WorkerRequest};
 use pgagroal::protocol::sqlstate;
 use pgagroal::shmem::{AuthKind, Claim, PackedName, Replay, SlotState};
 use slog::{debug, warn};
@@ -93,14 +92,9 @@ pub fn connect_new(
         slot.set_server_method(conn.server_method as u32);
         slot.set_replay(&conn.replay);
     }
-    let request = WorkerRequest::Register {
-        id: next_id(),
-        slot: conn.id,
-        generation: conn.word.generation,
-        startup: started.cached.clone(),
-    };
+    conn.registered =
+        crate::pooled::register(s.mailbox, conn.id, conn.word, started.cached.clone(), &conn.sock, &s.log);
     conn.startup = started.cached;
-    conn.registered = matches!(call(s, &request, Some(&conn.sock)), Some((WorkerReply::Registered { .. }, _)));
     if !conn.registered {
         warn!(s.log, "supervisor did not take the connection; it will not be pooled"; "slot" => conn.id.0);
     }

@@ -9,9 +9,10 @@
 //! holding its TLS state: when that worker takes another slot it terminates
 //! the TLS one rather than leave it stranded in the pool.
 
-use super::WorkerRequest;
+use super::WorkerMailbox;
 use crate::net::Sock;
-use pgagroal::ipc::Mailbox;
+use pgagroal::msg::Up;
+use pgagroal::msg::pool::PoolNotice;
 use pgagroal::protocol::encode;
 use pgagroal::shmem::{Generation, Region, SlotId, SlotState};
 use std::time::{Duration, Instant};
@@ -57,7 +58,7 @@ impl Fds {
 
     /// Before this worker uses slot `using` (or a new connection): its kept
     /// TLS connections in other slots are terminated.
-    pub fn retire_tls_except(&mut self, region: &Region, mailbox: &Mailbox, pid: i32, using: Option<SlotId>) {
+    pub fn retire_tls_except(&mut self, region: &Region, mailbox: &WorkerMailbox, pid: i32, using: Option<SlotId>) {
         let mut i = 0;
         while i < self.kept.len() {
             if self.kept[i].sock.is_tls() && Some(self.kept[i].id) != using {
@@ -78,7 +79,7 @@ impl Fds {
 
     /// Before the worker exits: TLS connections die with it, so they are
     /// terminated properly now.
-    pub fn release(&mut self, region: &Region, mailbox: &Mailbox, pid: i32) {
+    pub fn release(&mut self, region: &Region, mailbox: &WorkerMailbox, pid: i32) {
         self.retire_tls_except(region, mailbox, pid, None);
         self.kept.clear();
     }
@@ -86,7 +87,7 @@ impl Fds {
 
 /// Terminate a kept TLS connection and free its slot, unless someone else
 /// has taken the slot meanwhile.
-fn retire(region: &Region, mailbox: &Mailbox, pid: i32, kept: Kept) {
+fn retire(region: &Region, mailbox: &WorkerMailbox, pid: i32, kept: Kept) {
     let table = region.slots();
     let Some(slot) = table.get(kept.id) else { return };
     let word = slot.load();
@@ -100,5 +101,5 @@ fn retire(region: &Region, mailbox: &Mailbox, pid: i32, kept: Kept) {
     if table.transition(kept.id, word, SlotState::NotInit, pid).is_ok() {
         region.notify_release();
     }
-    let _ = mailbox.send(&WorkerRequest::Killed { slot: kept.id, generation: word.generation }, None);
+    let _ = mailbox.send(&Up::Notice(PoolNotice::Killed { slot: kept.id, generation: word.generation }), None);
 }

@@ -12,14 +12,9 @@ use super::{HOUSEKEEPING_TIMEOUT, Session};
 use crate::net::Sock;
 use pgagroal::auth::login::LoginSecret;
 use pgagroal::auth::policy::{self, Floor};
-use pgagroal::ipc::Received;
-use pgagroal::msg::worker::{RequestId, WorkerReply, WorkerRequest};
-use pgagroal::msg::{Lifecycle, LifecycleReply};
 use pgagroal::protocol::{encode, params};
 use pgagroal::shmem::{AuthKind, AuthKinds, Region, Replay, SlotId, SlotState, Word};
 use slog::{debug, info, warn};
-use std::os::fd::{AsFd, OwnedFd};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// The server connection a session runs on.
@@ -56,7 +51,7 @@ impl Reuse {
     }
 
     /// Before the worker exits.
-    pub fn release(&mut self, region: &Region, mailbox: &pgagroal::ipc::Mailbox, pid: i32) {
+    pub fn release(&mut self, region: &Region, mailbox: &super::WorkerMailbox, pid: i32) {
         self.fds.release(region, mailbox, pid);
         region.clients().release(pid);
     }
@@ -177,62 +172,6 @@ fn admit_on(
     }
 }
 
-/// A fresh request id for a call to the supervisor.
-pub(super) fn next_id() -> RequestId {
-    static NEXT: AtomicU64 = AtomicU64::new(1);
-    NEXT.fetch_add(1, Ordering::Relaxed)
-}
-
-/// One call to the supervisor (with an fd, maybe) and its answer: the reply
-/// that carries the call's id.
-pub(super) fn call(
-    s: &Session<'_>,
-    request: &WorkerRequest,
-    fd: Option<&Sock>,
-) -> Option<(WorkerReply, Option<OwnedFd>)> {
-    call_on(s.mailbox, request, fd, &s.log)
-}
-
-/// [`call`] on a mailbox: answers to earlier calls that timed out are
-/// dropped on the way; a ping is answered.
-pub(super) fn call_on(
-    mailbox: &pgagroal::ipc::Mailbox,
-    request: &WorkerRequest,
-    fd: Option<&Sock>,
-    log: &slog::Logger,
-) -> Option<(WorkerReply, Option<OwnedFd>)> {
-    if let Err(e) = mailbox.send(request, fd.map(|f| f.fd().as_fd())) {
-        warn!(log, "mailbox send failed"; "error" => %e);
-        return None;
-    }
-    let want = request.id();
-    loop {
-        match mailbox.recv::<WorkerReply>() {
-            Ok(Received::Message(WorkerReply::Lifecycle(Lifecycle::Ping), _)) => {
-                let _ = mailbox.send(&WorkerRequest::Lifecycle(LifecycleReply::Pong), None);
-            }
-            Ok(Received::Message(reply, fd)) if reply.answers().is_some() && reply.answers() == want => {
-                return Some((reply, fd));
-            }
-            Ok(Received::Message(other, _)) => {
-                debug!(log, "mailbox message that does not answer the call dropped"; "message" => ?other);
-            }
-            Ok(Received::Closed) => {
-                warn!(log, "supervisor is gone");
-                return None;
-            }
-            Ok(Received::Empty) => {
-                warn!(log, "supervisor did not answer in time");
-                return None;
-            }
-            Err(e) => {
-                warn!(log, "bad reply from supervisor"; "error" => %e);
-                return None;
-            }
-        }
-    }
-}
-
 /// Let the client's binding go before its slot changes hands; false when a
 /// cancel stayed in flight, in which case the connection must not be given
 /// to anyone else.
@@ -252,29 +191,7 @@ pub fn unbind(s: &Session<'_>, entry: Option<usize>) -> bool {
 /// Terminate the connection in a slot this worker holds and free the slot.
 /// `clean` means the connection is between messages and may get a Terminate.
 pub fn kill(s: &Session<'_>, id: SlotId, word: Word, sock: Option<&Sock>, clean: bool) {
-    if let Some(sock) = sock {
-        if clean {
-            let _ = sock.write(&encode::terminate());
-        }
-        sock.shutdown();
-    }
-    let table = s.region.slots();
-    let mut word = word;
-    if word.state != SlotState::Remove {
-        match table.transition(id, word, SlotState::Remove, s.pid) {
-            Ok(w) => word = w,
-            Err(e) => {
-                warn!(s.log, "cannot mark slot for removal"; "slot" => id.0, "error" => %e);
-                return;
-            }
-        }
-    }
-    if let Err(e) = table.transition(id, word, SlotState::NotInit, s.pid) {
-        warn!(s.log, "cannot free slot"; "slot" => id.0, "error" => %e);
-    } else {
-        s.region.notify_release();
-    }
-    let _ = s.mailbox.send(&WorkerRequest::Killed { slot: id, generation: word.generation }, None);
+    crate::pooled::kill(s.region, s.mailbox, s.pid, (id, word), sock, clean, &s.log);
 }
 
 /// AuthenticationOk (unless the server's was relayed), the connection's
@@ -332,10 +249,17 @@ pub fn give_back(s: &Session<'_>, reuse: &mut Reuse, conn: Conn, params: Option<
         return;
     }
     let table = s.region.slots();
+    let now = pgagroal::sys::now_ms();
+    let max_age = s.config.main.max_connection_age;
     if let Some(slot) = table.get(conn.id) {
-        slot.touch(pgagroal::sys::now_ms());
+        slot.touch(now);
         if let Some(hash) = params {
             slot.set_params_hash(hash);
+        }
+        if pgagroal::pool::too_old(slot.created_ms(), now, max_age) {
+            debug!(s.log, "connection reached max_connection_age; closing it"; "slot" => conn.id.0);
+            kill(s, conn.id, conn.word, Some(&conn.sock), true);
+            return;
         }
     }
     if !conn.registered {

@@ -234,6 +234,7 @@ fn relay(
     }
 
     loop {
+        pgagroal::fail_point!("worker-mid-relay");
         if let Some(how) = leaving
             && up.is_empty()
         {

@@ -110,3 +110,17 @@ pub fn read_answers(sock: &Sock, count: u32, deadline: Instant) -> Option<Answer
     }
     buf.is_empty().then_some(answers)
 }
+
+/// Validation: an empty query, answered with EmptyQueryResponse and
+/// ReadyForQuery 'I' by a live, idle connection. Reads the slot's owed reset
+/// answers first (`owed`).
+pub fn check_alive(sock: &Sock, owed: u32) -> bool {
+    if !settle_reset(sock, owed) {
+        return false;
+    }
+    let mut query = Vec::with_capacity(8);
+    encode::append_query(&mut query, "");
+    let deadline = Instant::now() + HOUSEKEEPING_TIMEOUT;
+    sock.write_all(&query, Some(deadline)).is_ok()
+        && read_answers(sock, 1, deadline).is_some_and(|a| a.error.is_none() && a.status == b'I')
+}

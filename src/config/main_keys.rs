@@ -234,6 +234,17 @@ impl MainConfig {
             return Ok(Outcome::NotYetEffective);
         }
         match key {
+            "validation" => {
+                self.validation = match raw.to_ascii_lowercase().as_str() {
+                    "off" => Validation::Off,
+                    "foreground" => Validation::Foreground,
+                    "background" => Validation::Background,
+                    _ => return Err(format!("off, foreground or background, not '{raw}'")),
+                }
+            }
+            "background_interval" => self.background_interval = value::parse_duration(raw)?,
+            "idle_timeout" => self.idle_timeout = value::parse_duration(raw)?,
+            "max_connection_age" => self.max_connection_age = value::parse_duration(raw)?,
             "host" => {
                 if raw.is_empty() {
                     return Err("an address to listen on, or '*'".into());
@@ -316,17 +327,6 @@ impl MainConfig {
         match key {
             "failover" => self.failover = value::parse_bool(raw)?,
             "failover_script" => self.failover_script = Some(path_value(raw)?),
-            "validation" => {
-                self.validation = match raw.to_ascii_lowercase().as_str() {
-                    "off" => Validation::Off,
-                    "foreground" => Validation::Foreground,
-                    "background" => Validation::Background,
-                    _ => return Err(format!("off, foreground or background, not '{raw}'")),
-                }
-            }
-            "background_interval" => self.background_interval = value::parse_duration(raw)?,
-            "idle_timeout" => self.idle_timeout = value::parse_duration(raw)?,
-            "max_connection_age" => self.max_connection_age = value::parse_duration(raw)?,
             "rotate_frontend_password_timeout" => self.rotate_frontend_password_timeout = value::parse_duration(raw)?,
             _ => return Ok(false),
         }
@@ -394,7 +394,8 @@ mod tests {
         c.unix_socket_dir = "/run/p".into();
         c.port = 2345;
         assert_eq!(c.pidfile(), PathBuf::from("/run/p/pgagroal.2345.pid"));
-        assert_eq!(c.set("idle_timeout", "5"), Ok(Outcome::NotYetEffective));
+        assert_eq!(c.set("idle_timeout", "5"), Ok(Outcome::Applied));
+        assert_eq!(c.set("failover", "on"), Ok(Outcome::NotYetEffective));
         assert_eq!(c.set("nonsense", "5"), Ok(Outcome::Unknown));
         assert_eq!(c.set("authentication_timeout", "0"), Ok(Outcome::Applied));
         assert_eq!(c.authentication_timeout, Duration::from_secs(5));
@@ -408,15 +409,19 @@ mod tests {
         for (key, raw) in [
             ("failover", "on"),
             ("failover_script", "/usr/local/bin/failover.sh"),
-            ("validation", "Foreground"),
-            ("background_interval", "1m"),
-            ("idle_timeout", "10m"),
-            ("max_connection_age", "1h"),
             ("rotate_frontend_password_timeout", "1d"),
         ] {
             assert_eq!(c.set(key, raw), Ok(Outcome::NotYetEffective), "{key}");
         }
-        for (key, raw) in [("disconnect_client", "60"), ("disconnect_client_force", "yes"), ("max_retries", "3")] {
+        for (key, raw) in [
+            ("disconnect_client", "60"),
+            ("disconnect_client_force", "yes"),
+            ("max_retries", "3"),
+            ("validation", "Foreground"),
+            ("background_interval", "1m"),
+            ("idle_timeout", "10m"),
+            ("max_connection_age", "1h"),
+        ] {
             assert_eq!(c.set(key, raw), Ok(Outcome::Applied), "{key}");
         }
         assert!(c.failover && c.disconnect_client_force);

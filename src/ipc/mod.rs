@@ -1,7 +1,9 @@
 //! Typed mailboxes between the supervisor and its actors.
 //!
 //! A mailbox is one end of a `SOCK_SEQPACKET` socketpair created
-//! close-on-exec. Each packet is one message: an 8-byte header (version,
+//! close-on-exec, typed by direction: a `Mailbox<Out, In>` sends only `Out`
+//! and receives only `In`, and its other end is a `Mailbox<In, Out>`, so an
+//! actor can only send what its contract (`crate::msg`) says. Each packet is one message: an 8-byte header (version,
 //! contract, reserved, body length) and a bincode body decoded with a size
 //! limit. A file descriptor may ride on the same packet as `SCM_RIGHTS`; it
 //! becomes an `OwnedFd` the moment it arrives, and a packet carrying more
@@ -12,6 +14,7 @@ use nix::sys::socket::{self, ControlMessage, MsgFlags};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::io::IoSlice;
+use std::marker::PhantomData;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
@@ -26,8 +29,10 @@ pub const MAX_PACKET: usize = 64 * 1024;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum Contract {
-    /// Worker to supervisor requests and their replies.
+    /// A client worker's (`crate::msg::worker`).
     Worker = 1,
+    /// A periodic service's (`crate::msg::service`).
+    Service = 2,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -67,35 +72,38 @@ fn codec() -> impl bincode::Options {
     bincode::DefaultOptions::new().with_limit(MAX_PACKET as u64).with_fixint_encoding()
 }
 
-/// One end of a mailbox.
+/// One end of a mailbox: sends `Out`, receives `In`.
 #[derive(Debug)]
-pub struct Mailbox {
+pub struct Mailbox<Out, In> {
     fd: OwnedFd,
     contract: Contract,
+    direction: PhantomData<fn(Out) -> In>,
 }
 
-impl AsFd for Mailbox {
+impl<Out, In> AsFd for Mailbox<Out, In> {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
     }
 }
 
-impl AsRawFd for Mailbox {
+impl<Out, In> AsRawFd for Mailbox<Out, In> {
     fn as_raw_fd(&self) -> RawFd {
         self.fd.as_raw_fd()
     }
 }
 
-impl Mailbox {
-    /// A connected pair: (supervisor end, actor end).
-    pub fn pair(contract: Contract) -> Result<(Mailbox, Mailbox), MailboxError> {
+impl<Out: Serialize, In: DeserializeOwned> Mailbox<Out, In> {
+    /// A connected pair: this end and the other, which sends `In` and
+    /// receives `Out`.
+    #[allow(clippy::type_complexity)]
+    pub fn pair(contract: Contract) -> Result<(Mailbox<Out, In>, Mailbox<In, Out>), MailboxError> {
         let (a, b) = socket::socketpair(
             socket::AddressFamily::Unix,
             socket::SockType::SeqPacket,
             None,
             socket::SockFlag::SOCK_CLOEXEC,
         )?;
-        Ok((Mailbox { fd: a, contract }, Mailbox { fd: b, contract }))
+        Ok((Mailbox { fd: a, contract, direction: PhantomData }, Mailbox { fd: b, contract, direction: PhantomData }))
     }
 
     pub fn into_fd(self) -> OwnedFd {
@@ -118,7 +126,7 @@ impl Mailbox {
     }
 
     /// Send one message, with at most one descriptor.
-    pub fn send<T: Serialize>(&self, message: &T, fd: Option<BorrowedFd<'_>>) -> Result<(), MailboxError> {
+    pub fn send(&self, message: &Out, fd: Option<BorrowedFd<'_>>) -> Result<(), MailboxError> {
         use bincode::Options;
         let body = codec().serialize(message).map_err(|e| MailboxError::Decode(e.to_string()))?;
         if body.len() + HEADER_LEN > MAX_PACKET {
@@ -199,7 +207,7 @@ impl Mailbox {
     }
 
     /// Receive one message (blocking or not, as the socket is set).
-    pub fn recv<T: DeserializeOwned>(&self) -> Result<Received<T>, MailboxError> {
+    pub fn recv(&self) -> Result<Received<In>, MailboxError> {
         use bincode::Options;
         let mut buf = Vec::with_capacity(MAX_PACKET);
         let Some((len, mut fds, flags)) = self.recv_raw(&mut buf)? else { return Ok(Received::Empty) };
@@ -242,32 +250,32 @@ mod tests {
 
     #[test]
     fn round_trip_with_and_without_fd() {
-        let (a, b) = Mailbox::pair(Contract::Worker).expect("pair");
+        let (a, b) = Mailbox::<Msg, Msg>::pair(Contract::Worker).expect("pair");
         a.send(&Msg::Hello { n: 7, text: "x".into() }, None).expect("send");
-        match b.recv::<Msg>().expect("recv") {
+        match b.recv().expect("recv") {
             Received::Message(Msg::Hello { n: 7, .. }, None) => {}
             other => panic!("unexpected {other:?}"),
         }
         let file = std::fs::File::open("/dev/null").expect("open");
         a.send(&Msg::Bye, Some(file.as_fd())).expect("send fd");
-        match b.recv::<Msg>().expect("recv") {
+        match b.recv().expect("recv") {
             Received::Message(Msg::Bye, Some(fd)) => assert_ne!(fd.as_raw_fd(), file.as_raw_fd()),
             other => panic!("unexpected {other:?}"),
         }
         drop(a);
-        assert!(matches!(b.recv::<Msg>().expect("recv"), Received::Closed));
+        assert!(matches!(b.recv().expect("recv"), Received::Closed));
     }
 
     #[test]
     fn garbage_is_an_error_not_a_panic() {
-        let (a, b) = Mailbox::pair(Contract::Worker).expect("pair");
+        let (a, b) = Mailbox::<Msg, Msg>::pair(Contract::Worker).expect("pair");
         for packet in
             [&b"\x01"[..], b"\x02\x01\0\0\0\0\0\0", b"\x01\x01\0\0\x09\0\0\0abc", b"\x01\x01\0\0\x03\0\0\0\xff\xff\xff"]
         {
             socket::send(a.as_raw_fd(), packet, MsgFlags::empty()).expect("raw send");
-            assert!(b.recv::<Msg>().is_err(), "{packet:?}");
+            assert!(b.recv().is_err(), "{packet:?}");
         }
         b.set_nonblocking(true).expect("nonblocking");
-        assert!(matches!(b.recv::<Msg>().expect("recv"), Received::Empty));
+        assert!(matches!(b.recv().expect("recv"), Received::Empty));
     }
 }

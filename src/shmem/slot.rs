@@ -360,6 +360,11 @@ impl Slot {
         self.last_used_ms.store(now_ms, Ordering::Relaxed);
     }
 
+    /// Milliseconds since the epoch when the connection was made.
+    pub fn created_ms(&self) -> u64 {
+        self.created_ms.load(Ordering::Relaxed)
+    }
+
     /// Whether the slot holds a connection for this user and database,
     /// authenticated in one of the ways in `kinds`.
     pub fn reusable_for(&self, user: &PackedName, database: &PackedName, kinds: AuthKinds) -> bool {

@@ -236,11 +236,16 @@ impl Postgres {
 
     /// Run SQL as the superuser over the Unix socket; returns stdout.
     pub fn psql(&self, sql: &str) -> String {
+        self.psql_on("postgres", sql)
+    }
+
+    /// Run SQL as the superuser on `database`; returns stdout.
+    pub fn psql_on(&self, database: &str, sql: &str) -> String {
         let out = run(
             pg_command(&self.bindir, "psql", self.run_as)
                 .arg("-h")
                 .arg(&self.dir)
-                .args(["-p", &self.port.to_string(), "-U", "postgres", "-d", "postgres", "-X", "-A", "-t", "-q"])
+                .args(["-p", &self.port.to_string(), "-U", "postgres", "-d", database, "-X", "-A", "-t", "-q"])
                 .args(["-v", "ON_ERROR_STOP=1", "-c", sql]),
             "psql",
         );
@@ -262,6 +267,25 @@ impl Postgres {
     /// A fresh table of the test database, owned by the test user.
     pub fn table(&self, name: &str, columns: &str) {
         self.as_test_user(&format!("DROP TABLE IF EXISTS {name}; CREATE TABLE {name} ({columns})"));
+    }
+
+    /// A fresh database owned by the test user, so that a test can count
+    /// its pooler's server connections in pg_stat_activity by name.
+    pub fn database(&self, name: &str) {
+        self.psql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+        self.psql(&format!("CREATE DATABASE {name} OWNER {TRUST_USER}"));
+        self.psql(&format!("GRANT ALL ON DATABASE {name} TO {MD5_USER}, {SCRAM_USER}"));
+    }
+
+    /// Server connections (client backends) to `database`.
+    pub fn backends_on(&self, database: &str) -> Vec<i32> {
+        self.psql(&format!(
+            "SELECT coalesce(string_agg(pid::text, ',' ORDER BY pid), '') FROM pg_stat_activity \
+             WHERE datname = '{database}' AND backend_type = 'client backend'"
+        ))
+        .split(',')
+        .filter_map(|p| p.parse().ok())
+        .collect()
     }
 
     pub fn bin(&self, program: &str) -> PathBuf {

@@ -35,6 +35,8 @@ pub struct PoolerOptions {
     pub server_extra: String,
     /// `pgagroal_databases.conf` (`-l`), written when not empty.
     pub limits: String,
+    /// Environment of the daemon (failpoints, say).
+    pub env: Vec<(&'static str, String)>,
 }
 
 impl Default for PoolerOptions {
@@ -49,6 +51,7 @@ impl Default for PoolerOptions {
             superuser: None,
             server_extra: String::new(),
             limits: String::new(),
+            env: Vec::new(),
         }
     }
 }
@@ -63,6 +66,7 @@ pub struct Pooler {
     pub child: Option<Child>,
     /// `-u`, `-F`, `-S` and their files, passed to the daemon.
     pub vault_flags: Vec<(&'static str, PathBuf)>,
+    pub env: Vec<(&'static str, String)>,
 }
 
 /// The daemon as cargo built it. It refuses to run as root, so tests start it
@@ -183,7 +187,7 @@ impl Pooler {
         );
         std::fs::write(dir.path().join("pgagroal.conf"), conf).expect("write conf");
         std::fs::write(dir.path().join("pgagroal_hba.conf"), &options.hba).expect("write hba");
-        let mut pooler = Pooler { port, dir, child: None, vault_flags: Vec::new() };
+        let mut pooler = Pooler { port, dir, child: None, vault_flags: Vec::new(), env: options.env.clone() };
         if !options.limits.is_empty() {
             let path = pooler.dir.path().join("pgagroal_databases.conf");
             std::fs::write(&path, &options.limits).expect("write limits");
@@ -258,6 +262,7 @@ impl Pooler {
             .arg("-a")
             .arg(self.dir.path().join("pgagroal_hba.conf"))
             .args(self.vault_flags.iter().flat_map(|(flag, path)| [std::ffi::OsStr::new(flag), path.as_os_str()]))
+            .envs(self.env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log);
@@ -339,6 +344,41 @@ impl Pooler {
         let out = self.cli(&["status", "-F", "json"]);
         assert!(out.status.success(), "status failed: {}", String::from_utf8_lossy(&out.stderr));
         serde_json::from_slice(&out.stdout).expect("status json")
+    }
+
+    /// The pid of a running service (`idle`, `max-age`, `validation`,
+    /// `maintenance`) from `status`, None while it is not running.
+    pub fn service_pid(&self, name: &str) -> Option<i32> {
+        let status = self.status();
+        let actors = status["Response"]["Actors"].as_array()?.clone();
+        actors
+            .iter()
+            .find(|a| a["Actor"] == name && a["State"] == "running")
+            .and_then(|a| a["Pid"].as_i64())
+            .map(|p| p as i32)
+            .filter(|&p| p > 0)
+    }
+
+    /// Poll `check` for up to 20 s; panics with `what` and the log if it
+    /// never holds.
+    pub fn wait_for(&self, check: impl FnMut() -> bool, what: &str) {
+        assert!(eventually(Duration::from_secs(20), check), "not true in time: {what}\n{}", self.log());
+    }
+
+    /// The pid of a service once it is running (panics after 5 s).
+    pub fn wait_for_service(&self, name: &str) -> i32 {
+        self.wait_for_service_within(name, Duration::from_secs(5))
+    }
+
+    /// The pid of a service once it is running (panics after `timeout`).
+    pub fn wait_for_service_within(&self, name: &str, timeout: Duration) -> i32 {
+        let mut pid = None;
+        let running = eventually(timeout, || {
+            pid = self.service_pid(name);
+            pid.is_some()
+        });
+        assert!(running, "service {name} is not running: {}\n{}", self.status(), self.log());
+        pid.unwrap_or_default()
     }
 
     /// Wait until no slot is in use (sessions that ended were reset and returned).

@@ -165,3 +165,39 @@ pub fn pgbench(port: u16, user: &str, password: Option<&str>, args: &[&str]) -> 
     }
     cmd.output().expect("pgbench")
 }
+
+/// ESTABLISHED TCP connections in /proc/net/tcp{,6}: (local port, remote
+/// port, socket inode).
+fn tcp_connections() -> Vec<(u16, u16, u64)> {
+    let port_of = |addr: &str| addr.rsplit(':').next().and_then(|p| u16::from_str_radix(p, 16).ok());
+    let mut out = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let text = std::fs::read_to_string(table).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() < 10 || f[3] != "01" {
+                continue;
+            }
+            if let (Some(local), Some(remote), Ok(inode)) = (port_of(f[1]), port_of(f[2]), f[9].parse::<u64>()) {
+                out.push((local, remote, inode));
+            }
+        }
+    }
+    out
+}
+
+/// Local ports of the client ends of TCP connections to `port`.
+pub fn client_ports_of(port: u16) -> Vec<u16> {
+    tcp_connections().into_iter().filter(|&(_, remote, _)| remote == port).map(|(local, _, _)| local).collect()
+}
+
+/// Which of `pids` holds the server end (local `port`) of the connection
+/// from client port `client_port`.
+pub fn holder_of_connection(pids: &[i32], port: u16, client_port: u16) -> Option<i32> {
+    let inodes: Vec<u64> = tcp_connections()
+        .into_iter()
+        .filter(|&(local, remote, _)| local == port && remote == client_port)
+        .map(|(_, _, inode)| inode)
+        .collect();
+    pids.iter().copied().find(|&pid| holds_socket(pid, &inodes))
+}

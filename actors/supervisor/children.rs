@@ -1,0 +1,322 @@
+//! The supervisor's table of children by kind: forking a child into its
+//! role (a worker, a service, a short-lived helper), the child's side of
+//! the fork, reaping, and what is taken back when any child dies. Every
+//! child starts the same way (`child::enter`): it dies with the supervisor
+//! (PR_SET_PDEATHSIG) and closes every fd it does not need.
+
+use super::{CHILD_BASE, Supervisor};
+use crate::service::{self, ServiceMailbox};
+use crate::worker::{self, WorkerMailbox};
+use mio::unix::SourceFd;
+use mio::{Interest, Token};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::{ForkResult, Pid};
+use pgagroal::ipc::{Mailbox, MailboxError, Received};
+use pgagroal::msg::pool::PoolAnswer;
+use pgagroal::msg::service::{FromService, ServiceKind, ToService};
+use pgagroal::msg::worker::{FromWorker, Peer, ToWorker};
+use pgagroal::msg::{Down, Lifecycle, LifecycleReply, Outcome, RequestId, Up};
+use slog::{debug, error, warn};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::time::Instant;
+
+/// What a child is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Kind {
+    Worker,
+    Service(ServiceKind),
+    /// Short-lived (a forwarded cancel): owns nothing, has no mailbox.
+    Helper,
+}
+
+/// The supervisor's end of a child's mailbox.
+pub(super) enum Link {
+    Worker(Mailbox<ToWorker, FromWorker>),
+    Service(Mailbox<ToService, FromService>),
+    None,
+}
+
+pub(super) struct Child {
+    pub kind: Kind,
+    pub link: Link,
+    /// The configuration epoch it was forked under.
+    pub epoch: u32,
+    pub born: Instant,
+    /// A ping not answered yet: its id and when it was sent.
+    pub ping: Option<(RequestId, Instant)>,
+    /// Told to stop: its death is not a crash.
+    pub retiring: bool,
+}
+
+/// What a forked child becomes, with its end of the mailbox.
+pub(super) enum Role {
+    Worker {
+        first: Option<(OwnedFd, Peer)>,
+        mailbox: WorkerMailbox,
+    },
+    Service {
+        kind: ServiceKind,
+        mailbox: ServiceMailbox,
+    },
+    /// Run a job and exit.
+    Helper(Box<dyn FnOnce()>),
+}
+
+impl Supervisor {
+    /// Fork a child into `role`; `link` is the supervisor's end of its
+    /// mailbox. On failure the role comes back (a worker's client is in it).
+    pub(super) fn spawn(&mut self, role: Role, link: Link) -> Result<i32, Role> {
+        let kind = match &role {
+            Role::Worker { .. } => Kind::Worker,
+            Role::Service { kind, .. } => Kind::Service(*kind),
+            Role::Helper(_) => Kind::Helper,
+        };
+        // SAFETY: the supervisor is single-threaded, so the child starts from
+        // a consistent copy of its memory; the child never returns from this
+        // branch and leaves with _exit.
+        match unsafe { nix::unistd::fork() } {
+            Ok(ForkResult::Child) => {
+                // Before anything allocates: the child's heap is its own.
+                let supervisor_region = crate::ALLOCATOR.activate();
+                let code = self.become_child(role, supervisor_region);
+                // SAFETY: _exit ends the child without running the parent's
+                // destructors or atexit handlers on its copies.
+                unsafe { libc::_exit(code) }
+            }
+            Ok(ForkResult::Parent { child }) => {
+                drop(role);
+                let pid = child.as_raw();
+                let fd = match &link {
+                    Link::Worker(m) => m.set_nonblocking(true).is_ok().then(|| m.as_raw_fd()),
+                    Link::Service(m) => m.set_nonblocking(true).is_ok().then(|| m.as_raw_fd()),
+                    Link::None => None,
+                };
+                if !matches!(link, Link::None) {
+                    let watched = fd.is_some_and(|fd| {
+                        self.poll
+                            .registry()
+                            .register(&mut SourceFd(&fd), Token(CHILD_BASE + pid as usize), Interest::READABLE)
+                            .is_ok()
+                    });
+                    if !watched {
+                        warn!(self.log, "cannot watch a child's mailbox"; "pid" => pid);
+                    }
+                }
+                let now = Instant::now();
+                self.children
+                    .insert(pid, Child { kind, link, epoch: self.epoch, born: now, ping: None, retiring: false });
+                debug!(self.log, "child started"; "pid" => pid, "kind" => ?kind);
+                Ok(pid)
+            }
+            Err(e) => {
+                error!(self.log, "fork failed"; "error" => %e);
+                Err(role)
+            }
+        }
+    }
+
+    /// In the forked child: become `role`. Never touches the supervisor's
+    /// own descriptors after closing them.
+    fn become_child(&self, role: Role, supervisor_region: Option<(usize, usize)>) -> i32 {
+        let mut keep = Vec::new();
+        match &role {
+            Role::Worker { first, mailbox } => {
+                keep.push(mailbox.as_raw_fd());
+                keep.extend(first.as_ref().map(|(client, _)| client.as_raw_fd()));
+            }
+            Role::Service { mailbox, .. } => keep.push(mailbox.as_raw_fd()),
+            Role::Helper(_) => {}
+        }
+        if !crate::child::enter(self.pid, &keep) {
+            return 1;
+        }
+        let pid = std::process::id() as i32;
+        match role {
+            Role::Worker { first, mailbox } => {
+                let _ = mailbox.set_recv_timeout(worker::HOUSEKEEPING_TIMEOUT);
+                // Own copies of what the worker reads, then let go of the
+                // supervisor's allocations (see arena.rs). Only these, the
+                // shared memory mapping, the pid and values on this stack
+                // are used below.
+                let config = self.config.clone();
+                let hba = self.hba.clone();
+                let creds = self.creds.clone();
+                let tls = self.tls.clone();
+                let limits = self.limits.clone();
+                if let Some(region) = supervisor_region {
+                    crate::ALLOCATOR.release(region);
+                }
+                worker::run(worker::Context {
+                    config: &config,
+                    hba: &hba,
+                    creds: &creds,
+                    tls: &tls,
+                    limits: &limits,
+                    region: &self.region,
+                    mailbox,
+                    first,
+                    epoch: self.epoch,
+                })
+            }
+            Role::Service { kind, mailbox } => {
+                let _ = mailbox.set_recv_timeout(worker::HOUSEKEEPING_TIMEOUT);
+                let settings = self.service_config();
+                let tls = self.tls.clone();
+                let limits = self.limits.clone();
+                if let Some(region) = supervisor_region {
+                    crate::ALLOCATOR.release(region);
+                }
+                service::run(service::Context {
+                    kind,
+                    settings,
+                    limits: &limits,
+                    tls: &tls,
+                    region: &self.region,
+                    mailbox,
+                    pid,
+                    log: self.log.clone(),
+                })
+            }
+            Role::Helper(job) => {
+                job();
+                0
+            }
+        }
+    }
+
+    /// Run `job` in a short-lived child (so the supervisor never waits on
+    /// PostgreSQL); the supervisor waits for it before it exits.
+    pub(super) fn spawn_helper(&mut self, job: impl FnOnce() + 'static) {
+        if self.spawn(Role::Helper(Box::new(job)), Link::None).is_err() {
+            warn!(self.log, "cannot fork a helper");
+        }
+    }
+
+    pub(super) fn reap(&mut self) {
+        loop {
+            match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(pid, code)) => {
+                    self.child_gone(pid.as_raw(), if code == 0 { None } else { Some(format!("exit status {code}")) })
+                }
+                Ok(WaitStatus::Signaled(pid, signal, _)) => {
+                    self.child_gone(pid.as_raw(), Some(format!("killed by {signal:?}")))
+                }
+                Ok(WaitStatus::StillAlive) | Err(nix::errno::Errno::ECHILD) => return,
+                Ok(_) => continue,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => {
+                    warn!(self.log, "waitpid failed"; "error" => %e);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// A child is gone: read what its mailbox still holds, take back every
+    /// slot, lock, queue place and client entry it held, and (for a
+    /// service) schedule its restart.
+    pub(super) fn child_gone(&mut self, pid: i32, abnormal: Option<String>) {
+        let Some(kind) = self.children.get(&pid).map(|c| c.kind) else { return };
+        if kind == Kind::Helper {
+            self.children.remove(&pid);
+            return;
+        }
+        // A registration may still be queued behind the exit.
+        self.on_mailbox(pid);
+        let Some(child) = self.children.remove(&pid) else { return };
+        match &child.link {
+            Link::Worker(m) => {
+                let _ = self.poll.registry().deregister(&mut SourceFd(&m.as_raw_fd()));
+            }
+            Link::Service(m) => {
+                let _ = self.poll.registry().deregister(&mut SourceFd(&m.as_raw_fd()));
+            }
+            Link::None => {}
+        }
+        let header = self.region.header();
+        header.forget_idle(pid);
+        for entry in self.region.clients().entries_of(pid) {
+            self.region.cancel_waits_of(entry);
+        }
+        header.release_rule_locks(pid);
+        self.region.clients().release(pid);
+        self.starting.remove(&pid);
+        match kind {
+            Kind::Service(service) => self.service_gone(service, &child, abnormal.as_deref()),
+            _ => {
+                if let Some(how) = &abnormal {
+                    warn!(self.log, "worker ended abnormally"; "worker" => pid, "how" => how);
+                }
+            }
+        }
+        self.reclaim(pid);
+    }
+
+    /// Read a child's mailbox until it is empty.
+    pub(super) fn on_mailbox(&mut self, pid: i32) {
+        loop {
+            let received = match self.children.get(&pid).map(|c| &c.link) {
+                Some(Link::Worker(m)) => m.recv(),
+                Some(Link::Service(m)) => m.recv(),
+                _ => return,
+            };
+            match received {
+                Ok(Received::Message(Up::Call { id, call }, fd)) => {
+                    let (outcome, fd) = self.pool_call(pid, call, fd);
+                    self.answer(pid, id, outcome, fd);
+                }
+                Ok(Received::Message(Up::Notice(notice), _)) => self.pool_notice(notice),
+                Ok(Received::Message(Up::Lifecycle(LifecycleReply::Pong { id }), _)) => {
+                    if let Some(child) = self.children.get_mut(&pid)
+                        && child.ping.is_some_and(|(sent, _)| sent == id)
+                    {
+                        child.ping = None;
+                    }
+                }
+                Ok(Received::Empty) | Ok(Received::Closed) => return,
+                Err(MailboxError::Io(e)) => {
+                    debug!(self.log, "mailbox read failed"; "pid" => pid, "error" => %e);
+                    return;
+                }
+                Err(e) => warn!(self.log, "bad message from a child"; "pid" => pid, "error" => %e),
+            }
+        }
+    }
+
+    fn answer(&self, pid: i32, id: RequestId, outcome: Outcome<PoolAnswer>, fd: Option<OwnedFd>) {
+        let fd = fd.as_ref().map(|f| f.as_fd());
+        let sent = match self.children.get(&pid).map(|c| &c.link) {
+            Some(Link::Worker(m)) => m.send(&Down::Answer { id, outcome }, fd),
+            Some(Link::Service(m)) => m.send(&Down::Answer { id, outcome }, fd),
+            _ => return,
+        };
+        if let Err(e) = sent {
+            warn!(self.log, "cannot answer a child"; "pid" => pid, "error" => %e);
+        }
+    }
+
+    /// Tell a child to stop; false when the message could not be sent.
+    pub(super) fn shut_down(&self, pid: i32, graceful: bool) -> bool {
+        let sent = match self.children.get(&pid).map(|c| &c.link) {
+            Some(Link::Worker(m)) => m.send(&Down::Lifecycle(Lifecycle::Shutdown { graceful }), None),
+            Some(Link::Service(m)) => m.send(&Down::Lifecycle(Lifecycle::Shutdown { graceful }), None),
+            _ => return false,
+        };
+        sent.is_ok()
+    }
+
+    /// Ping a child; false when the ping could not be sent.
+    pub(super) fn ping(&self, pid: i32, id: RequestId) -> bool {
+        let sent = match self.children.get(&pid).map(|c| &c.link) {
+            Some(Link::Worker(m)) => m.send(&Down::Lifecycle(Lifecycle::Ping { id }), None),
+            Some(Link::Service(m)) => m.send(&Down::Lifecycle(Lifecycle::Ping { id }), None),
+            _ => return false,
+        };
+        sent.is_ok()
+    }
+
+    /// Pids of the children of a kind.
+    pub(super) fn pids_of(&self, wanted: impl Fn(Kind) -> bool) -> Vec<i32> {
+        self.children.iter().filter(|(_, c)| wanted(c.kind)).map(|(pid, _)| *pid).collect()
+    }
+}

@@ -1,0 +1,198 @@
+//! The periodic services as the supervisor sees them: started when the
+//! configuration gives them work, told of reloads, stopped when a reload
+//! takes their work away, pinged, and restarted after a crash or a hang
+//! with the backoff of `pgagroal::supervision`.
+
+use super::children::{Child, Kind, Link, Role};
+use super::{Phase, Supervisor};
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+use pgagroal::ipc::{Contract, Mailbox};
+use pgagroal::msg::service::{Login, ServiceConfig, ServiceKind};
+use pgagroal::msg::{Down, Lifecycle};
+use pgagroal::supervision::{self, PING_EVERY, PONG_WITHIN};
+use slog::{error, warn};
+use std::time::{Duration, Instant};
+
+/// One service kind's state across its restarts.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Service {
+    pub pid: Option<i32>,
+    /// Deaths in a row soon after a start.
+    pub quick_deaths: u32,
+    /// Not before this may it start again.
+    pub start_at: Option<Instant>,
+    /// Restarts after a crash or hang since the pool started.
+    pub restarts: u64,
+    /// When the running one started.
+    pub started: Option<Instant>,
+}
+
+impl Service {
+    /// As `status` shows it.
+    pub fn state(&self) -> &'static str {
+        let looping = supervision::crash_looping(self.quick_deaths);
+        let settled = self.started.is_some_and(|at| at.elapsed() >= supervision::QUICK_DEATH);
+        match self.pid {
+            Some(_) if settled || !looping => "running",
+            _ if looping => "crashing repeatedly",
+            _ => "restarting",
+        }
+    }
+}
+
+impl Supervisor {
+    /// Whether the configuration gives a service work.
+    fn wanted(&self, kind: ServiceKind) -> bool {
+        self.phase == Phase::Running && kind.enabled(&self.config, self.limits.prefill().next().is_some())
+    }
+
+    /// What services run with: the configuration and the server passwords
+    /// of the users maintenance opens connections for.
+    pub(super) fn service_config(&self) -> ServiceConfig {
+        let logins = self
+            .limits
+            .prefill()
+            .filter_map(|(_, _, user, _)| {
+                let password = self.creds.server_password(user)?;
+                Some(Login { user: user.to_string(), password: password.as_str().to_string() })
+            })
+            .collect();
+        ServiceConfig { config: self.config.clone(), logins }
+    }
+
+    /// Start the services that should run and are not, stop the ones the
+    /// configuration no longer asks for, and ping the ones running.
+    pub(super) fn supervise_services(&mut self) {
+        let now = Instant::now();
+        for kind in ServiceKind::ALL {
+            let wanted = self.wanted(kind);
+            let state = self.services.entry(kind).or_default().clone();
+            match state.pid {
+                None if wanted && state.start_at.is_none_or(|at| at <= now) => self.start_service(kind),
+                Some(pid) if !wanted => {
+                    if let Some(child) = self.children.get_mut(&pid)
+                        && !child.retiring
+                    {
+                        child.retiring = true;
+                        self.shut_down(pid, true);
+                    }
+                }
+                _ => {}
+            }
+        }
+        if now >= self.next_ping {
+            self.next_ping = now + PING_EVERY;
+            self.ping_services(now);
+        }
+    }
+
+    fn start_service(&mut self, kind: ServiceKind) {
+        let (ours, theirs) = match Mailbox::pair(Contract::Service) {
+            Ok(pair) => pair,
+            Err(e) => {
+                error!(self.log, "cannot create a service mailbox"; "service" => kind.name(), "error" => %e);
+                return;
+            }
+        };
+        let pid = self.spawn(Role::Service { kind, mailbox: theirs }, Link::Service(ours)).ok();
+        let state = self.services.entry(kind).or_default();
+        state.pid = pid;
+        state.started = Some(Instant::now());
+        if pid.is_none() {
+            state.start_at = Some(Instant::now() + Duration::from_secs(1));
+        }
+    }
+
+    /// Ping every service; kill one whose last ping went unanswered for too
+    /// long (it is restarted when reaped).
+    fn ping_services(&mut self, now: Instant) {
+        for pid in self.pids_of(|k| matches!(k, Kind::Service(_))) {
+            let Some(child) = self.children.get(&pid) else { continue };
+            match child.ping {
+                Some((_, sent)) if now.duration_since(sent) > PONG_WITHIN => {
+                    warn!(self.log, "service did not answer a ping; killing it as hung";
+                          "service" => ?child.kind, "pid" => pid);
+                    let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+                }
+                Some(_) => {}
+                None => {
+                    let id = crate::pooled::next_id();
+                    if self.ping(pid, id)
+                        && let Some(child) = self.children.get_mut(&pid)
+                    {
+                        child.ping = Some((id, now));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Send every running service the reloaded configuration.
+    pub(super) fn reload_services(&mut self) {
+        let settings = self.service_config();
+        for pid in self.pids_of(|k| matches!(k, Kind::Service(_))) {
+            if let Some(Link::Service(m)) = self.children.get(&pid).map(|c| &c.link)
+                && let Err(e) = m.send(&Down::Lifecycle(Lifecycle::Reload(Box::new(settings.clone()))), None)
+            {
+                warn!(self.log, "cannot send a service its new configuration"; "pid" => pid, "error" => %e);
+            }
+        }
+    }
+
+    /// A service died: schedule its restart unless it was told to stop.
+    pub(super) fn service_gone(&mut self, kind: ServiceKind, child: &Child, abnormal: Option<&str>) {
+        let running = self.phase == Phase::Running;
+        let state = self.services.entry(kind).or_default();
+        state.pid = None;
+        if child.retiring || !running {
+            return;
+        }
+        let lived = child.born.elapsed();
+        state.quick_deaths = supervision::quick_deaths(state.quick_deaths, lived);
+        state.restarts += 1;
+        let delay = supervision::restart_delay(state.quick_deaths);
+        state.start_at = Some(Instant::now() + delay);
+        let how = abnormal.unwrap_or("exited");
+        if supervision::crash_looping(state.quick_deaths) {
+            error!(self.log, "service keeps crashing; restarting it after a delay";
+                   "service" => kind.name(), "how" => how, "deaths_in_a_row" => state.quick_deaths,
+                   "delay_ms" => delay.as_millis() as u64);
+        } else {
+            warn!(self.log, "service ended; restarting it"; "service" => kind.name(), "how" => how,
+                  "delay_ms" => delay.as_millis() as u64);
+        }
+    }
+
+    /// Time until the next scheduled start or ping.
+    pub(super) fn next_wake(&self) -> Duration {
+        let now = Instant::now();
+        self.services
+            .values()
+            .filter(|s| s.pid.is_none())
+            .filter_map(|s| s.start_at)
+            .chain([self.next_ping])
+            .map(|at| at.saturating_duration_since(now))
+            .min()
+            .unwrap_or(PING_EVERY)
+    }
+
+    /// Everything the supervisor keeps running: services and spare workers.
+    pub(super) fn supervise(&mut self) {
+        self.supervise_services();
+        self.keep_spares();
+    }
+
+    /// Each service the configuration asks for (or still running), for
+    /// `status`.
+    pub(super) fn service_states(&self) -> Vec<(ServiceKind, Service)> {
+        let mut all: Vec<_> = self
+            .services
+            .iter()
+            .filter(|(k, s)| s.pid.is_some() || self.wanted(**k))
+            .map(|(k, s)| (*k, s.clone()))
+            .collect();
+        all.sort_by_key(|(k, _)| k.name());
+        all
+    }
+}
