@@ -16,7 +16,7 @@ use std::time::Duration;
     about = "Command line utility for pgagroal",
     disable_help_flag = true,
     disable_version_flag = true,
-    after_help = "Commands:\n  ping                          Is pgagroal alive\n  status [details]              Status of pgagroal\n  shutdown [gracefully|immediate|cancel]\n                                Stop pgagroal (default: gracefully)\n  conf reload                   Reload the configuration"
+    after_help = "Commands:\n  ping                          Is pgagroal alive\n  status [details]              Status of pgagroal\n  shutdown [gracefully|immediate|cancel]\n                                Stop pgagroal (default: gracefully)\n  conf reload                   Reload the configuration\n  enable [<database>|all]       Enable a database\n  disable [<database>|all]      Disable a database\n  switch-to <server>            Switch to another primary\n  clear server <server>         Reset the state of a failed server"
 )]
 struct Args {
     /// Configuration file (reads unix_socket_dir from it)
@@ -87,6 +87,14 @@ fn parse_command(words: &[String]) -> Result<(Command, Map<String, Value>), Stri
             let command = if *verb == "enable" { Command::EnableDb } else { Command::DisableDb };
             let mut request = Map::new();
             request.insert("Database".into(), json!(database));
+            (command, request)
+        }
+        ["switch-to", server] | ["clear", "server", server] | ["clear", server]
+            if !matches!(*server, "prometheus" | "server") =>
+        {
+            let command = if words[0] == "switch-to" { Command::SwitchTo } else { Command::ClearServer };
+            let mut request = Map::new();
+            request.insert("Server".into(), json!(server));
             (command, request)
         }
         [] => return Err("no command given; try 'pgagroal-cli -?'".into()),

@@ -13,6 +13,7 @@
 //! ([`reload`]) and stopping ([`stop`]).
 
 mod children;
+mod failover;
 mod management;
 mod reload;
 mod services;
@@ -108,6 +109,8 @@ pub struct Supervisor {
     pooled: Vec<Option<Pooled>>,
     /// When the long-lived actors are pinged next.
     next_ping: Instant,
+    /// The failover script running, if any.
+    failover: Option<failover::Job>,
     pid: i32,
     phase: Phase,
     paths: Paths,
@@ -189,6 +192,7 @@ impl Supervisor {
             starting: HashSet::new(),
             pooled,
             next_ping: Instant::now() + pgagroal::supervision::PING_EVERY,
+            failover: None,
             pid: std::process::id() as i32,
             phase: Phase::Running,
             paths,
@@ -201,6 +205,7 @@ impl Supervisor {
         let mut events = Events::with_capacity(256);
         // From here on the supervisor allocates from a region its workers
         // unmap, so its bookkeeping never dirties pages they share.
+        self.init_servers();
         crate::ALLOCATOR.activate();
         self.supervise();
         loop {

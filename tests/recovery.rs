@@ -370,3 +370,21 @@ mod failpoints {
         recovered(&pooler, db, supervisor);
     }
 }
+
+/// A dead supervisor takes every child with it (workers, services): none
+/// is left orphaned, and PostgreSQL sees every connection close.
+#[test]
+fn children_end_with_the_supervisor() {
+    let db = "rec_orphans";
+    let mut pooler = pool(db, "session", Vec::new());
+    let mut c = client(&pooler, db).expect("connect");
+    assert_eq!(first_value(&mut c, "SELECT 1"), "1");
+    let children = pooler.workers();
+    assert!(children.len() >= 6, "services and workers: {children:?}");
+    kill(pooler.pid());
+    assert!(pooler.wait_exit(Duration::from_secs(10)).is_some());
+    let gone = eventually(Duration::from_secs(10), || children.iter().all(|&p| !alive(p)));
+    assert!(gone, "children left behind: {:?}", children.iter().filter(|&&p| alive(p)).collect::<Vec<_>>());
+    let closed = eventually(Duration::from_secs(10), || postgres().backends_on(db).is_empty());
+    assert!(closed, "server connections left: {:?}", postgres().backends_on(db));
+}

@@ -132,3 +132,27 @@ fn maintenance_keeps_min_size_after_kills() {
         );
     }
 }
+
+#[test]
+fn a_reload_reaches_a_running_service_without_a_restart() {
+    let db = "svc_reload";
+    let pooler = pooler_on(db, "idle_timeout = 600\n", String::new());
+    let service = pooler.wait_for_service("idle");
+    let mut a = connect(&pooler, db);
+    let pid = backend_pid(&mut a);
+    drop(a);
+    pooler.wait_idle();
+    std::thread::sleep(Duration::from_millis(1_500));
+    assert!(postgres().backends_on(db).contains(&pid), "not idle for 600 s yet");
+    let conf = std::fs::read_to_string(pooler.conf()).expect("conf").replace("idle_timeout = 600", "idle_timeout = 1");
+    std::fs::write(pooler.conf(), conf).expect("conf");
+    let out = pooler.cli(&["conf", "reload"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    pooler.wait_for(|| !postgres().backends_on(db).contains(&pid), "the idle connection closed after the reload");
+    assert_eq!(pooler.service_pid("idle"), Some(service), "the same idle service applied the reload");
+    // A reload that turns the key off stops the service.
+    let conf = std::fs::read_to_string(pooler.conf()).expect("conf").replace("idle_timeout = 1", "idle_timeout = 0");
+    std::fs::write(pooler.conf(), conf).expect("conf");
+    assert!(pooler.cli(&["conf", "reload"]).status.success());
+    pooler.wait_for(|| pooler.service_pid("idle").is_none(), "the idle service stopped");
+}

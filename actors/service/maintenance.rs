@@ -13,6 +13,7 @@ use crate::pooled::register;
 use crate::worker::connect;
 use pgagroal::auth::login::LoginSecret;
 use pgagroal::pool::{self, SlotView};
+use pgagroal::shmem::servers::ServerState;
 use pgagroal::shmem::{AuthKind, Claim, PackedName, SlotState};
 use slog::{info, warn};
 use std::time::Instant;
@@ -20,7 +21,13 @@ use std::time::Instant;
 /// One pass; true when a connection could not be opened.
 pub fn run(ctx: &Context<'_>, first: bool) -> bool {
     let config = &ctx.settings.config;
-    let Some((index, _)) = config.primary_server() else { return false };
+    let states = ctx.region.header().servers(config.servers.len());
+    // Connections go to the primary once one is known, and not while a
+    // failover runs.
+    if states.all().contains(&pgagroal::shmem::servers::ServerState::Failover) {
+        return false;
+    }
+    let Some(index) = states.primary() else { return false };
     let table = ctx.region.slots();
     let targets: Vec<(usize, u32)> = ctx
         .limits
@@ -86,7 +93,22 @@ fn open(
     let config = &ctx.settings.config;
     let server = config.servers.get(index).ok_or("no server")?;
     let deadline = Instant::now() + config.main.authentication_timeout;
-    let sock: Sock = connect::connect_server(server, config, deadline).map_err(|e| format!("cannot connect: {e}"))?;
+    let states = ctx.region.header().servers(config.servers.len());
+    let sock: Sock = match connect::connect_server(server, config, deadline) {
+        Ok(sock) => sock,
+        Err(e) => {
+            // An unreachable primary is failed over even with no client
+            // asking (see worker/create.rs).
+            let from = [ServerState::Primary, ServerState::NotInit, ServerState::NotInitPrimary];
+            if config.main.failover && states.change(index, &from, ServerState::Failover) {
+                warn!(ctx.log, "server unreachable: failover"; "server" => &server.name);
+            }
+            return Err(format!("cannot connect: {e}"));
+        }
+    };
+    if states.change(index, &[ServerState::NotInit, ServerState::NotInitPrimary], ServerState::Primary) {
+        info!(ctx.log, "server is the primary"; "server" => &server.name);
+    }
     let table = ctx.region.slots();
     let slot = table.get(claim.id).ok_or("no slot")?;
     slot.set_identity(&PackedName::new(user), &PackedName::new(database), index as u32, pgagroal::sys::now_ms());

@@ -58,8 +58,8 @@ pub(super) enum Role {
         kind: ServiceKind,
         mailbox: ServiceMailbox,
     },
-    /// Run a job and exit.
-    Helper(Box<dyn FnOnce()>),
+    /// Run a job and exit with its status.
+    Helper(Box<dyn FnOnce() -> i32>),
 }
 
 impl Supervisor {
@@ -177,19 +177,19 @@ impl Supervisor {
                     log: self.log.clone(),
                 })
             }
-            Role::Helper(job) => {
-                job();
-                0
-            }
+            Role::Helper(job) => job(),
         }
     }
 
     /// Run `job` in a short-lived child (so the supervisor never waits on
-    /// PostgreSQL); the supervisor waits for it before it exits.
-    pub(super) fn spawn_helper(&mut self, job: impl FnOnce() + 'static) {
-        if self.spawn(Role::Helper(Box::new(job)), Link::None).is_err() {
+    /// PostgreSQL or a script); its return value is the child's exit
+    /// status. The supervisor waits for it before it exits.
+    pub(super) fn spawn_helper(&mut self, job: impl FnOnce() -> i32 + 'static) -> Option<i32> {
+        let pid = self.spawn(Role::Helper(Box::new(job)), Link::None).ok();
+        if pid.is_none() {
             warn!(self.log, "cannot fork a helper");
         }
+        pid
     }
 
     pub(super) fn reap(&mut self) {
@@ -219,6 +219,10 @@ impl Supervisor {
         let Some(kind) = self.children.get(&pid).map(|c| c.kind) else { return };
         if kind == Kind::Helper {
             self.children.remove(&pid);
+            if let Some(job) = self.failover.filter(|job| job.pid == pid) {
+                self.failover = None;
+                self.failover_done(job, abnormal.as_deref());
+            }
             return;
         }
         // A registration may still be queued behind the exit.

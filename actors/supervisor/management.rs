@@ -143,7 +143,7 @@ impl Supervisor {
     }
 
     fn servers(&self) -> Vec<ServerStatus> {
-        let primary = self.config.primary_server().map(|(i, _)| i);
+        let states = self.region.header().servers(self.config.servers.len());
         self.config
             .servers
             .iter()
@@ -152,7 +152,7 @@ impl Supervisor {
                 name: s.name.clone(),
                 host: s.host.clone(),
                 port: s.port,
-                state: if Some(i) == primary { "Primary" } else { "Not init" },
+                state: states.get(i).name(),
             })
             .collect()
     }
@@ -228,6 +228,19 @@ impl Supervisor {
                 info!(self.log, "database {}", if enabled { "enabled" } else { "disabled" }; "database" => database);
                 let entries = if done { vec![json!({ "Database": database, "Enabled": enabled })] } else { Vec::new() };
                 response.insert("Databases".into(), Value::Array(entries));
+                After::Nothing
+            }
+            Command::SwitchTo | Command::ClearServer => {
+                let server = request.pointer("/Request/Server").and_then(Value::as_str).unwrap_or("");
+                let (done, code) = if command == Command::SwitchTo {
+                    (self.switch_to(server), mgmt::error_code::SWITCH_TO_FAILED)
+                } else {
+                    (self.clear_server(server), mgmt::error_code::CLEAR_SERVER_ERROR)
+                };
+                if let Err(reason) = done {
+                    return (mgmt::reply_error_with(request, code, &reason), After::Nothing);
+                }
+                response.insert("Server".into(), json!(server));
                 After::Nothing
             }
             _ => return (mgmt::reply_error(request, mgmt::error_code::UNKNOWN_COMMAND), After::Nothing),

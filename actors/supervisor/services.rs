@@ -179,6 +179,7 @@ impl Supervisor {
 
     /// Everything the supervisor keeps running: services and spare workers.
     pub(super) fn supervise(&mut self) {
+        self.supervise_failover();
         self.supervise_services();
         self.keep_spares();
     }

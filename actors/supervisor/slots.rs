@@ -128,6 +128,7 @@ impl Supervisor {
         for (server, packet) in cancels {
             self.spawn_helper(move || {
                 let _ = crate::child::send_once(&server, &packet);
+                0
             });
         }
     }

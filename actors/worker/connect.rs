@@ -339,7 +339,8 @@ pub fn relay_login(
 /// password or the lookup fails (logged).
 pub fn fetch_secret(s: &Session<'_>, deadline: Instant) -> Option<String> {
     let (superuser, password) = s.creds.superuser()?;
-    let (index, server) = s.config.primary_server()?;
+    let index = s.region.header().servers(s.config.servers.len()).primary()?;
+    let server = s.config.servers.get(index)?;
     let sock = match open_server(s, index, server, deadline) {
         Ok(sock) => sock,
         Err(e) => {

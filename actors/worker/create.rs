@@ -10,7 +10,7 @@ use super::{Session, refuse};
 use crate::net::Sock;
 use pgagroal::protocol::sqlstate;
 use pgagroal::shmem::{AuthKind, Claim, PackedName, Replay, SlotState};
-use slog::{debug, warn};
+use slog::{debug, info, warn};
 use std::time::{Duration, Instant};
 
 /// Make a new server connection in an empty slot.
@@ -22,29 +22,14 @@ pub fn connect_new(
     access: &Access,
 ) -> Result<Conn, &'static str> {
     let table = s.region.slots();
-    let Some((server_index, server)) = s.config.primary_server() else {
-        kill(s, claim.id, claim.word, None, false);
-        refuse(client, sqlstate::CONNECTION_FAILURE, "no server is configured");
-        return Err("no server");
-    };
-    if let Some(slot) = table.get(claim.id) {
-        slot.set_identity(
-            &PackedName::new(&s.startup.user),
-            &PackedName::new(&s.startup.database),
-            server_index as u32,
-            pgagroal::sys::now_ms(),
-        );
-    }
-    let deadline = Instant::now() + s.config.main.authentication_timeout;
-    let sock = match connect::open_server(s, server_index, server, deadline) {
+    let sock = match reach_server(s, client, claim) {
         Ok(sock) => sock,
-        Err(e) => {
-            warn!(s.log, "cannot connect to server"; "server" => &server.name, "error" => &e);
+        Err(reason) => {
             kill(s, claim.id, claim.word, None, false);
-            refuse(client, sqlstate::CONNECTION_FAILURE, &e);
-            return Err("server unreachable");
+            return Err(reason);
         }
     };
+    let deadline = Instant::now() + s.config.main.authentication_timeout;
     if sock.is_tls()
         && let Some(slot) = table.get(claim.id)
     {
@@ -109,4 +94,68 @@ pub fn connect_new(
     }
     debug!(s.log, "new server connection"; "slot" => conn.id.0, "backend_pid" => started.backend_pid);
     Ok(conn)
+}
+
+/// Connect to the server new connections go to. While no server is known
+/// to be the primary, the one marked primary and then the others are tried
+/// in turn, and the first reachable becomes the primary. With `failover =
+/// on`, an unreachable primary is marked for failover (the supervisor runs
+/// `failover_script`) and the client, like every client while the failover
+/// runs, is refused with 53300 `server failover`. The slot records the
+/// server; the client has been told of any failure.
+fn reach_server(s: &Session<'_>, client: &Sock, claim: Claim) -> Result<Sock, &'static str> {
+    use pgagroal::shmem::servers::{self, ServerState};
+    let states = s.region.header().servers(s.config.servers.len());
+    let now = states.all();
+    let failover = s.config.main.failover;
+    if failover && now.contains(&ServerState::Failover) {
+        refuse(client, sqlstate::TOO_MANY_CONNECTIONS, "server failover");
+        return Err("server failover");
+    }
+    let mut order = servers::candidates(&now);
+    if order.is_empty() {
+        order.extend(servers::primary(&now));
+    }
+    let Some(&last) = order.last() else {
+        refuse(client, sqlstate::CONNECTION_FAILURE, "no server is available");
+        return Err("no server");
+    };
+    for index in order {
+        let Some(server) = s.config.servers.get(index) else { continue };
+        if let Some(slot) = s.region.slots().get(claim.id) {
+            slot.set_identity(
+                &PackedName::new(&s.startup.user),
+                &PackedName::new(&s.startup.database),
+                index as u32,
+                pgagroal::sys::now_ms(),
+            );
+        }
+        let deadline = Instant::now() + s.config.main.authentication_timeout;
+        match connect::open_server(s, index, server, deadline) {
+            Ok(sock) => {
+                if states.change(index, &[ServerState::NotInit, ServerState::NotInitPrimary], ServerState::Primary) {
+                    info!(s.log, "server is the primary"; "server" => &server.name);
+                }
+                return Ok(sock);
+            }
+            Err(e) => {
+                warn!(s.log, "cannot connect to server"; "server" => &server.name, "error" => &e);
+                let from = [ServerState::Primary, ServerState::NotInit, ServerState::NotInitPrimary];
+                if failover
+                    && (states.change(index, &from, ServerState::Failover)
+                        || states.get(index) == ServerState::Failover)
+                {
+                    warn!(s.log, "server unreachable: failover"; "server" => &server.name);
+                    refuse(client, sqlstate::TOO_MANY_CONNECTIONS, "server failover");
+                    return Err("server failover");
+                }
+                if index == last {
+                    refuse(client, sqlstate::CONNECTION_FAILURE, &e);
+                    return Err("server unreachable");
+                }
+            }
+        }
+    }
+    refuse(client, sqlstate::CONNECTION_FAILURE, "no server is available");
+    Err("no server")
 }

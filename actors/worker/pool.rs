@@ -13,6 +13,7 @@ use crate::net::Sock;
 use pgagroal::auth::login::LoginSecret;
 use pgagroal::auth::policy::{self, Floor};
 use pgagroal::protocol::{encode, params};
+use pgagroal::shmem::servers::ServerState;
 use pgagroal::shmem::{AuthKind, AuthKinds, Region, Replay, SlotId, SlotState, Word};
 use slog::{debug, info, warn};
 use std::time::{Duration, Instant};
@@ -258,6 +259,13 @@ pub fn give_back(s: &Session<'_>, reuse: &mut Reuse, conn: Conn, params: Option<
         }
         if pgagroal::pool::too_old(slot.created_ms(), now, max_age) {
             debug!(s.log, "connection reached max_connection_age; closing it"; "slot" => conn.id.0);
+            kill(s, conn.id, conn.word, Some(&conn.sock), true);
+            return;
+        }
+        // The server was failed over from (or switched away from).
+        let server = slot.server() as usize;
+        if s.region.header().servers(s.config.servers.len()).get(server) == ServerState::Failed {
+            debug!(s.log, "connection to a failed server; closing it"; "slot" => conn.id.0);
             kill(s, conn.id, conn.word, Some(&conn.sock), true);
             return;
         }

@@ -103,8 +103,7 @@ pub struct MainConfig {
     /// CA certificates client certificates are verified against; set, it
     /// makes a client certificate mandatory for TLS clients.
     pub tls_ca_file: Option<PathBuf>,
-    /// Run `failover_script` when the primary cannot be reached. Read and
-    /// checked (it shapes the pipeline), not acted on yet.
+    /// Run `failover_script` when the primary cannot be reached.
     pub failover: bool,
     pub failover_script: Option<PathBuf>,
     /// Seconds a client may stay idle before it is disconnected; 0 = never.
@@ -234,6 +233,8 @@ impl MainConfig {
             return Ok(Outcome::NotYetEffective);
         }
         match key {
+            "failover" => self.failover = value::parse_bool(raw)?,
+            "failover_script" => self.failover_script = Some(path_value(raw)?),
             "validation" => {
                 self.validation = match raw.to_ascii_lowercase().as_str() {
                     "off" => Validation::Off,
@@ -325,8 +326,6 @@ impl MainConfig {
     /// whether `key` is one of them.
     fn set_checked_only(&mut self, key: &str, raw: &str) -> Result<bool, Expected> {
         match key {
-            "failover" => self.failover = value::parse_bool(raw)?,
-            "failover_script" => self.failover_script = Some(path_value(raw)?),
             "rotate_frontend_password_timeout" => self.rotate_frontend_password_timeout = value::parse_duration(raw)?,
             _ => return Ok(false),
         }
@@ -395,7 +394,7 @@ mod tests {
         c.port = 2345;
         assert_eq!(c.pidfile(), PathBuf::from("/run/p/pgagroal.2345.pid"));
         assert_eq!(c.set("idle_timeout", "5"), Ok(Outcome::Applied));
-        assert_eq!(c.set("failover", "on"), Ok(Outcome::NotYetEffective));
+        assert_eq!(c.set("failover", "on"), Ok(Outcome::Applied));
         assert_eq!(c.set("nonsense", "5"), Ok(Outcome::Unknown));
         assert_eq!(c.set("authentication_timeout", "0"), Ok(Outcome::Applied));
         assert_eq!(c.authentication_timeout, Duration::from_secs(5));
@@ -406,17 +405,13 @@ mod tests {
         let mut c = MainConfig::default();
         assert_eq!(c.max_retries, 5);
         assert_eq!(c.background_interval, Duration::from_secs(300));
-        for (key, raw) in [
-            ("failover", "on"),
-            ("failover_script", "/usr/local/bin/failover.sh"),
-            ("rotate_frontend_password_timeout", "1d"),
-        ] {
-            assert_eq!(c.set(key, raw), Ok(Outcome::NotYetEffective), "{key}");
-        }
+        assert_eq!(c.set("rotate_frontend_password_timeout", "1d"), Ok(Outcome::NotYetEffective));
         for (key, raw) in [
             ("disconnect_client", "60"),
             ("disconnect_client_force", "yes"),
             ("max_retries", "3"),
+            ("failover", "on"),
+            ("failover_script", "/usr/local/bin/failover.sh"),
             ("validation", "Foreground"),
             ("background_interval", "1m"),
             ("idle_timeout", "10m"),

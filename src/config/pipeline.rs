@@ -189,7 +189,42 @@ pub fn check_files(config: &Config, users: &[&str], limits: Option<&Limits>) -> 
     if let Some(limits) = limits {
         limits.check_prefill_users(&|user| users.contains(&user))?;
     }
+    check_failover(config)?;
     Ok(Vec::new())
+}
+
+/// `failover = on` needs a second server to fail over to and a
+/// `failover_script` the daemon can run, as upstream requires.
+fn check_failover(config: &Config) -> Result<(), ConfigError> {
+    let main = &config.main;
+    if !main.failover {
+        return Ok(());
+    }
+    let lines = &config.lines.main;
+    let refuse = |message: String| ConfigError::Conflict {
+        file: config.path.clone(),
+        line: lines.line("failover"),
+        key: "failover".into(),
+        message: format!("failover = on {message}"),
+    };
+    if config.servers.len() < 2 {
+        return Err(refuse("needs at least two server sections: there is no server to fail over to".into()));
+    }
+    let Some(script) = &main.failover_script else {
+        return Err(refuse("needs failover_script, the program run to promote the new primary".into()));
+    };
+    use std::os::unix::fs::PermissionsExt;
+    match std::fs::metadata(script) {
+        Ok(m) if m.is_file() && m.permissions().mode() & 0o111 != 0 => Ok(()),
+        Ok(_) => Err(refuse(format!(
+            "needs an executable failover_script{}: {} is not an executable file",
+            lines.at("failover_script"),
+            script.display()
+        ))),
+        Err(e) => {
+            Err(refuse(format!("needs failover_script{}: {}: {e}", lines.at("failover_script"), script.display())))
+        }
+    }
 }
 
 #[cfg(test)]

@@ -126,6 +126,10 @@ pub mod error_code {
     /// upstream reports no reload failures). The reason is in
     /// `Response.Error`; the running configuration is kept.
     pub const CONF_RELOAD_ERROR: i64 = 1100;
+    /// `switch-to` named no configured server (upstream's code).
+    pub const SWITCH_TO_FAILED: i64 = 1300;
+    /// `clear server` named no configured server (this pooler's own code).
+    pub const CLEAR_SERVER_ERROR: i64 = 1400;
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

@@ -8,6 +8,7 @@
 //!   for query cancel.
 //! - [`queue`]: the first-come first-served queue of clients waiting for a
 //!   connection.
+//! - [`servers`]: the configured servers' states (primary, failed, ...).
 //! - [`slot`]: one slot record and its compare-and-swap state machine.
 //! - [`table`]: scans over the slots that claim one.
 
@@ -15,6 +16,7 @@ pub mod auth_kind;
 pub mod clients;
 pub mod queue;
 pub mod region;
+pub mod servers;
 pub mod slot;
 pub mod table;
 

@@ -11,12 +11,12 @@ use super::slot::{NAME_WORDS, PackedName, Slot};
 use super::table::SlotTable;
 use std::io;
 use std::os::fd::FromRawFd;
-use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU8, AtomicU32, AtomicU64, Ordering};
 
 /// "PGAGROAL" in ASCII.
 pub const MAGIC: u64 = 0x5047_4147_524f_414c;
 /// Bumped whenever the layout of [`Header`] or [`Slot`] changes.
-pub const LAYOUT_VERSION: u32 = 4;
+pub const LAYOUT_VERSION: u32 = 5;
 /// Workers that may wait for a client at once (more idle ones exit).
 pub const IDLE_WORKERS: usize = 64;
 
@@ -63,6 +63,8 @@ pub struct Header {
     pub disabled: [[AtomicU64; NAME_WORDS]; MAX_DISABLED],
     /// Every database is disabled.
     pub disabled_all: AtomicU32,
+    /// Each configured server's [`super::servers::ServerState`].
+    pub servers: [AtomicU8; crate::config::MAX_SERVERS],
 }
 
 /// Limit rules (as `pgagroal_databases.conf` allows).
@@ -116,6 +118,11 @@ impl Header {
     /// Whether a worker is in the idle list.
     pub fn is_idle(&self, pid: i32) -> bool {
         self.idle.iter().any(|e| e.load(Ordering::Acquire) == pid)
+    }
+
+    /// The configured servers' states.
+    pub fn servers(&self, count: usize) -> super::servers::ServerStates<'_> {
+        super::servers::ServerStates { cells: &self.servers[..count.min(self.servers.len())] }
     }
 
     /// Number of idle workers.

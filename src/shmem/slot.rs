@@ -360,6 +360,11 @@ impl Slot {
         self.last_used_ms.store(now_ms, Ordering::Relaxed);
     }
 
+    /// Index of the server the connection goes to.
+    pub fn server(&self) -> u32 {
+        self.server.load(Ordering::Relaxed)
+    }
+
     /// Milliseconds since the epoch when the connection was made.
     pub fn created_ms(&self) -> u64 {
         self.created_ms.load(Ordering::Relaxed)

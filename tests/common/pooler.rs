@@ -37,6 +37,8 @@ pub struct PoolerOptions {
     pub limits: String,
     /// Environment of the daemon (failpoints, say).
     pub env: Vec<(&'static str, String)>,
+    /// The `[primary]` section's port, when not the test cluster's.
+    pub primary_port: Option<u16>,
 }
 
 impl Default for PoolerOptions {
@@ -52,6 +54,7 @@ impl Default for PoolerOptions {
             server_extra: String::new(),
             limits: String::new(),
             env: Vec::new(),
+            primary_port: None,
         }
     }
 }
@@ -182,7 +185,7 @@ impl Pooler {
             options.max_connections,
             options.blocking_timeout,
             options.extra,
-            pg.port,
+            options.primary_port.unwrap_or(pg.port),
             options.server_extra
         );
         std::fs::write(dir.path().join("pgagroal.conf"), conf).expect("write conf");
