@@ -97,6 +97,10 @@ fn wait(ctx: &mut Context<'_>, until: Instant) -> Wake {
         // A late answer to a call that timed out.
         Ok(Received::Message(Down::Answer { .. }, _)) | Ok(Received::Empty) => Wake::Due,
         Ok(Received::Message(Down::Push(never), _)) => match never {},
+        Err(pgagroal::ipc::MailboxError::Io(e)) => {
+            warn!(ctx.log, "mailbox read failed"; "error" => %e);
+            Wake::Stop
+        }
         Err(e) => {
             warn!(ctx.log, "bad message from the supervisor"; "error" => %e);
             // Garbage on the mailbox: nothing to do but wait for the next.

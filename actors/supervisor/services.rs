@@ -164,13 +164,16 @@ impl Supervisor {
         }
     }
 
-    /// Time until the next scheduled start or ping.
+    /// Time until the next scheduled start or ping. A start already due
+    /// was made (or is not wanted) in this turn of the loop, so only future
+    /// ones count: the loop never spins.
     pub(super) fn next_wake(&self) -> Duration {
         let now = Instant::now();
         self.services
             .values()
             .filter(|s| s.pid.is_none())
             .filter_map(|s| s.start_at)
+            .filter(|&at| at > now)
             .chain([self.next_ping])
             .map(|at| at.saturating_duration_since(now))
             .min()
