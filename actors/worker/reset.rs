@@ -2,12 +2,12 @@
 //! client's requests still owe, send ROLLBACK (when a transaction is open)
 //! and the reset query, and let the next user of the slot read and check
 //! their answers, so a leaving client's worker does not wait on the server
-//! once more.
+//! once more; and validation. The bytes and the reading of the answers are
+//! `pgagroal::protocol::own_queries`; this file does the socket part.
 
 use super::HOUSEKEEPING_TIMEOUT;
 use crate::net::Sock;
-use pgagroal::protocol::backend::{self, BackendMessage, ErrorFields};
-use pgagroal::protocol::encode;
+use pgagroal::protocol::own_queries::{self, AnswerReader, Answers};
 use pgagroal::protocol::params::SessionParams;
 use pgagroal::protocol::tracker::Tracker;
 use std::time::Instant;
@@ -41,21 +41,7 @@ pub fn drain(sock: &Sock, server: &mut Tracker, expected_ready: u64, deadline: I
 /// ([`settle_reset`]), so a leaving client's worker does not wait on the
 /// server once more.
 pub fn send_reset(sock: &Sock, tx_status: u8, reset_query: &str, reapply: Option<&SessionParams>) -> Option<u32> {
-    let mut queries = Vec::with_capacity(64);
-    let mut expected = 0;
-    if tx_status != b'I' {
-        encode::append_query(&mut queries, "ROLLBACK");
-        expected += 1;
-    }
-    if !reset_query.is_empty() {
-        encode::append_query(&mut queries, reset_query);
-        expected += 1;
-    }
-    if let Some(params) = reapply {
-        let (apply, count) = params.apply_queries(true);
-        queries.extend_from_slice(&apply);
-        expected += count;
-    }
+    let (queries, expected) = own_queries::reset(tx_status, reset_query, reapply);
     if expected > 0 && sock.write_all(&queries, Some(Instant::now() + HOUSEKEEPING_TIMEOUT)).is_err() {
         return None;
     }
@@ -68,19 +54,7 @@ pub fn settle_reset(sock: &Sock, expected: u32) -> bool {
     if expected == 0 {
         return true;
     }
-    read_answers(sock, expected, Instant::now() + HOUSEKEEPING_TIMEOUT)
-        .is_some_and(|a| a.error.is_none() && a.status == b'I')
-}
-
-/// What the server answered to queries the pooler sent on its own (a reset,
-/// settings being applied): none of it reaches a client.
-pub struct Answers {
-    /// ParameterStatus values, in order.
-    pub reported: Vec<(String, String)>,
-    /// The first ErrorResponse.
-    pub error: Option<ErrorFields>,
-    /// The status of the last ReadyForQuery.
-    pub status: u8,
+    read_answers(sock, expected, Instant::now() + HOUSEKEEPING_TIMEOUT).is_some_and(|a| a.clean())
 }
 
 /// Read until `count` ReadyForQuery messages have come. None when the
@@ -88,27 +62,14 @@ pub struct Answers {
 /// follow the last answer (the connection is then not in a known state).
 pub fn read_answers(sock: &Sock, count: u32, deadline: Instant) -> Option<Answers> {
     let mut buf = Vec::with_capacity(512);
-    let mut answers = Answers { reported: Vec::new(), error: None, status: b'?' };
-    let mut seen = 0;
-    while seen < count {
+    let mut reader = AnswerReader::new(count);
+    while !reader.done() {
         let f = sock.read_frame(&mut buf, MAX_ANSWER, Some(deadline)).ok()?;
         let len = f.len();
-        match backend::parse(&f).ok()? {
-            BackendMessage::ReadyForQuery { status } => {
-                seen += 1;
-                answers.status = status;
-            }
-            BackendMessage::ParameterStatus { name, value } => answers
-                .reported
-                .push((String::from_utf8_lossy(name).into_owned(), String::from_utf8_lossy(value).into_owned())),
-            BackendMessage::ErrorResponse(e) => {
-                answers.error.get_or_insert(e);
-            }
-            _ => {}
-        }
+        reader.feed(&f).ok()?;
         buf.drain(..len);
     }
-    buf.is_empty().then_some(answers)
+    buf.is_empty().then(|| reader.finish())
 }
 
 /// Validation: an empty query, answered with EmptyQueryResponse and
@@ -118,9 +79,7 @@ pub fn check_alive(sock: &Sock, owed: u32) -> bool {
     if !settle_reset(sock, owed) {
         return false;
     }
-    let mut query = Vec::with_capacity(8);
-    encode::append_query(&mut query, "");
     let deadline = Instant::now() + HOUSEKEEPING_TIMEOUT;
-    sock.write_all(&query, Some(deadline)).is_ok()
-        && read_answers(sock, 1, deadline).is_some_and(|a| a.error.is_none() && a.status == b'I')
+    sock.write_all(&own_queries::validation(), Some(deadline)).is_ok()
+        && read_answers(sock, 1, deadline).is_some_and(|a| a.clean())
 }

@@ -11,6 +11,8 @@
 //! - [`params`]: a client's startup settings and bringing a pooled
 //!   connection in line with them.
 //! - [`sql`]: whether a query's text may change session settings.
+//! - [`own_queries`]: the pooler's own queries (reset, validation) and
+//!   reading their answers.
 //! - [`encode`]: messages the pooler writes itself.
 //!
 //! Frontend and backend tags collide (`'E'` is Execute one way and
@@ -20,6 +22,7 @@ pub mod backend;
 pub mod encode;
 pub mod frame;
 pub mod frontend;
+pub mod own_queries;
 pub mod params;
 pub mod sql;
 pub mod startup;
