@@ -8,7 +8,6 @@
 //! management side: `switch-to` and `clear server`.
 
 use super::Supervisor;
-use super::slots::terminate_pooled;
 use pgagroal::shmem::SlotState;
 use pgagroal::shmem::servers::{self, ServerState};
 use slog::{error, info, warn};
@@ -108,17 +107,16 @@ impl Supervisor {
     /// Close the idle connections to a server that is no longer used; the
     /// ones in use are closed when their clients give them back.
     fn flush_server(&mut self, index: usize) {
-        let table = self.region.slots();
-        for (id, slot) in table.iter() {
-            let word = slot.load();
-            if word.state != SlotState::Free || slot.server() as usize != index {
-                continue;
-            }
-            let Ok(word) = table.transition(id, word, SlotState::Remove, self.pid) else { continue };
-            terminate_pooled(&mut self.pooled, id, word.generation, true);
-            if table.transition(id, word, SlotState::NotInit, self.pid).is_ok() {
-                self.region.notify_release();
-            }
+        let idle: Vec<_> = self
+            .region
+            .slots()
+            .iter()
+            .filter(|(_, slot)| slot.server() as usize == index)
+            .map(|(id, slot)| (id, slot.load()))
+            .filter(|(_, word)| word.state == SlotState::Free)
+            .collect();
+        for (id, word) in idle {
+            self.close_free(id, word, true);
         }
     }
 

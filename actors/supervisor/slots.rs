@@ -8,7 +8,7 @@ use pgagroal::config::ServerConfig;
 use pgagroal::msg::Outcome;
 use pgagroal::msg::pool::{PoolAnswer, PoolCall, PoolNotice};
 use pgagroal::protocol::encode;
-use pgagroal::shmem::{Generation, SlotId, SlotState};
+use pgagroal::shmem::{Generation, SlotId, SlotState, Word};
 use slog::{debug, warn};
 use std::os::fd::{AsRawFd, OwnedFd};
 
@@ -116,10 +116,7 @@ impl Supervisor {
         }
         // Idle TLS connections whose record state died with the worker.
         for (id, word) in table.tls_orphans_of(pid) {
-            let Ok(word) = table.transition(id, word, SlotState::Remove, self.pid) else { continue };
-            terminate_pooled(&mut self.pooled, id, word.generation, false);
-            if table.transition(id, word, SlotState::NotInit, self.pid).is_ok() {
-                self.region.notify_release();
+            if self.close_free(id, word, false) {
                 debug!(self.log, "closed a TLS server connection whose worker is gone"; "slot" => id.0, "worker" => pid);
             }
         }
@@ -131,6 +128,20 @@ impl Supervisor {
                 0
             });
         }
+    }
+
+    /// Take a FREE slot (as `word` says it is) and end its connection for
+    /// every holder: FREE -> REMOVE -> NOTINIT. `clean` sends a Terminate
+    /// first. False when the slot changed hands meanwhile.
+    pub(super) fn close_free(&mut self, id: SlotId, word: Word, clean: bool) -> bool {
+        let table = self.region.slots();
+        let Ok(word) = table.transition(id, word, SlotState::Remove, self.pid) else { return false };
+        terminate_pooled(&mut self.pooled, id, word.generation, clean);
+        let freed = table.transition(id, word, SlotState::NotInit, self.pid).is_ok();
+        if freed {
+            self.region.notify_release();
+        }
+        freed
     }
 
     /// The server and CancelRequest that stop what a slot's backend runs.

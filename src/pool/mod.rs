@@ -47,8 +47,13 @@ impl SlotView {
             .iter()
             .map(|(id, slot)| {
                 let word = slot.load();
-                let info = slot.info();
-                SlotView { id, word, created_ms: info.created_ms, last_used_ms: info.last_used_ms, rule: slot.rule() }
+                SlotView {
+                    id,
+                    word,
+                    created_ms: slot.created_ms(),
+                    last_used_ms: slot.last_used_ms(),
+                    rule: slot.rule(),
+                }
             })
             .collect()
     }

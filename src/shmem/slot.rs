@@ -365,6 +365,11 @@ impl Slot {
         self.server.load(Ordering::Relaxed)
     }
 
+    /// Milliseconds since the epoch when the slot last changed hands.
+    pub fn last_used_ms(&self) -> u64 {
+        self.last_used_ms.load(Ordering::Relaxed)
+    }
+
     /// Milliseconds since the epoch when the connection was made.
     pub fn created_ms(&self) -> u64 {
         self.created_ms.load(Ordering::Relaxed)
