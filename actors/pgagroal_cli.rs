@@ -3,12 +3,34 @@
 //! as text (default), JSON or raw JSON.
 
 use clap::{ArgAction, Parser};
-use pgagroal::mgmt::{self, Command, Output, render};
-use serde_json::{Map, Value, json};
+use pgagroal::mgmt::{self, Output, command, render};
+use serde_json::Value;
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
+
+/// How long the daemon has to answer.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
+
+const HELP: &str = "Commands:
+  ping                                 Is pgagroal alive
+  status [details]                     Status of pgagroal
+  flush [gracefully|idle|all] [<database>|all]
+                                       Close pooled connections (default: gracefully, all)
+  enable [<database>|all]              Accept new clients of a database
+  disable [<database>|all]             Refuse new clients of a database
+  shutdown [gracefully|immediate|cancel]
+                                       Stop pgagroal (default: gracefully)
+  switch-to <server>                   Switch to another primary
+  clear prometheus                     Reset the metrics
+  clear [server] <server>              Reset the state of a failed server
+  conf reload                          Reload the configuration files
+  conf ls                              Where the configuration files are
+  conf get [<key>]                     The running configuration, or one key
+                                       (key, section.key, section.context.key)
+  conf set <key> <value>               Change a key in the running configuration
+  conf alias                           The databases' aliases and limits";
 
 #[derive(Parser, Debug)]
 #[command(
@@ -16,7 +38,7 @@ use std::time::Duration;
     about = "Command line utility for pgagroal",
     disable_help_flag = true,
     disable_version_flag = true,
-    after_help = "Commands:\n  ping                          Is pgagroal alive\n  status [details]              Status of pgagroal\n  shutdown [gracefully|immediate|cancel]\n                                Stop pgagroal (default: gracefully)\n  conf reload                   Reload the configuration\n  enable [<database>|all]       Enable a database\n  disable [<database>|all]      Disable a database\n  switch-to <server>            Switch to another primary\n  clear server <server>         Reset the state of a failed server"
+    after_help = HELP
 )]
 struct Args {
     /// Configuration file (reads unix_socket_dir from it)
@@ -46,9 +68,10 @@ struct Args {
     /// Encryption: none
     #[arg(short = 'E', long = "encrypt", default_value = "none")]
     encrypt: String,
-    /// How long to wait for the daemon (seconds)
-    #[arg(short = 'T', long = "timeout", default_value_t = 10)]
-    timeout: u64,
+    /// Deadline of `shutdown [gracefully]` and `flush [gracefully]` (30, 30s, 5m, 1h; 0 = none);
+    /// without it the daemon's flush_timeout applies
+    #[arg(short = 'T', long = "timeout")]
+    timeout: Option<String>,
     /// Print the outcome on standard error
     #[arg(short = 'v', long = "verbose")]
     verbose: bool,
@@ -68,47 +91,6 @@ fn fail(verbose: bool, message: &str) -> ExitCode {
         eprintln!("pgagroal-cli: Error (1)");
     }
     ExitCode::FAILURE
-}
-
-fn parse_command(words: &[String]) -> Result<(Command, Map<String, Value>), String> {
-    let words: Vec<&str> = words.iter().map(String::as_str).collect();
-    Ok(match words.as_slice() {
-        ["ping"] => (Command::Ping, Map::new()),
-        ["status"] => (Command::Status, Map::new()),
-        ["shutdown"] | ["shutdown", "gracefully"] => (Command::Gracefully, Map::new()),
-        ["shutdown", "immediate"] => (Command::Shutdown, Map::new()),
-        ["shutdown", "cancel"] => (Command::CancelShutdown, Map::new()),
-        ["conf", "reload"] => (Command::Reload, Map::new()),
-        [verb @ ("enable" | "disable")] | [verb @ ("enable" | "disable"), _] => {
-            let database = match words.get(1) {
-                None | Some(&"all") | Some(&"*") => "*",
-                Some(name) => name,
-            };
-            let command = if *verb == "enable" { Command::EnableDb } else { Command::DisableDb };
-            let mut request = Map::new();
-            request.insert("Database".into(), json!(database));
-            (command, request)
-        }
-        ["switch-to", server] | ["clear", "server", server] | ["clear", server]
-            if !matches!(*server, "prometheus" | "server") =>
-        {
-            let command = if words[0] == "switch-to" { Command::SwitchTo } else { Command::ClearServer };
-            let mut request = Map::new();
-            request.insert("Server".into(), json!(server));
-            (command, request)
-        }
-        [] => return Err("no command given; try 'pgagroal-cli -?'".into()),
-        ["status", "details"]
-        | ["flush", ..]
-        | ["enable", ..]
-        | ["disable", ..]
-        | ["switch-to", ..]
-        | ["clear", ..]
-        | ["conf", ..] => {
-            return Err(format!("command '{}' is not supported by this version", words.join(" ")));
-        }
-        _ => return Err(format!("unknown command '{}'; try 'pgagroal-cli -?'", words.join(" "))),
-    })
 }
 
 fn exchange(path: &std::path::Path, request: &Value, timeout: Duration) -> Result<Value, String> {
@@ -153,8 +135,12 @@ fn main() -> ExitCode {
             "remote management (-h/-p) is not supported by this version; use -c with the local configuration",
         );
     }
-    let (command, request) = match parse_command(&args.command) {
-        Ok(c) => c,
+    let timeout = match args.timeout.as_deref().map(command::parse_timeout).transpose() {
+        Ok(t) => t.unwrap_or(-1),
+        Err(e) => return fail(args.verbose, &e),
+    };
+    let parsed = match command::parse(&args.command, timeout) {
+        Ok(p) => p,
         Err(e) => return fail(args.verbose, &e),
     };
     let config_path = args.config.clone().unwrap_or_else(|| {
@@ -168,22 +154,16 @@ fn main() -> ExitCode {
         Err(e) => return fail(args.verbose, &e.to_string()),
     };
     let socket = config.main.management_socket_path();
-    let document = mgmt::request(command, output, request);
-    let mut reply = match exchange(&socket, &document, Duration::from_secs(args.timeout.max(1))) {
+    let document = mgmt::request(parsed.command, output, parsed.request.clone());
+    let reply = match exchange(&socket, &document, REPLY_TIMEOUT) {
         Ok(r) => r,
         Err(e) => return fail(args.verbose, &e),
     };
-    let success = reply.pointer("/Outcome/Status") == Some(&json!(true));
-    match output {
-        Output::Raw => println!("{}", render::json(&reply)),
-        Output::Json => {
-            render::translate_header(&mut reply);
-            println!("{}", render::json(&reply));
-        }
-        Output::Text => {
-            render::translate_header(&mut reply);
-            println!("{}", render::text(&reply));
-        }
+    let (printed, success) = render::reply(&parsed, output, reply);
+    match (&parsed.conf_key, output) {
+        // `-v` names the key beside its value, as upstream.
+        (Some(key), Output::Text) if args.verbose && success => println!("{key} = {}", printed.trim_end()),
+        _ => print!("{printed}"),
     }
     if success {
         if args.verbose {

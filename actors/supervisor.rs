@@ -13,7 +13,9 @@
 //! ([`reload`]) and stopping ([`stop`]).
 
 mod children;
+mod commands;
 mod failover;
+mod flush;
 mod management;
 mod reload;
 mod services;
@@ -65,8 +67,11 @@ enum Listener {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     Running,
-    /// Refusing new clients, waiting for the current ones to leave.
-    Graceful,
+    /// Refusing new clients, waiting for the current ones to leave (until
+    /// the deadline, when there is one).
+    Graceful {
+        deadline: Option<Instant>,
+    },
     /// Workers were told to quit; SIGKILL after the deadline.
     Stopping {
         deadline: Instant,
@@ -111,6 +116,8 @@ pub struct Supervisor {
     next_ping: Instant,
     /// The failover script running, if any.
     failover: Option<failover::Job>,
+    /// Graceful flushes waiting for their deadline.
+    flushes: Vec<flush::Job>,
     pid: i32,
     phase: Phase,
     paths: Paths,
@@ -193,6 +200,7 @@ impl Supervisor {
             pooled,
             next_ping: Instant::now() + pgagroal::supervision::PING_EVERY,
             failover: None,
+            flushes: Vec::new(),
             pid: std::process::id() as i32,
             phase: Phase::Running,
             paths,
@@ -227,6 +235,7 @@ impl Supervisor {
                 }
             }
             self.expire_management();
+            self.expire_flushes();
             self.supervise();
             if self.stop_progress() {
                 break;

@@ -56,6 +56,19 @@ pub enum Method {
 }
 
 impl Method {
+    /// A METHOD field, any case.
+    pub fn parse(token: &str) -> Option<Method> {
+        Some(match token.to_ascii_lowercase().as_str() {
+            "trust" => Method::Trust,
+            "reject" => Method::Reject,
+            "password" => Method::Password,
+            "md5" => Method::Md5,
+            "scram-sha-256" => Method::ScramSha256,
+            "all" => Method::All,
+            _ => return None,
+        })
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Method::Trust => "trust",
@@ -220,19 +233,11 @@ impl Hba {
                     )
                 })?)
             };
-            let method = match fields[4].to_ascii_lowercase().as_str() {
-                "trust" => Method::Trust,
-                "reject" => Method::Reject,
-                "password" => Method::Password,
-                "md5" => Method::Md5,
-                "scram-sha-256" => Method::ScramSha256,
-                "all" => Method::All,
-                _ => {
-                    return Err(invalid(
-                        "METHOD",
-                        &format!("trust, reject, password, md5, scram-sha-256 or all, not '{}'", fields[4]),
-                    ));
-                }
+            let Some(method) = Method::parse(fields[4]) else {
+                return Err(invalid(
+                    "METHOD",
+                    &format!("trust, reject, password, md5, scram-sha-256 or all, not '{}'", fields[4]),
+                ));
             };
             entries.push(HbaEntry {
                 conn_type,

@@ -2,10 +2,10 @@
 //! blocking: each connection carries one framed JSON request and gets one
 //! reply, then is closed. Slow or silent connections are dropped.
 
-use super::{MANAGEMENT_CONN_BASE, Phase, Supervisor};
+use super::{MANAGEMENT_CONN_BASE, Supervisor};
 use mio::{Interest, Token};
-use pgagroal::mgmt::{self, Command, MgmtError, ServerStatus};
-use serde_json::{Map, Value, json};
+use pgagroal::mgmt::{self, MgmtError};
+use serde_json::Value;
 use slog::{debug, info, warn};
 use std::io::{ErrorKind, Read, Write};
 use std::time::{Duration, Instant};
@@ -24,9 +24,9 @@ pub struct Conn {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum After {
+pub(super) enum After {
     Nothing,
-    StopGracefully,
+    StopGracefully(Duration),
     StopNow,
 }
 
@@ -113,7 +113,7 @@ impl Supervisor {
                         self.drop_conn(conn);
                         match after {
                             After::Nothing => {}
-                            After::StopGracefully => self.begin_stop(true),
+                            After::StopGracefully(timeout) => self.begin_graceful(timeout),
                             After::StopNow => self.begin_stop(false),
                         }
                         return;
@@ -140,111 +140,5 @@ impl Supervisor {
                 self.drop_conn(conn);
             }
         }
-    }
-
-    fn servers(&self) -> Vec<ServerStatus> {
-        let states = self.region.header().servers(self.config.servers.len());
-        self.config
-            .servers
-            .iter()
-            .enumerate()
-            .map(|(i, s)| ServerStatus {
-                name: s.name.clone(),
-                host: s.host.clone(),
-                port: s.port,
-                state: states.get(i).name(),
-            })
-            .collect()
-    }
-
-    /// Answer one request.
-    fn execute(&mut self, request: &Value) -> (Value, After) {
-        let started = Instant::now();
-        let Some(command) = mgmt::command_of(request).and_then(Command::from_id) else {
-            return (mgmt::reply_error(request, mgmt::error_code::UNKNOWN_COMMAND), After::Nothing);
-        };
-        debug!(self.log, "management command"; "command" => command.name());
-        let mut response = Map::new();
-        let after = match command {
-            Command::Ping => After::Nothing,
-            Command::Status => {
-                let counts = self.region.slots().counts();
-                response = mgmt::status_response(
-                    &counts,
-                    self.config.main.max_connections,
-                    &self.servers(),
-                    self.phase == Phase::Graceful,
-                );
-                // Beyond upstream's keys: the periodic services and their
-                // restarts, and the workers running.
-                let actors: Vec<Value> = self
-                    .service_states()
-                    .into_iter()
-                    .map(|(kind, s)| {
-                        json!({ "Actor": kind.name(), "Pid": s.pid.unwrap_or(0), "State": s.state(),
-                                "Restarts": s.restarts })
-                    })
-                    .collect();
-                response.insert("Actors".into(), Value::Array(actors));
-                let states: Map<String, Value> = pgagroal::shmem::SlotState::ALL
-                    .iter()
-                    .filter(|&&state| state != pgagroal::shmem::SlotState::NotInit && counts.get(state) > 0)
-                    .map(|&state| (state.name().to_string(), json!(counts.get(state))))
-                    .collect();
-                response.insert("SlotStates".into(), Value::Object(states));
-                response.insert("Workers".into(), json!(self.worker_count()));
-                After::Nothing
-            }
-            Command::Gracefully => After::StopGracefully,
-            Command::Shutdown => After::StopNow,
-            Command::CancelShutdown => {
-                self.cancel_stop();
-                After::Nothing
-            }
-            Command::Reload => match self.reload() {
-                Ok(restart) => {
-                    response.insert("Restart".into(), json!(restart));
-                    After::Nothing
-                }
-                Err(reason) => {
-                    let reply = mgmt::reply_error_with(request, mgmt::error_code::CONF_RELOAD_ERROR, &reason);
-                    return (reply, After::Nothing);
-                }
-            },
-            Command::DisableDb | Command::EnableDb => {
-                let database = request.pointer("/Request/Database").and_then(Value::as_str).unwrap_or("*");
-                let name = (database != "*").then(|| pgagroal::shmem::PackedName::new(database));
-                let header = self.region.header();
-                let enabled = command == Command::EnableDb;
-                let done = if enabled {
-                    header.enable(name.as_ref());
-                    true
-                } else {
-                    header.disable(name.as_ref())
-                };
-                if !done {
-                    warn!(self.log, "cannot disable another database: the list is full"; "database" => database);
-                }
-                info!(self.log, "database {}", if enabled { "enabled" } else { "disabled" }; "database" => database);
-                let entries = if done { vec![json!({ "Database": database, "Enabled": enabled })] } else { Vec::new() };
-                response.insert("Databases".into(), Value::Array(entries));
-                After::Nothing
-            }
-            Command::SwitchTo | Command::ClearServer => {
-                let server = request.pointer("/Request/Server").and_then(Value::as_str).unwrap_or("");
-                let (done, code) = if command == Command::SwitchTo {
-                    (self.switch_to(server), mgmt::error_code::SWITCH_TO_FAILED)
-                } else {
-                    (self.clear_server(server), mgmt::error_code::CLEAR_SERVER_ERROR)
-                };
-                if let Err(reason) = done {
-                    return (mgmt::reply_error_with(request, code, &reason), After::Nothing);
-                }
-                response.insert("Server".into(), json!(server));
-                After::Nothing
-            }
-            _ => return (mgmt::reply_error(request, mgmt::error_code::UNKNOWN_COMMAND), After::Nothing),
-        };
-        (mgmt::reply_ok(request, response, started.elapsed().as_secs()), after)
     }
 }

@@ -58,6 +58,20 @@ impl Supervisor {
         for w in cred_warnings.iter().chain(&loaded.warnings).chain(&limit_warnings) {
             warn!(self.log, "{}", w);
         }
+        self.install(new, hba, Some(creds));
+        info!(self.log, "configuration reloaded"; "restart_required" => restart);
+        Ok(restart)
+    }
+
+    /// Run with a new configuration (checked already): listeners' options,
+    /// then workers and services, which receive it through their mailboxes
+    /// or are replaced when idle.
+    pub(super) fn install(
+        &mut self,
+        new: pgagroal::config::Config,
+        hba: Hba,
+        creds: Option<pgagroal::auth::credentials::Credentials>,
+    ) {
         if (new.main.nodelay, new.main.keep_alive) != (self.config.main.nodelay, self.config.main.keep_alive) {
             for l in &self.listeners {
                 if let Listener::Tcp(t) = l
@@ -70,7 +84,9 @@ impl Supervisor {
         }
         self.config = new;
         self.hba = hba;
-        self.creds = creds;
+        if let Some(creds) = creds {
+            self.creds = creds;
+        }
         // Workers hold the configuration they were forked with: idle ones
         // are replaced now, busy ones exit when their client leaves.
         self.epoch = self.epoch.wrapping_add(1);
@@ -85,8 +101,6 @@ impl Supervisor {
         // it turns on or off are started or stopped.
         self.reload_services();
         self.supervise_services();
-        info!(self.log, "configuration reloaded"; "restart_required" => restart);
-        Ok(restart)
     }
 
     /// Check a merged configuration against the rules of the pipeline

@@ -13,7 +13,7 @@ use pgagroal::shmem::SlotState;
 use pgagroal::shmem::region::shutdown;
 use slog::{debug, info, warn};
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 impl Supervisor {
     pub(super) fn on_signals(&mut self) {
@@ -61,16 +61,33 @@ impl Supervisor {
     }
 
     pub(super) fn begin_stop(&mut self, graceful: bool) {
+        if graceful {
+            self.begin_graceful(self.config.main.flush_timeout);
+        } else {
+            self.stop_all();
+        }
+    }
+
+    /// Refuse new clients and stop once the current ones have left, or
+    /// after `timeout` (zero: no bound) at the latest.
+    pub(super) fn begin_graceful(&mut self, timeout: Duration) {
+        if self.phase != Phase::Running {
+            return;
+        }
         let header = self.region.header();
-        match (self.phase, graceful) {
-            (Phase::Stopping { .. }, _) | (Phase::Graceful, true) => {}
-            (_, true) => {
-                header.shutdown.store(shutdown::GRACEFUL, Ordering::Relaxed);
-                self.phase = Phase::Graceful;
-                self.dismiss_idle();
-                info!(self.log, "graceful shutdown: refusing new clients, waiting for active ones"; "workers" => self.worker_count());
-            }
-            (_, false) => {
+        header.shutdown.store(shutdown::GRACEFUL, Ordering::Relaxed);
+        let deadline = (!timeout.is_zero()).then(|| Instant::now() + timeout);
+        self.phase = Phase::Graceful { deadline };
+        self.dismiss_idle();
+        info!(self.log, "graceful shutdown: refusing new clients, waiting for active ones";
+              "workers" => self.worker_count(), "timeout_s" => timeout.as_secs());
+    }
+
+    fn stop_all(&mut self) {
+        let header = self.region.header();
+        match self.phase {
+            Phase::Stopping { .. } => {}
+            _ => {
                 header.shutdown.store(shutdown::STOPPING, Ordering::Relaxed);
                 self.close_listeners();
                 for pid in self.children.keys() {
@@ -89,7 +106,7 @@ impl Supervisor {
     }
 
     pub(super) fn cancel_stop(&mut self) -> bool {
-        if self.phase == Phase::Graceful {
+        if matches!(self.phase, Phase::Graceful { .. }) {
             self.region.header().shutdown.store(shutdown::RUNNING, Ordering::Relaxed);
             self.phase = Phase::Running;
             info!(self.log, "graceful shutdown cancelled");
@@ -102,10 +119,16 @@ impl Supervisor {
     pub(super) fn stop_progress(&mut self) -> bool {
         match self.phase {
             Phase::Running => false,
-            Phase::Graceful => {
+            Phase::Graceful { deadline } => {
                 // A worker may have put itself in the idle list just as the
                 // shutdown began.
                 self.dismiss_idle();
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    warn!(self.log, "graceful shutdown timed out; stopping the remaining clients";
+                          "workers" => self.worker_count());
+                    self.begin_stop(false);
+                    return false;
+                }
                 if self.worker_count() == 0 {
                     // Services and helpers still running are stopped and
                     // waited for as stopping.

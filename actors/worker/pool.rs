@@ -262,6 +262,11 @@ pub fn give_back(s: &Session<'_>, reuse: &mut Reuse, conn: Conn, params: Option<
             kill(s, conn.id, conn.word, Some(&conn.sock), true);
             return;
         }
+        if slot.flush_marked() {
+            debug!(s.log, "connection flushed while in use; closing it"; "slot" => conn.id.0);
+            kill(s, conn.id, conn.word, Some(&conn.sock), true);
+            return;
+        }
         // The server was failed over from (or switched away from).
         let server = slot.server() as usize;
         if s.region.header().servers(s.config.servers.len()).get(server) == ServerState::Failed {

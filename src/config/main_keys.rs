@@ -6,6 +6,8 @@ use super::value::{self, Expected};
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use super::operations_keys::{LogFormat, ProcessTitle};
+
 /// Which relay runs between client and server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Pipeline {
@@ -122,6 +124,20 @@ pub struct MainConfig {
     pub max_connection_age: Duration,
     /// Replace frontend passwords this often; 0 = never.
     pub rotate_frontend_password_timeout: Duration,
+    /// Remote management TCP port; 0 = off.
+    pub management: u16,
+    /// Deadline of a graceful flush or shutdown when the request names
+    /// none; 0 = unbounded.
+    pub flush_timeout: Duration,
+    /// Start a new log file after this long; 0 = never.
+    pub log_rotation_age: Duration,
+    /// Start a new log file past this many bytes; 0 = never.
+    pub log_rotation_size: u64,
+    /// Plain lines, or one JSON object per line (beyond upstream).
+    pub log_format: LogFormat,
+    pub update_process_title: ProcessTitle,
+    /// Upstream keys read but not acted on yet, as written, for `conf get`.
+    pub unapplied: std::collections::BTreeMap<String, String>,
 }
 
 impl Default for MainConfig {
@@ -162,6 +178,13 @@ impl Default for MainConfig {
             idle_timeout: Duration::ZERO,
             max_connection_age: Duration::ZERO,
             rotate_frontend_password_timeout: Duration::ZERO,
+            management: 0,
+            flush_timeout: Duration::from_secs(60),
+            log_rotation_age: Duration::ZERO,
+            log_rotation_size: 0,
+            log_format: LogFormat::Text,
+            update_process_title: ProcessTitle::Verbose,
+            unapplied: Default::default(),
         }
     }
 }
@@ -184,12 +207,8 @@ const NOT_YET_EFFECTIVE: &[&str] = &[
     "metrics_cert_file",
     "metrics_key_file",
     "metrics_ca_file",
-    "management",
     "console",
-    "log_rotation_age",
-    "log_rotation_size",
     "connection_retry_delay",
-    "flush_timeout",
     "failover_notify_script",
     "health_check",
     "health_check_period",
@@ -202,7 +221,6 @@ const NOT_YET_EFFECTIVE: &[&str] = &[
     "track_prepared_statements",
     "server_reset_query_always",
     "server_reset_query_behavior_on_failure",
-    "update_process_title",
     "rotate_frontend_password_length",
 ];
 
@@ -231,6 +249,9 @@ impl MainConfig {
     pub fn set(&mut self, key: &str, raw: &str) -> Result<Outcome, Expected> {
         if self.set_checked_only(key, raw)? {
             return Ok(Outcome::NotYetEffective);
+        }
+        if let Some(done) = self.set_operations_key(key, raw) {
+            return done.map(|()| Outcome::Applied);
         }
         match key {
             "failover" => self.failover = value::parse_bool(raw)?,
@@ -315,7 +336,10 @@ impl MainConfig {
             "disconnect_client" => self.disconnect_client = value::parse_int(raw, "a number of seconds (0 = off)")?,
             "disconnect_client_force" => self.disconnect_client_force = value::parse_bool(raw)?,
             "max_retries" => self.max_retries = value::parse_int(raw, "a number of retries")?,
-            _ if NOT_YET_EFFECTIVE.contains(&key) => return Ok(Outcome::NotYetEffective),
+            _ if NOT_YET_EFFECTIVE.contains(&key) => {
+                self.unapplied.insert(key.to_string(), raw.to_string());
+                return Ok(Outcome::NotYetEffective);
+            }
             _ => return Ok(Outcome::Unknown),
         }
         Ok(Outcome::Applied)
@@ -374,62 +398,5 @@ fn parse_level(raw: &str) -> Result<LogLevel, Expected> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn levels() {
-        assert_eq!(parse_level("DEBUG"), Ok(LogLevel::Debug));
-        assert_eq!(parse_level("debug5"), Ok(LogLevel::Trace));
-        assert_eq!(parse_level("debug9"), Ok(LogLevel::Trace));
-        assert!(parse_level("loud").is_err());
-    }
-
-    #[test]
-    fn defaults_follow_upstream() {
-        let mut c = MainConfig::default();
-        assert_eq!(c.blocking_timeout, Duration::from_secs(30));
-        assert_eq!(c.backlog(), 25);
-        c.unix_socket_dir = "/run/p".into();
-        c.port = 2345;
-        assert_eq!(c.pidfile(), PathBuf::from("/run/p/pgagroal.2345.pid"));
-        assert_eq!(c.set("idle_timeout", "5"), Ok(Outcome::Applied));
-        assert_eq!(c.set("failover", "on"), Ok(Outcome::Applied));
-        assert_eq!(c.set("nonsense", "5"), Ok(Outcome::Unknown));
-        assert_eq!(c.set("authentication_timeout", "0"), Ok(Outcome::Applied));
-        assert_eq!(c.authentication_timeout, Duration::from_secs(5));
-    }
-
-    #[test]
-    fn checked_only_keys_keep_their_values() {
-        let mut c = MainConfig::default();
-        assert_eq!(c.max_retries, 5);
-        assert_eq!(c.background_interval, Duration::from_secs(300));
-        assert_eq!(c.set("rotate_frontend_password_timeout", "1d"), Ok(Outcome::NotYetEffective));
-        for (key, raw) in [
-            ("disconnect_client", "60"),
-            ("disconnect_client_force", "yes"),
-            ("max_retries", "3"),
-            ("failover", "on"),
-            ("failover_script", "/usr/local/bin/failover.sh"),
-            ("validation", "Foreground"),
-            ("background_interval", "1m"),
-            ("idle_timeout", "10m"),
-            ("max_connection_age", "1h"),
-        ] {
-            assert_eq!(c.set(key, raw), Ok(Outcome::Applied), "{key}");
-        }
-        assert!(c.failover && c.disconnect_client_force);
-        assert_eq!(c.failover_script, Some(PathBuf::from("/usr/local/bin/failover.sh")));
-        assert_eq!(c.disconnect_client, 60);
-        assert_eq!(c.max_retries, 3);
-        assert_eq!(c.validation, Validation::Foreground);
-        assert_eq!(c.background_interval, Duration::from_secs(60));
-        assert_eq!(c.idle_timeout, Duration::from_secs(600));
-        assert_eq!(c.max_connection_age, Duration::from_secs(3600));
-        assert_eq!(c.rotate_frontend_password_timeout, Duration::from_secs(86_400));
-        assert!(c.set("validation", "sometimes").is_err());
-        assert!(c.set("disconnect_client", "-1").is_err());
-        assert!(c.set("failover", "maybe").is_err());
-    }
-}
+#[path = "main_keys_tests.rs"]
+mod tests;

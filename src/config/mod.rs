@@ -8,6 +8,7 @@ pub mod ini;
 pub mod key_lines;
 pub mod limits;
 pub mod main_keys;
+pub mod operations_keys;
 pub mod paths;
 pub mod pipeline;
 pub mod reload;

@@ -6,9 +6,17 @@
 //!
 //! - this file: framing, command ids, request and reply documents, the
 //!   `status` response.
+//! - [`command`]: the CLI's words to a request.
+//! - [`status`]: `status` and `status details`.
+//! - [`conf`]: `conf ls`, `conf get`, `conf set`, `conf alias`.
 //! - [`render`]: the CLI's text and JSON output.
 
+pub mod command;
+pub mod conf;
 pub mod render;
+pub mod status;
+
+pub use status::{ServerStatus, status_response};
 
 use serde_json::{Map, Value, json};
 
@@ -126,6 +134,12 @@ pub mod error_code {
     /// upstream reports no reload failures). The reason is in
     /// `Response.Error`; the running configuration is kept.
     pub const CONF_RELOAD_ERROR: i64 = 1100;
+    /// `conf get` could not be answered (upstream's code).
+    pub const CONF_GET_ERROR: i64 = 902;
+    /// `conf set`: the key or the value is not valid (upstream's code).
+    pub const CONF_SET_ERROR: i64 = 1002;
+    /// `conf set` without `ConfigKey` or `ConfigValue` (upstream's code).
+    pub const CONF_SET_NOCONFIG_KEY_OR_VALUE: i64 = 1004;
     /// `switch-to` named no configured server (upstream's code).
     pub const SWITCH_TO_FAILED: i64 = 1300;
     /// `clear server` named no configured server (this pooler's own code).
@@ -246,35 +260,6 @@ pub fn reply_error_with(request: &Value, code: i64, message: &str) -> Value {
         response.insert("Error".into(), json!(message));
     }
     reply
-}
-
-/// One configured server as `status` reports it.
-#[derive(Debug, Clone)]
-pub struct ServerStatus {
-    pub name: String,
-    pub host: String,
-    pub port: u16,
-    /// "Primary", "Replica", "Not init", ...
-    pub state: &'static str,
-}
-
-/// The `Response` of `status`.
-pub fn status_response(
-    counts: &crate::shmem::Counts,
-    max_connections: usize,
-    servers: &[ServerStatus],
-    graceful_shutdown: bool,
-) -> Map<String, Value> {
-    let servers: Vec<Value> =
-        servers.iter().map(|s| json!({ "Host": s.host, "Port": s.port, "Server": s.name, "State": s.state })).collect();
-    let mut response = Map::new();
-    response.insert("ActiveConnections".into(), json!(counts.active()));
-    response.insert("MaxConnections".into(), json!(max_connections));
-    response.insert("NumberOfServers".into(), json!(servers.len()));
-    response.insert("Servers".into(), Value::Array(servers));
-    response.insert("Status".into(), json!(if graceful_shutdown { "Graceful shutdown" } else { "Running" }));
-    response.insert("TotalConnections".into(), json!(counts.total()));
-    response
 }
 
 #[cfg(test)]

@@ -131,6 +131,54 @@ pub fn text(document: &Value) -> String {
     out
 }
 
+/// What the CLI prints for `reply` to `parsed` in `output`, and whether the
+/// command succeeded (the exit status). `conf get KEY` selects the key from
+/// the whole configuration (text: its value, or `Error`; JSON: the reply
+/// with only that key in `Response`); `conf set`, `conf ls` and
+/// `conf alias` have upstream's text layouts.
+pub fn reply(parsed: &super::command::Parsed, output: super::Output, mut reply: Value) -> (String, bool) {
+    use super::{Command, Output, conf};
+    let mut success = reply.pointer("/Outcome/Status") == Some(&Value::Bool(true));
+    if output != Output::Raw {
+        translate_header(&mut reply);
+    }
+    let as_json = |doc: &Value| format!("{}\n", json(doc));
+    let response = reply.get("Response").cloned().unwrap_or(Value::Null);
+    let printed = match (parsed.command, output) {
+        (Command::ConfigGet, _) if parsed.conf_key.is_some() => {
+            let key = parsed.conf_key.as_deref().unwrap_or("");
+            let selected = if success { conf::select(&response, key) } else { None };
+            success = selected.is_some();
+            match (output, selected) {
+                (Output::Text, Some(found)) => format!("{}\n", found.text),
+                (Output::Text, None) => "Error\n".to_string(),
+                (_, found) => {
+                    let mut filtered = serde_json::Map::new();
+                    if let Some(found) = found {
+                        filtered.insert(found.name, found.value);
+                    }
+                    if let Some(doc) = reply.as_object_mut() {
+                        doc.insert("Response".into(), Value::Object(filtered));
+                        if !success && let Some(outcome) = doc.get_mut("Outcome").and_then(Value::as_object_mut) {
+                            outcome.insert("Status".into(), Value::Bool(false));
+                        }
+                    }
+                    as_json(&reply)
+                }
+            }
+        }
+        (Command::ConfigSet, Output::Text) => {
+            let key = reply.pointer("/Request/ConfigKey").and_then(Value::as_str).unwrap_or("unknown").to_string();
+            conf::set_text(&key, &reply)
+        }
+        (Command::ConfigLs, Output::Text) if success => conf::ls_text(&response),
+        (Command::ConfigAlias, Output::Text) if success => conf::alias_text(&response),
+        (_, Output::Text) => format!("{}\n", text(&reply)),
+        _ => as_json(&reply),
+    };
+    (printed, success)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicI32, AtomicU8, AtomicU32, AtomicU64, Ordering};
 /// "PGAGROAL" in ASCII.
 pub const MAGIC: u64 = 0x5047_4147_524f_414c;
 /// Bumped whenever the layout of [`Header`] or [`Slot`] changes.
-pub const LAYOUT_VERSION: u32 = 5;
+pub const LAYOUT_VERSION: u32 = 6;
 /// Workers that may wait for a client at once (more idle ones exit).
 pub const IDLE_WORKERS: usize = 64;
 
@@ -186,6 +186,18 @@ impl Header {
             }
             None => false,
         }
+    }
+
+    /// Whether every database is refused, and the databases refused by name.
+    pub fn disabled_databases(&self) -> (bool, Vec<String>) {
+        let names = self
+            .disabled
+            .iter()
+            .map(|cells| PackedName::from_words(std::array::from_fn(|i| cells[i].load(Ordering::Acquire))))
+            .filter(|name| *name != PackedName::default())
+            .map(|name| name.to_string_lossy())
+            .collect();
+        (self.disabled_all.load(Ordering::Acquire) != 0, names)
     }
 
     /// Serve `database` again (None: every database).

@@ -132,6 +132,11 @@ pub const NAME_WORDS: usize = NAME_BYTES / 8;
 pub struct PackedName([u64; NAME_WORDS]);
 
 impl PackedName {
+    /// A name as stored.
+    pub fn from_words(words: [u64; NAME_WORDS]) -> PackedName {
+        PackedName(words)
+    }
+
     /// Pack up to 63 bytes (longer names are cut; callers truncate first).
     pub fn new(name: &str) -> PackedName {
         let mut bytes = [0u8; NAME_BYTES];
@@ -198,6 +203,10 @@ pub struct Slot {
     /// against, plus one; 0 for none. Set by its creator under the rule's
     /// lock, cleared when the slot goes REMOVE -> NOTINIT.
     rule: AtomicU32,
+    /// Set by a graceful flush while the slot is in use: the owner closes
+    /// the connection when it gives the slot back instead of freeing it.
+    /// Cleared when a new connection is made in the slot.
+    flush: AtomicU32,
     user: [AtomicU64; NAME_WORDS],
     database: [AtomicU64; NAME_WORDS],
 }
@@ -258,6 +267,7 @@ impl Slot {
         self.created_ms.store(now_ms, Ordering::Relaxed);
         self.last_used_ms.store(now_ms, Ordering::Relaxed);
         self.reset_pending.store(0, Ordering::Relaxed);
+        self.flush.store(0, Ordering::Relaxed);
         self.params_hash.store(crate::protocol::params::SessionParams::default().hash(), Ordering::Relaxed);
         self.server_method.store(0, Ordering::Relaxed);
         self.tls_owner.store(0, Ordering::Relaxed);
@@ -363,6 +373,21 @@ impl Slot {
     /// Index of the server the connection goes to.
     pub fn server(&self) -> u32 {
         self.server.load(Ordering::Relaxed)
+    }
+
+    /// Whether the connection is to `database`.
+    pub fn database_is(&self, database: &PackedName) -> bool {
+        self.database.iter().zip(database.0).all(|(c, w)| c.load(Ordering::Relaxed) == w)
+    }
+
+    /// Ask the holder to close the connection when it is given back.
+    pub fn mark_flush(&self) {
+        self.flush.store(1, Ordering::Release);
+    }
+
+    /// Whether a graceful flush asked for the connection to be closed.
+    pub fn flush_marked(&self) -> bool {
+        self.flush.load(Ordering::Acquire) != 0
     }
 
     /// Milliseconds since the epoch when the slot last changed hands.
