@@ -76,6 +76,7 @@ fn fail(message: impl std::fmt::Display) -> ExitCode {
 fn main() -> ExitCode {
     pgagroal::failpoint::arm();
     let args = Args::parse();
+    pgagroal::proctitle::init();
     if args.version {
         println!("pgagroal {}", pgagroal::VERSION);
         return ExitCode::SUCCESS;
@@ -222,7 +223,12 @@ fn run(settings: supervisor::Settings, pidfile: &Path) -> i32 {
         "max_connections" => main.max_connections,
         "pipeline" => main.effective_pipeline().name(),
         "pid" => std::process::id());
+    if main.management != 0 {
+        slog::warn!(log, "remote management is not served by this version; use pgagroal-cli on this host";
+                    "management" => main.management);
+    }
     let bound = supervisor::Bound { tcp, unix, management };
+    pgagroal::proctitle::set(main.update_process_title, "main");
     match supervisor::Supervisor::new(settings, region, bound, paths) {
         Ok(s) => s.run(),
         Err(e) => {

@@ -85,6 +85,16 @@ struct Args {
     command: Vec<String>,
 }
 
+/// `-L FILE`: a line per command with its outcome, appended.
+fn log_to(file: Option<&std::path::Path>, line: &str) {
+    let Some(file) = file else { return };
+    let stamp = pgagroal::sys::format_local_time("%Y-%m-%d %H:%M:%S", pgagroal::sys::now_secs());
+    let opened = std::fs::OpenOptions::new().create(true).append(true).open(file);
+    if let Ok(mut f) = opened {
+        let _ = writeln!(f, "{stamp} pgagroal-cli: {line}");
+    }
+}
+
 fn fail(verbose: bool, message: &str) -> ExitCode {
     eprintln!("pgagroal-cli: {message}");
     if verbose {
@@ -128,7 +138,11 @@ fn main() -> ExitCode {
     if !args.compress.eq_ignore_ascii_case("none") || !args.encrypt.eq_ignore_ascii_case("none") {
         return fail(args.verbose, "compression and encryption are not supported by this version; use -C none -E none");
     }
-    let _ = (&args.user, &args.password, &args.logfile);
+    let logfile = args.logfile.as_deref();
+    let fail = |verbose: bool, message: &str| {
+        log_to(logfile, &format!("{}: error: {message}", args.command.join(" ")));
+        fail(verbose, message)
+    };
     if args.host.is_some() || args.port.is_some() {
         return fail(
             args.verbose,
@@ -165,6 +179,8 @@ fn main() -> ExitCode {
         (Some(key), Output::Text) if args.verbose && success => println!("{key} = {}", printed.trim_end()),
         _ => print!("{printed}"),
     }
+    let outcome = if success { "success" } else { "error" };
+    log_to(logfile, &format!("{}: {outcome}", args.command.join(" ")));
     if success {
         if args.verbose {
             eprintln!("pgagroal-cli: Success (0)");

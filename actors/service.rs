@@ -45,6 +45,7 @@ enum Wake {
 /// Run passes until told to stop; the return value is the exit status.
 pub fn run(mut ctx: Context<'_>) -> i32 {
     ctx.log = pgagroal::log::fresh_root().new(o!("actor" => ctx.kind.name(), "pid" => ctx.pid));
+    pgagroal::proctitle::set(ctx.settings.config.main.update_process_title, ctx.kind.name());
     info!(ctx.log, "service started");
     let mut next = Instant::now();
     let mut first = true;

@@ -102,9 +102,12 @@ pub fn run(mut ctx: Context<'_>) -> i32 {
     let mut reuse = pool::Reuse::new(ctx.region, pid);
     let mut next = ctx.first.take();
     let mut served = 0u32;
+    let title = ctx.config.main.update_process_title;
+    pgagroal::proctitle::set(title, "worker");
     loop {
         if let Some((client, peer)) = next.take() {
             serve_client(&ctx, client, peer, &mut reuse, &log, pid);
+            pgagroal::proctitle::set(title, "worker");
             served += 1;
         }
         if served >= MAX_SESSIONS_PER_WORKER {
@@ -182,6 +185,15 @@ fn serve_client(
     let Some(entry) = admit(&client, view.hba, view.region, &peer, &startup, &log) else {
         return;
     };
+    let states = view.region.header().servers(view.config.servers.len());
+    let server = states.primary().or(Some(0)).and_then(|i| view.config.servers.get(i));
+    let title = pgagroal::proctitle::for_client(
+        view.config.main.update_process_title,
+        &startup.user,
+        &startup.database,
+        server.map(|s| (s.host.as_str(), s.port)),
+    );
+    pgagroal::proctitle::set(view.config.main.update_process_title, &title);
     if view.config.main.log_connections {
         info!(log, "connect"; "application_name" => startup.application_name.clone().unwrap_or_default());
     }

@@ -40,6 +40,7 @@ pub mod log;
 pub mod mgmt;
 pub mod msg;
 pub mod pool;
+pub mod proctitle;
 pub mod protocol;
 pub mod shmem;
 pub mod supervision;

@@ -338,3 +338,26 @@ fn reload_applies_hba_and_a_bad_reload_changes_nothing() {
     assert!(stdout(&out).contains("sometimes"), "{}", stdout(&out));
     assert_eq!(stdout(&ok(&pooler, &["conf", "get", &format!("hba.{MD5_USER}.method")])), "reject\n");
 }
+
+fn cmdline(pid: i32) -> String {
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    String::from_utf8_lossy(&raw).trim_end_matches('\0').replace('\0', " ")
+}
+
+#[test]
+fn process_titles_show_each_actor() {
+    let db = "mgmt_titles";
+    let pooler = pooler_on(db, "idle_timeout = 60\n", String::new());
+    assert_eq!(cmdline(pooler.pid()), "pgagroal: main");
+    let service = pooler.wait_for_service("idle");
+    assert_eq!(cmdline(service), "pgagroal: idle");
+    let mut client = connect(&pooler, db);
+    let worker = pooler.worker_serving(backend_pid(&mut client));
+    let expected = format!("pgagroal: {MD5_USER}@127.0.0.1:{}/{db}", postgres().port);
+    assert_eq!(cmdline(worker), expected);
+    drop(client);
+    pooler.wait_for(|| cmdline(worker) == "pgagroal: worker", "the worker's title after its client left");
+
+    let quiet = pooler_on("mgmt_titles_off", "update_process_title = never\n", String::new());
+    assert!(cmdline(quiet.pid()).contains("pgagroal.conf"), "{}", cmdline(quiet.pid()));
+}

@@ -177,7 +177,10 @@ impl Supervisor {
                     log: self.log.clone(),
                 })
             }
-            Role::Helper(job) => job(),
+            Role::Helper(job) => {
+                pgagroal::proctitle::set(self.config.main.update_process_title, "helper");
+                job()
+            }
         }
     }
 

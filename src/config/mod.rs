@@ -18,6 +18,7 @@ pub mod value;
 pub use error::ConfigError;
 pub use key_lines::KeyLines;
 pub use main_keys::{LogLevel, LogType, MainConfig, Pipeline, Validation};
+pub use operations_keys::{LogFormat, ProcessTitle};
 pub use paths::{ConfigFiles, FileOverrides};
 
 use std::path::{Path, PathBuf};
