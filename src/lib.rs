@@ -21,7 +21,8 @@
 //! - [`supervision`]: the supervisor's restart policy (backoff, crash
 //!   loops, ping deadlines).
 //! - [`mgmt`]: the management protocol spoken by `pgagroal-cli`.
-//! - [`log`]: the synchronous slog drain (console, file, syslog).
+//! - [`log`]: the synchronous, lock-free slog drain (console, file with
+//!   rotation, syslog; text or JSON lines).
 //! - [`sys`]: small, audited wrappers over libc for fds and sockets.
 //! - [`arena`]: the fork-aware global allocator that keeps workers small.
 //! - [`auth`]: SCRAM-SHA-256 (both roles), MD5 and stored secrets, as pure
