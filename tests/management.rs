@@ -11,27 +11,6 @@ use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
-fn pooler_on(database: &str, extra: &str, limits: String) -> Pooler {
-    postgres().database(database);
-    Pooler::start(PoolerOptions {
-        extra: extra.into(),
-        users: vec![(MD5_USER, MD5_PASSWORD)],
-        limits,
-        ..Default::default()
-    })
-}
-
-fn connect(pooler: &Pooler, database: &str) -> postgres::Client {
-    let mut config = postgres::Config::new();
-    config.host("127.0.0.1").port(pooler.port).user(MD5_USER).password(MD5_PASSWORD).dbname(database);
-    config.connect_timeout(Duration::from_secs(20));
-    config.connect(postgres::NoTls).unwrap_or_else(|e| panic!("connect: {e}\n{}", pooler.log()))
-}
-
-fn backend_pid(client: &mut postgres::Client) -> i32 {
-    first_value(client, "SELECT pg_backend_pid()").parse().expect("pid")
-}
-
 fn json_of(out: &std::process::Output) -> Value {
     serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("not JSON ({e}): {}{}", String::from_utf8_lossy(&out.stdout), stderr(out)))
@@ -55,8 +34,8 @@ fn ok(pooler: &Pooler, args: &[&str]) -> std::process::Output {
 #[test]
 fn flush_idle_closes_only_idle_connections() {
     let db = "mgmt_flush_idle";
-    let pooler = pooler_on(db, "", String::new());
-    let (a, mut b) = (connect(&pooler, db), connect(&pooler, db));
+    let pooler = Pooler::start_on(db, "", String::new());
+    let (a, mut b) = (pooler.connect_to(db), pooler.connect_to(db));
     let busy = backend_pid(&mut b);
     drop(a.close());
     pooler.wait_for(|| pooler.status()["Response"]["ActiveConnections"] == 1, "one connection given back");
@@ -72,10 +51,10 @@ fn flush_gracefully_closes_busy_connections_when_given_back() {
     let db = "mgmt_flush_graceful";
     let other = "mgmt_flush_other";
     postgres().database(other);
-    let pooler = pooler_on(db, "", String::new());
-    let mut busy = connect(&pooler, db);
+    let pooler = Pooler::start_on(db, "", String::new());
+    let mut busy = pooler.connect_to(db);
     let busy_pid = backend_pid(&mut busy);
-    let mut elsewhere = connect(&pooler, other);
+    let mut elsewhere = pooler.connect_to(other);
     let elsewhere_pid = backend_pid(&mut elsewhere);
     drop(elsewhere);
     pooler.wait_for(|| pooler.status()["Response"]["ActiveConnections"] == 1, "one connection given back");
@@ -97,32 +76,32 @@ fn flush_gracefully_closes_busy_connections_when_given_back() {
     drop(busy);
     pooler.wait_for(|| postgres().backends_on(db).is_empty(), "the flushed connection closed on return");
     // The pool makes a new one for the next client.
-    let mut next = connect(&pooler, db);
+    let mut next = pooler.connect_to(db);
     assert_ne!(backend_pid(&mut next), busy_pid);
 }
 
 #[test]
 fn flush_all_stops_the_sessions_using_connections() {
     let db = "mgmt_flush_all";
-    let pooler = pooler_on(db, "", String::new());
-    let mut busy = connect(&pooler, db);
+    let pooler = Pooler::start_on(db, "", String::new());
+    let mut busy = pooler.connect_to(db);
     let busy_pid = backend_pid(&mut busy);
-    let mut in_tx = connect(&pooler, db);
+    let mut in_tx = pooler.connect_to(db);
     in_tx.batch_execute("BEGIN; SELECT 1").expect("begin");
     let reply = json_of(&ok(&pooler, &["flush", "all", "-F", "json"]));
     assert_eq!(reply["Response"]["Stopped"], 2, "{reply}");
     pooler.wait_for(|| postgres().backends_on(db).is_empty(), "every connection of the database closed");
     assert!(busy.query_one("SELECT 1", &[]).is_err(), "a flushed session ends");
     pooler.wait_for(|| pooler.status()["Response"]["TotalConnections"] == 0, "no slot left");
-    let mut next = connect(&pooler, db);
+    let mut next = pooler.connect_to(db);
     assert_ne!(backend_pid(&mut next), busy_pid);
 }
 
 #[test]
 fn graceful_flush_with_a_deadline_becomes_flush_all() {
     let db = "mgmt_flush_deadline";
-    let pooler = pooler_on(db, "", String::new());
-    let mut busy = connect(&pooler, db);
+    let pooler = Pooler::start_on(db, "", String::new());
+    let mut busy = pooler.connect_to(db);
     backend_pid(&mut busy);
     ok(&pooler, &["flush", "gracefully", db, "--timeout", "1s"]);
     assert_eq!(postgres().backends_on(db).len(), 1, "kept until the deadline");
@@ -134,8 +113,8 @@ fn graceful_flush_with_a_deadline_becomes_flush_all() {
 fn status_details_lists_connections_limits_and_databases() {
     let db = "mgmt_details";
     let limits = format!("{db} {MD5_USER} 3 0 0\n");
-    let pooler = pooler_on(db, "max_connections = 4\n", limits);
-    let mut client = connect(&pooler, db);
+    let pooler = Pooler::start_on(db, "max_connections = 4\n", limits);
+    let mut client = pooler.connect_to(db);
     let pid = backend_pid(&mut client);
     let reply = json_of(&ok(&pooler, &["status", "details", "-F", "json"]));
     let r = &reply["Response"];
@@ -164,7 +143,7 @@ fn status_details_lists_connections_limits_and_databases() {
 fn conf_ls_get_set_and_alias() {
     let db = "mgmt_conf";
     let limits = format!("{db}=mgmt_alias1,mgmt_alias2 {MD5_USER} 2 0 0\n");
-    let pooler = pooler_on(db, "idle_timeout = 30\n", limits);
+    let pooler = Pooler::start_on(db, "idle_timeout = 30\n", limits);
 
     let ls = stdout(&ok(&pooler, &["conf", "ls"]));
     assert!(ls.starts_with(&format!("Main Configuration file:   {}\n", pooler.conf().display())), "{ls}");
@@ -221,8 +200,8 @@ fn conf_ls_get_set_and_alias() {
 #[test]
 fn conf_set_reaches_the_running_services() {
     let db = "mgmt_set_idle";
-    let pooler = pooler_on(db, "", String::new());
-    let mut client = connect(&pooler, db);
+    let pooler = Pooler::start_on(db, "", String::new());
+    let mut client = pooler.connect_to(db);
     backend_pid(&mut client);
     drop(client);
     pooler.wait_for(|| pooler.status()["Response"]["ActiveConnections"] == 0, "connection given back");
@@ -347,17 +326,17 @@ fn cmdline(pid: i32) -> String {
 #[test]
 fn process_titles_show_each_actor() {
     let db = "mgmt_titles";
-    let pooler = pooler_on(db, "idle_timeout = 60\n", String::new());
+    let pooler = Pooler::start_on(db, "idle_timeout = 60\n", String::new());
     assert_eq!(cmdline(pooler.pid()), "pgagroal: main");
     let service = pooler.wait_for_service("idle");
     assert_eq!(cmdline(service), "pgagroal: idle");
-    let mut client = connect(&pooler, db);
+    let mut client = pooler.connect_to(db);
     let worker = pooler.worker_serving(backend_pid(&mut client));
     let expected = format!("pgagroal: {MD5_USER}@127.0.0.1:{}/{db}", postgres().port);
     assert_eq!(cmdline(worker), expected);
     drop(client);
     pooler.wait_for(|| cmdline(worker) == "pgagroal: worker", "the worker's title after its client left");
 
-    let quiet = pooler_on("mgmt_titles_off", "update_process_title = never\n", String::new());
+    let quiet = Pooler::start_on("mgmt_titles_off", "update_process_title = never\n", String::new());
     assert!(cmdline(quiet.pid()).contains("pgagroal.conf"), "{}", cmdline(quiet.pid()));
 }

@@ -8,27 +8,6 @@ mod common;
 use common::*;
 use std::time::Duration;
 
-fn pooler_on(database: &str, extra: &str, limits: String) -> Pooler {
-    postgres().database(database);
-    Pooler::start(PoolerOptions {
-        extra: extra.into(),
-        users: vec![(MD5_USER, MD5_PASSWORD)],
-        limits,
-        ..Default::default()
-    })
-}
-
-fn connect(pooler: &Pooler, database: &str) -> postgres::Client {
-    let mut config = postgres::Config::new();
-    config.host("127.0.0.1").port(pooler.port).user(MD5_USER).password(MD5_PASSWORD).dbname(database);
-    config.connect_timeout(Duration::from_secs(20));
-    config.connect(postgres::NoTls).unwrap_or_else(|e| panic!("connect: {e}\n{}", pooler.log()))
-}
-
-fn backend_pid(client: &mut postgres::Client) -> i32 {
-    first_value(client, "SELECT pg_backend_pid()").parse().expect("pid")
-}
-
 fn total(pooler: &Pooler) -> i64 {
     pooler.status()["Response"]["TotalConnections"].as_i64().expect("TotalConnections")
 }
@@ -36,8 +15,8 @@ fn total(pooler: &Pooler) -> i64 {
 #[test]
 fn idle_connections_are_closed_after_idle_timeout() {
     let db = "svc_idle";
-    let pooler = pooler_on(db, "idle_timeout = 1\n", String::new());
-    let (mut a, mut b) = (connect(&pooler, db), connect(&pooler, db));
+    let pooler = Pooler::start_on(db, "idle_timeout = 1\n", String::new());
+    let (mut a, mut b) = (pooler.connect_to(db), pooler.connect_to(db));
     let pids = [backend_pid(&mut a), backend_pid(&mut b)];
     drop(a);
     // b stays in use: an idle timeout never touches a connection in use.
@@ -48,22 +27,22 @@ fn idle_connections_are_closed_after_idle_timeout() {
     pooler.wait_for(|| postgres().backends_on(db).is_empty() && total(&pooler) == 0, "every connection closed");
     assert!(pooler.log().contains("idle_timeout"), "{}", pooler.log());
     // The pool serves the next client with a new connection.
-    let mut c = connect(&pooler, db);
+    let mut c = pooler.connect_to(db);
     assert!(!pids.contains(&backend_pid(&mut c)));
 }
 
 #[test]
 fn old_connections_are_closed_after_max_connection_age() {
     let db = "svc_age";
-    let pooler = pooler_on(db, "max_connection_age = 2\n", String::new());
+    let pooler = Pooler::start_on(db, "max_connection_age = 2\n", String::new());
     // A connection given back after its age is closed on return...
-    let mut a = connect(&pooler, db);
+    let mut a = pooler.connect_to(db);
     let first = backend_pid(&mut a);
     std::thread::sleep(Duration::from_millis(2_200));
     drop(a);
     pooler.wait_for(|| !postgres().backends_on(db).contains(&first), "the old connection closed on return");
     // ...and a FREE one by the service once it is old.
-    let mut b = connect(&pooler, db);
+    let mut b = pooler.connect_to(db);
     let second = backend_pid(&mut b);
     assert_ne!(first, second);
     drop(b);
@@ -74,30 +53,30 @@ fn old_connections_are_closed_after_max_connection_age() {
 #[test]
 fn background_validation_replaces_a_connection_terminated_behind_the_pool() {
     let db = "svc_validate";
-    let pooler = pooler_on(db, "validation = background\nbackground_interval = 1\n", String::new());
-    let mut a = connect(&pooler, db);
+    let pooler = Pooler::start_on(db, "validation = background\nbackground_interval = 1\n", String::new());
+    let mut a = pooler.connect_to(db);
     let victim = backend_pid(&mut a);
     drop(a);
     pooler.wait_idle();
     postgres().psql(&format!("SELECT pg_terminate_backend({victim})"));
     pooler.wait_for(|| total(&pooler) == 0, "validation noticed the dead connection");
     assert!(pooler.log().contains("failed validation"), "{}", pooler.log());
-    let mut b = connect(&pooler, db);
+    let mut b = pooler.connect_to(db);
     assert_ne!(backend_pid(&mut b), victim);
 }
 
 #[test]
 fn foreground_validation_means_the_next_client_never_sees_57p01() {
     let db = "svc_foreground";
-    let pooler = pooler_on(db, "validation = foreground\n", String::new());
+    let pooler = Pooler::start_on(db, "validation = foreground\n", String::new());
     for round in 0..3 {
-        let mut a = connect(&pooler, db);
+        let mut a = pooler.connect_to(db);
         let victim = backend_pid(&mut a);
         drop(a);
         pooler.wait_idle();
         postgres().psql(&format!("SELECT pg_terminate_backend({victim})"));
         pooler.wait_for(|| !postgres().backends_on(db).contains(&victim), "the backend is gone");
-        let mut b = connect(&pooler, db);
+        let mut b = pooler.connect_to(db);
         let rows = b.simple_query("SELECT 1").unwrap_or_else(|e| panic!("round {round}: the client saw {e}"));
         assert!(!rows.is_empty());
         assert_ne!(backend_pid(&mut b), victim);
@@ -107,7 +86,7 @@ fn foreground_validation_means_the_next_client_never_sees_57p01() {
 #[test]
 fn maintenance_keeps_min_size_after_kills() {
     let db = "svc_minimum";
-    let pooler = pooler_on(db, "", format!("{db} {MD5_USER} 4 2 2\n"));
+    let pooler = Pooler::start_on(db, "", format!("{db} {MD5_USER} 4 2 2\n"));
     pooler.wait_for(|| postgres().backends_on(db).len() == 2, "prefill opened 2 connections");
     for round in 0..3 {
         let service = pooler.wait_for_service("maintenance");
@@ -119,7 +98,7 @@ fn maintenance_keeps_min_size_after_kills() {
         postgres().psql(&format!("SELECT pg_terminate_backend({victim})"));
         // The FREE dead connection is noticed at its next use; a client
         // takes both, the dead one is replaced, and min_size holds again.
-        let (mut a, mut b) = (connect(&pooler, db), connect(&pooler, db));
+        let (mut a, mut b) = (pooler.connect_to(db), pooler.connect_to(db));
         assert_eq!(first_value(&mut a, "SELECT 1"), "1");
         assert_eq!(first_value(&mut b, "SELECT 1"), "1");
         drop((a, b));
@@ -136,9 +115,9 @@ fn maintenance_keeps_min_size_after_kills() {
 #[test]
 fn a_reload_reaches_a_running_service_without_a_restart() {
     let db = "svc_reload";
-    let pooler = pooler_on(db, "idle_timeout = 600\n", String::new());
+    let pooler = Pooler::start_on(db, "idle_timeout = 600\n", String::new());
     let service = pooler.wait_for_service("idle");
-    let mut a = connect(&pooler, db);
+    let mut a = pooler.connect_to(db);
     let pid = backend_pid(&mut a);
     drop(a);
     pooler.wait_idle();

@@ -163,7 +163,7 @@ impl Supervisor {
                 };
                 let database = command::database_of(request);
                 let timeout = self.deadline_of(request);
-                let done = self.flush(mode, database.as_deref(), Some(timeout));
+                let done = self.flush(mode, database.as_deref(), timeout);
                 let mut response = Map::new();
                 response.insert("Mode".into(), json!(mode.name()));
                 response.insert("Database".into(), json!(database.as_deref().unwrap_or("*")));

@@ -34,8 +34,8 @@ pub struct Flushed {
 }
 
 impl Supervisor {
-    /// Run a flush; `timeout` bounds a graceful one (None or zero: no bound).
-    pub(super) fn flush(&mut self, mode: FlushMode, database: Option<&str>, timeout: Option<Duration>) -> Flushed {
+    /// Run a flush; `timeout` bounds a graceful one (zero: no bound).
+    pub(super) fn flush(&mut self, mode: FlushMode, database: Option<&str>, timeout: Duration) -> Flushed {
         let name = database.map(|d| PackedName::new(self.limits.real_database(d)));
         let table = self.region.slots();
         let mut done = Flushed::default();
@@ -64,10 +64,7 @@ impl Supervisor {
             }
         }
         done.stopped = self.stop_workers(owners);
-        if mode == FlushMode::Gracefully
-            && done.marked > 0
-            && let Some(timeout) = timeout.filter(|t| !t.is_zero())
-        {
+        if mode == FlushMode::Gracefully && done.marked > 0 && !timeout.is_zero() {
             self.flushes.push(Job { database: name, deadline: Instant::now() + timeout });
         }
         info!(self.log, "flush"; "mode" => mode.name(), "database" => database.unwrap_or("*"),

@@ -14,7 +14,7 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use super::util::{children_of, eventually, holds_socket, socket_inodes_with_local_port};
-use super::{DATABASE, free_port, postgres, unprivileged};
+use super::{DATABASE, MD5_PASSWORD, MD5_USER, free_port, postgres, unprivileged};
 
 /// How to configure a pooler.
 #[derive(Clone)]
@@ -304,6 +304,26 @@ impl Pooler {
             s.push_str(&format!(" password='{p}'"));
         }
         s
+    }
+
+    /// A pooler for tests that count their own server connections: a fresh
+    /// `database`, the md5 user in the users file, `extra` keys and `limits`.
+    pub fn start_on(database: &str, extra: &str, limits: String) -> Pooler {
+        postgres().database(database);
+        Pooler::start(PoolerOptions {
+            extra: extra.into(),
+            users: vec![(MD5_USER, MD5_PASSWORD)],
+            limits,
+            ..Default::default()
+        })
+    }
+
+    /// A session as the md5 user on `database`.
+    pub fn connect_to(&self, database: &str) -> postgres::Client {
+        let mut config = postgres::Config::new();
+        config.host("127.0.0.1").port(self.port).user(MD5_USER).password(MD5_PASSWORD).dbname(database);
+        config.connect_timeout(Duration::from_secs(20));
+        config.connect(postgres::NoTls).unwrap_or_else(|e| panic!("connect: {e}\n{}", self.log()))
     }
 
     pub fn connect(&self, user: &str) -> postgres::Client {

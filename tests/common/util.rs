@@ -187,6 +187,11 @@ fn tcp_connections() -> Vec<(u16, u16, u64)> {
 }
 
 /// Local ports of the client ends of TCP connections to `port`.
+/// The PostgreSQL backend serving a session.
+pub fn backend_pid(client: &mut postgres::Client) -> i32 {
+    first_value(client, "SELECT pg_backend_pid()").parse().expect("pid")
+}
+
 pub fn client_ports_of(port: u16) -> Vec<u16> {
     tcp_connections().into_iter().filter(|&(_, remote, _)| remote == port).map(|(local, _, _)| local).collect()
 }
