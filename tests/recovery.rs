@@ -132,12 +132,7 @@ fn kill_service(pooler: &Pooler, name: &str) {
     let pid = pooler.wait_for_service(name);
     kill(pid);
     let killed = Instant::now();
-    let mut back = None;
-    let restarted = eventually(Duration::from_secs(5), || {
-        back = pooler.service_pid(name).filter(|&p| p != pid);
-        back.is_some()
-    });
-    assert!(restarted, "{name} did not come back: {}\n{}", pooler.status(), pooler.log());
+    pooler.wait_for_new_service(name, pid, Duration::from_secs(5));
     let took = killed.elapsed();
     assert!(took <= Duration::from_secs(1), "{name} came back after {took:?}");
 }

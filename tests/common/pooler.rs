@@ -404,6 +404,19 @@ impl Pooler {
         pid.unwrap_or_default()
     }
 
+    /// The pid of `name` once a process other than `old` runs it: after a
+    /// kill the status may still list the dead pid until the supervisor
+    /// reaps it (panics after `timeout`).
+    pub fn wait_for_new_service(&self, name: &str, old: i32, timeout: Duration) -> i32 {
+        let mut pid = None;
+        let restarted = eventually(timeout, || {
+            pid = self.service_pid(name).filter(|&p| p != old);
+            pid.is_some()
+        });
+        assert!(restarted, "service {name} did not come back: {}\n{}", self.status(), self.log());
+        pid.unwrap_or_default()
+    }
+
     /// Wait until no slot is in use (sessions that ended were reset and returned).
     pub fn wait_idle(&self) {
         assert!(
