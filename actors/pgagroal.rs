@@ -4,7 +4,9 @@
 //! before anything is bound.
 
 mod child;
+mod frontend;
 mod listen;
+mod management;
 mod net;
 mod pooled;
 mod service;
@@ -223,11 +225,20 @@ fn run(settings: supervisor::Settings, pidfile: &Path) -> i32 {
         "max_connections" => main.max_connections,
         "pipeline" => main.effective_pipeline().name(),
         "pid" => std::process::id());
-    if main.management != 0 {
-        slog::warn!(log, "remote management is not served by this version; use pgagroal-cli on this host";
-                    "management" => main.management);
-    }
-    let bound = supervisor::Bound { tcp, unix, management };
+    let remote = match main.management {
+        0 => Vec::new(),
+        port => match listen::tcp(&main.host, port, 16, (main.nodelay, main.keep_alive)) {
+            Ok(l) => l.into_iter().map(std::os::fd::OwnedFd::from).collect(),
+            Err(e) => {
+                let _ = std::fs::remove_file(main.management_socket_path());
+                let _ = std::fs::remove_file(main.client_socket_path());
+                slog::crit!(log, "cannot listen on the management port"; "host" => &main.host, "port" => port,
+                            "error" => %e);
+                return 1;
+            }
+        },
+    };
+    let bound = supervisor::Bound { tcp, unix, management, remote };
     pgagroal::proctitle::set(main.update_process_title, "main");
     match supervisor::Supervisor::new(settings, region, bound, paths) {
         Ok(s) => s.run(),

@@ -1,11 +1,16 @@
-//! `pgagroal-cli`: the management client. Reads `unix_socket_dir` from the
-//! configuration, sends one request over `.s.pgagroal` and prints the reply
-//! as text (default), JSON or raw JSON.
+//! `pgagroal-cli`: the management client. Locally it reads
+//! `unix_socket_dir` from the configuration and sends one request over
+//! `.s.pgagroal`; with `-h`/`-p` it logs in to the daemon's management port
+//! as an admin ([`cli_remote`]). It prints the reply as text (default),
+//! JSON or raw JSON.
+
+mod cli_remote;
+mod prompt;
 
 use clap::{ArgAction, Parser};
 use pgagroal::mgmt::{self, Output, command, render};
 use serde_json::Value;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -108,19 +113,20 @@ fn exchange(path: &std::path::Path, request: &Value, timeout: Duration) -> Resul
         .map_err(|e| format!("cannot connect to {}: {e} (is pgagroal running?)", path.display()))?;
     stream.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
     stream.set_write_timeout(Some(timeout)).map_err(|e| e.to_string())?;
-    stream.write_all(&mgmt::encode_frame(request)).map_err(|e| format!("cannot send the request: {e}"))?;
-    let mut buf = Vec::with_capacity(4096);
-    let mut chunk = [0u8; 8192];
-    loop {
-        if let Some((reply, _)) = mgmt::decode_frame(&buf).map_err(|e| format!("bad reply: {e}"))? {
-            return Ok(reply);
-        }
-        match stream.read(&mut chunk) {
-            Ok(0) => return Err("the daemon closed the connection without a reply".into()),
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e) => return Err(format!("no reply: {e}")),
-        }
-    }
+    mgmt::exchange(&mut stream, request)
+}
+
+/// The local daemon's reply, over the management socket named by the
+/// configuration (`-c`, else the default one).
+fn local(config: Option<PathBuf>, document: &Value) -> Result<Value, String> {
+    let config_path = config.unwrap_or_else(|| {
+        let dir = std::env::var_os("PGAGROAL_CONFIG_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(pgagroal::config::paths::DEFAULT_DIR));
+        dir.join("pgagroal.conf")
+    });
+    let config = pgagroal::config::load(&config_path).map_err(|e| e.to_string())?.config;
+    exchange(&config.main.management_socket_path(), document, REPLY_TIMEOUT)
 }
 
 fn main() -> ExitCode {
@@ -143,11 +149,21 @@ fn main() -> ExitCode {
         log_to(logfile, &format!("{}: error: {message}", args.command.join(" ")));
         fail(verbose, message)
     };
-    if args.host.is_some() || args.port.is_some() {
-        return fail(
-            args.verbose,
-            "remote management (-h/-p) is not supported by this version; use -c with the local configuration",
-        );
+    let remote = match (&args.host, args.port) {
+        (Some(host), Some(port)) => Some(cli_remote::Target {
+            host: host.clone(),
+            port,
+            user: args.user.clone(),
+            password: args.password.clone(),
+        }),
+        (None, None) => None,
+        _ => return fail(args.verbose, "you need both -h and -p options to perform a remote connection"),
+    };
+    if remote.is_none() && (args.user.is_some() || args.password.is_some()) {
+        return fail(args.verbose, "you need also -h and -p options to perform a remote connection");
+    }
+    if remote.is_some() && args.config.is_some() {
+        return fail(args.verbose, "use either -c or -h/-p to define the endpoint");
     }
     let timeout = match args.timeout.as_deref().map(command::parse_timeout).transpose() {
         Ok(t) => t.unwrap_or(-1),
@@ -157,21 +173,25 @@ fn main() -> ExitCode {
         Ok(p) => p,
         Err(e) => return fail(args.verbose, &e),
     };
-    let config_path = args.config.clone().unwrap_or_else(|| {
-        let dir = std::env::var_os("PGAGROAL_CONFIG_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(pgagroal::config::paths::DEFAULT_DIR));
-        dir.join("pgagroal.conf")
-    });
-    let config = match pgagroal::config::load(&config_path) {
-        Ok(l) => l.config,
-        Err(e) => return fail(args.verbose, &e.to_string()),
-    };
-    let socket = config.main.management_socket_path();
     let document = mgmt::request(parsed.command, output, parsed.request.clone());
-    let reply = match exchange(&socket, &document, REPLY_TIMEOUT) {
-        Ok(r) => r,
-        Err(e) => return fail(args.verbose, &e),
+    let reply = match &remote {
+        Some(target) => match cli_remote::exchange(target, &document, REPLY_TIMEOUT) {
+            Ok(reply) => reply,
+            Err(cli_remote::RemoteError::BadCredentials(user)) => {
+                // On standard output, as upstream.
+                println!("pgagroal-cli: Bad credentials for {user}");
+                log_to(logfile, &format!("{}: error: bad credentials for {user}", args.command.join(" ")));
+                if args.verbose {
+                    eprintln!("pgagroal-cli: Error (1)");
+                }
+                return ExitCode::FAILURE;
+            }
+            Err(cli_remote::RemoteError::Other(e)) => return fail(args.verbose, &e),
+        },
+        None => match local(args.config.clone(), &document) {
+            Ok(reply) => reply,
+            Err(e) => return fail(args.verbose, &e),
+        },
     };
     let (printed, success) = render::reply(&parsed, output, reply);
     match (&parsed.conf_key, output) {

@@ -10,7 +10,6 @@
 mod checks;
 mod maintenance;
 
-use pgagroal::config::limits::Limits;
 use pgagroal::ipc::{Mailbox, Received};
 use pgagroal::msg::service::{FromService, ServiceConfig, ServiceKind, ToService};
 use pgagroal::msg::{Down, Lifecycle, LifecycleReply, Up};
@@ -27,7 +26,6 @@ pub type ServiceMailbox = Mailbox<FromService, ToService>;
 pub struct Context<'a> {
     pub kind: ServiceKind,
     pub settings: ServiceConfig,
-    pub limits: &'a Limits,
     pub tls: &'a TlsConfigs,
     pub region: &'a Region,
     pub mailbox: ServiceMailbox,
@@ -91,6 +89,7 @@ fn wait(ctx: &mut Context<'_>, until: Instant) -> Wake {
         }
         Ok(Received::Message(Down::Lifecycle(Lifecycle::Reload(settings)), _)) => {
             ctx.settings = *settings;
+            pgagroal::log::set_level(ctx.settings.config.main.log_level);
             info!(ctx.log, "configuration reloaded");
             Wake::Due
         }

@@ -31,7 +31,6 @@ use pgagroal::auth::credentials::Credentials;
 use pgagroal::config::limits::Limits;
 use pgagroal::config::{Config, ConfigFiles};
 use pgagroal::hba::Hba;
-use pgagroal::msg::service::ServiceKind;
 use pgagroal::msg::worker::Peer;
 use pgagroal::shmem::{Generation, Region};
 use pgagroal::tls::TlsConfigs;
@@ -91,9 +90,10 @@ pub struct Supervisor {
     hba: Hba,
     creds: Credentials,
     tls: TlsConfigs,
-    /// The limits file's entries as read at start (empty without one): the
-    /// shared counters are sized for them, so a reload does not change
-    /// them. Workers will look clients' entries up here.
+    /// The limits file's entries (empty without one). Slots record the
+    /// index of the entry they count against, so a reload replaces them
+    /// only when every running entry keeps its index (see
+    /// `pgagroal::config::reload::limits_reload`).
     limits: Limits,
     region: Region,
     poll: Poll,
@@ -104,8 +104,11 @@ pub struct Supervisor {
     signals: SignalFd,
     /// Every child by pid: its kind and mailbox.
     children: HashMap<i32, children::Child>,
-    /// The periodic services' restart state.
-    services: HashMap<ServiceKind, services::Service>,
+    /// The long-lived actors' restart state.
+    services: HashMap<services::Actor, services::Service>,
+    /// The management port's listeners, served by the remote-management
+    /// actor (empty without `management`).
+    remote: Vec<OwnedFd>,
     /// The current configuration epoch (see `Header::config_epoch`).
     epoch: u32,
     /// Spare workers forked without a client that are not in the idle list
@@ -129,6 +132,8 @@ pub struct Bound {
     pub tcp: Vec<mio::net::TcpListener>,
     pub unix: mio::net::UnixListener,
     pub management: mio::net::UnixListener,
+    /// `management = PORT`'s listeners.
+    pub remote: Vec<OwnedFd>,
 }
 
 fn blocked_signals() -> SigSet {
@@ -195,6 +200,7 @@ impl Supervisor {
             signals,
             children: HashMap::new(),
             services: HashMap::new(),
+            remote: bound.remote,
             epoch: 0,
             starting: HashSet::new(),
             pooled,

@@ -19,7 +19,8 @@ pub(crate) mod reset;
 mod settings;
 mod transaction;
 
-use crate::net::{IoFail, Sock, TlsFail};
+use crate::frontend::First;
+use crate::net::Sock;
 use pgagroal::auth::credentials::Credentials;
 use pgagroal::auth::exchange::{Expect, Proven};
 use pgagroal::auth::login::LoginSecret;
@@ -32,13 +33,12 @@ use pgagroal::ipc::{Mailbox, Received};
 use pgagroal::msg::worker::{FromWorker, Peer, ToWorker, WorkerPush};
 use pgagroal::msg::{Down, Lifecycle, LifecycleReply, Up};
 use pgagroal::protocol::params::{ParamError, SessionParams};
-use pgagroal::protocol::startup::{self, Startup, StartupError, StartupPacket};
-use pgagroal::protocol::{encode, sqlstate};
+use pgagroal::protocol::sqlstate;
+use pgagroal::protocol::startup::Startup;
 use pgagroal::shmem::Region;
 use pgagroal::tls::TlsConfigs;
 use slog::{debug, info, o};
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Everything a worker inherits from the supervisor at fork.
@@ -81,6 +81,13 @@ pub struct Session<'a> {
     pub auth_deadline: Instant,
 }
 
+impl Session<'_> {
+    /// The client, for the authentication exchange.
+    pub fn who(&self) -> crate::frontend::Who<'_> {
+        crate::frontend::Who { user: &self.startup.user, log: &self.log }
+    }
+}
+
 /// How long the pooler waits on its own bookkeeping with the server
 /// (session reset) or the supervisor before giving up on a connection.
 pub const HOUSEKEEPING_TIMEOUT: Duration = Duration::from_secs(5);
@@ -89,11 +96,7 @@ pub const HOUSEKEEPING_TIMEOUT: Duration = Duration::from_secs(5);
 /// long-lived process could grow to.
 const MAX_SESSIONS_PER_WORKER: u32 = 10_000;
 
-/// Send a FATAL ErrorResponse and give up on the client.
-pub fn refuse(client: &Sock, code: &str, message: &str) {
-    let bytes = encode::error_response("FATAL", code, message);
-    let _ = client.write_all(&bytes, Some(Instant::now() + Duration::from_secs(1)));
-}
+pub use crate::frontend::refuse;
 
 /// Serve clients until told to stop; the return value is the exit status.
 pub fn run(mut ctx: Context<'_>) -> i32 {
@@ -175,10 +178,12 @@ fn serve_client(
     let auth_deadline = Instant::now() + view.config.main.authentication_timeout;
     // No TLS on the Unix socket, as PostgreSQL.
     let tls = view.tls.clients.as_ref().filter(|_| peer.ip().is_some());
-    let Some((client, mut startup, leftover)) =
-        read_startup(client, tls, view.config, view.region, auth_deadline, &log)
-    else {
-        return;
+    let (client, mut startup, leftover) = match crate::frontend::read_startup(client, tls, auth_deadline, &log) {
+        Some(First::Startup { client, startup, leftover }) => (client, startup, leftover),
+        Some(First::Cancel { pid, secret }) => {
+            return connect::forward_cancel(view.config, view.region, pid, &secret, &log);
+        }
+        None => return,
     };
     let log = log.new(o!("user" => startup.user.clone(), "database" => startup.database.clone()));
 
@@ -244,100 +249,6 @@ fn serve_client(
         info!(session.log, "disconnect"; "reason" => outcome);
     } else {
         debug!(session.log, "session ended"; "reason" => outcome);
-    }
-}
-
-/// Read SSLRequest / GSSENCRequest / CancelRequest / StartupMessage until a
-/// StartupMessage arrives. None means the client is done (cancel handled,
-/// closed, refused or too slow). Bytes after the packet are returned too.
-fn read_startup(
-    mut client: Sock,
-    tls: Option<&Arc<rustls::ServerConfig>>,
-    config: &Config,
-    region: &Region,
-    deadline: Instant,
-    log: &slog::Logger,
-) -> Option<(Sock, Startup, Vec<u8>)> {
-    let mut buf = Vec::with_capacity(512);
-    let mut negotiated = 0;
-    loop {
-        match startup::parse(&buf) {
-            Ok(Some((packet, used))) => {
-                buf.drain(..used);
-                match packet {
-                    StartupPacket::SslRequest | StartupPacket::GssEncRequest => {
-                        negotiated += 1;
-                        // Bytes sent after the request, before the answer,
-                        // would be read as if they came over TLS.
-                        if negotiated > 2 || !buf.is_empty() || client.is_tls() {
-                            refuse(
-                                &client,
-                                sqlstate::PROTOCOL_VIOLATION,
-                                "invalid startup packet layout: repeated encryption request",
-                            );
-                            return None;
-                        }
-                        match (packet, tls) {
-                            (StartupPacket::SslRequest, Some(config)) => {
-                                client.write_all(b"S", Some(deadline)).ok()?;
-                                client = match client.accept_tls(config.clone(), deadline) {
-                                    Ok(tls) => tls,
-                                    Err(TlsFail::Io(IoFail::Timeout)) => {
-                                        info!(log, "authentication timeout"; "step" => "TLS handshake");
-                                        return None;
-                                    }
-                                    Err(e) => {
-                                        info!(log, "TLS handshake with the client failed"; "error" => %e);
-                                        return None;
-                                    }
-                                };
-                            }
-                            // GSS encryption is never offered, TLS only when configured.
-                            _ => client.write_all(b"N", Some(deadline)).ok()?,
-                        }
-                    }
-                    StartupPacket::Cancel { pid, secret } => {
-                        connect::forward_cancel(config, region, pid, &secret, log);
-                        return None;
-                    }
-                    StartupPacket::Startup(s) => {
-                        if s.minor > 0 {
-                            let unknown: Vec<&str> =
-                                s.params.iter().map(|(k, _)| k.as_str()).filter(|k| k.starts_with("_pq_.")).collect();
-                            let nego = encode::negotiate_protocol_version(startup::PROTOCOL_3_0, &unknown);
-                            client.write_all(&nego, Some(deadline)).ok()?;
-                        }
-                        return Some((client, s, buf));
-                    }
-                }
-            }
-            Ok(None) => match client.read_some(&mut buf, Some(deadline)) {
-                Ok(_) => {}
-                Err(IoFail::Eof) => {
-                    debug!(log, "client closed before start-up");
-                    return None;
-                }
-                Err(IoFail::Timeout) => {
-                    refuse(&client, sqlstate::QUERY_CANCELED, "canceling authentication due to timeout");
-                    info!(log, "authentication timeout"; "step" => "waiting for the startup packet");
-                    return None;
-                }
-                Err(IoFail::Io(e)) => {
-                    debug!(log, "client read failed during start-up"; "error" => %e);
-                    return None;
-                }
-            },
-            Err(e) => {
-                let code = match e {
-                    StartupError::UnsupportedVersion { .. } => sqlstate::FEATURE_NOT_SUPPORTED,
-                    StartupError::NoUser => sqlstate::INVALID_AUTHORIZATION,
-                    _ => sqlstate::PROTOCOL_VIOLATION,
-                };
-                info!(log, "bad startup packet"; "error" => %e);
-                refuse(&client, code, &e.to_string());
-                return None;
-            }
-        }
     }
 }
 
@@ -410,7 +321,14 @@ fn authenticate_and_serve(
             return "user not served";
         }
         Plan::Mock(ask) => {
-            let _ = auth::check(s, client, &mut buf, ask, Expect::Mock(s.creds.mock(user)), s.auth_deadline);
+            let _ = crate::frontend::check(
+                s.who(),
+                client,
+                &mut buf,
+                ask,
+                Expect::Mock(s.creds.mock(user)),
+                s.auth_deadline,
+            );
             return "user not served";
         }
         Plan::PassThrough { floor } => pool::Access::PassThrough(floor),
@@ -442,7 +360,7 @@ pub fn vault_expect(s: &Session<'_>, ask: Ask) -> Expect {
 fn check_first(s: &Session<'_>, client: &Sock, buf: &mut Vec<u8>, ask: Ask) -> Result<LoginSecret, &'static str> {
     let user = s.startup.user.as_str();
     if let Some(server_password) = s.creds.server_password(user) {
-        auth::check(s, client, buf, ask, vault_expect(s, ask), s.auth_deadline)?;
+        crate::frontend::check(s.who(), client, buf, ask, vault_expect(s, ask), s.auth_deadline)?;
         return Ok(LoginSecret::Password(server_password.as_str().to_string()));
     }
     // auth_query: the secret comes from the server.
@@ -462,11 +380,18 @@ fn check_first(s: &Session<'_>, client: &Sock, buf: &mut Vec<u8>, ask: Ask) -> R
         Some(ask) => ask,
         None => {
             // A SCRAM line and an md5 secret: nothing the client sends can match.
-            auth::check(s, client, buf, Ask::Scram, Expect::Mock(s.creds.mock(user)), s.auth_deadline)?;
+            crate::frontend::check(
+                s.who(),
+                client,
+                buf,
+                Ask::Scram,
+                Expect::Mock(s.creds.mock(user)),
+                s.auth_deadline,
+            )?;
             return Err("wrong password");
         }
     };
-    match auth::check(s, client, buf, ask, expect, s.auth_deadline)? {
+    match crate::frontend::check(s.who(), client, buf, ask, expect, s.auth_deadline)? {
         Proven::Password(password) => Ok(LoginSecret::Password(password)),
         Proven::ClientKey { client_key, server_key } => Ok(LoginSecret::ClientKey { client_key, server_key }),
         Proven::Md5 => md5_hash.map(LoginSecret::Md5Hash).ok_or("no secret to log in with"),

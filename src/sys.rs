@@ -107,6 +107,22 @@ pub fn now_secs() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
+/// Fill `bytes` from the operating system's generator. It does not fail on
+/// Linux once the kernel pool is ready; a failure leaves the bytes as they
+/// were, which is not worth a crash.
+pub fn fill_random(bytes: &mut [u8]) {
+    use ring::rand::SecureRandom;
+    let _ = ring::rand::SystemRandom::new().fill(bytes);
+}
+
+/// A fresh SCRAM nonce: 18 random bytes in base64 (24 characters, as libpq).
+pub fn random_nonce() -> String {
+    use base64::Engine;
+    let mut bytes = [0u8; 18];
+    fill_random(&mut bytes);
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -83,7 +83,7 @@ impl Drop for Running {
 }
 
 #[test]
-fn limits_warnings_are_logged_and_a_reload_keeps_the_running_limits() {
+fn limits_warnings_are_logged_and_a_reload_applies_sizes_but_not_moved_entries() {
     let dir = daemon_dir();
     let port = free_port();
     let log_path = dir.path().join("log");
@@ -116,11 +116,18 @@ fn limits_warnings_are_logged_and_a_reload_keeps_the_running_limits() {
         .expect("limits");
     let reply = reload();
     assert_eq!(reply["Response"]["Restart"], false, "{reply}");
+    // New sizes apply; the entries keep their places.
     std::fs::write(dir.path().join("pgagroal_databases.conf"), "mydb alice 4\nmydb alice 2\n").expect("limits");
     let reply = reload();
     assert_eq!(reply["Outcome"]["Status"], true, "{reply}");
+    assert_eq!(reply["Response"]["Restart"], false, "{reply}");
+    // A moved entry would change what running connections count against.
+    std::fs::write(dir.path().join("pgagroal_databases.conf"), "otherdb alice 1\nmydb alice 4\n").expect("limits");
+    let reply = reload();
+    assert_eq!(reply["Outcome"]["Status"], true, "{reply}");
     assert_eq!(reply["Response"]["Restart"], true, "{reply}");
-    assert!(eventually(Duration::from_secs(5), || log().contains("limits changes need a restart")), "{}", log());
+    let said = || log().contains("entry 1 is no longer \"mydb alice\"") && log().contains("needs a restart");
+    assert!(eventually(Duration::from_secs(5), said), "{}", log());
     // A broken limits file fails the reload, naming its line.
     std::fs::write(dir.path().join("pgagroal_databases.conf"), "mydb alice\n").expect("limits");
     let reply = reload();

@@ -8,10 +8,10 @@
 
 mod common;
 
+use common::load::Load;
 use common::*;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 const SERVICES: [&str; 4] = ["idle", "max-age", "validation", "maintenance"];
@@ -43,49 +43,6 @@ fn client(pooler: &Pooler, db: &str) -> Result<postgres::Client, postgres::Error
     config.host("127.0.0.1").port(pooler.port).user(MD5_USER).password(MD5_PASSWORD).dbname(db);
     config.connect_timeout(Duration::from_secs(20));
     config.connect(postgres::NoTls)
-}
-
-/// Clients running short transactions until stopped; each reports its
-/// first error.
-struct Load {
-    stop: Arc<AtomicBool>,
-    threads: Vec<JoinHandle<Result<u64, String>>>,
-}
-
-impl Load {
-    fn start(pooler: &Pooler, db: &str, clients: usize) -> Load {
-        let stop = Arc::new(AtomicBool::new(false));
-        let threads = (0..clients)
-            .map(|i| {
-                let mut c = client(pooler, db).unwrap_or_else(|e| panic!("load client {i}: {e}\n{}", pooler.log()));
-                let stop = stop.clone();
-                std::thread::spawn(move || {
-                    let mut done = 0u64;
-                    while !stop.load(Ordering::Relaxed) {
-                        c.batch_execute("BEGIN; SELECT count(*) FROM pg_class; COMMIT")
-                            .map_err(|e| format!("load client {i} after {done} transactions: {e}"))?;
-                        done += 1;
-                    }
-                    Ok(done)
-                })
-            })
-            .collect();
-        Load { stop, threads }
-    }
-
-    /// Stop the clients; panics if any saw an error or none did work.
-    fn finish(self, pooler: &Pooler) {
-        self.stop.store(true, Ordering::Relaxed);
-        let mut total = 0;
-        for t in self.threads {
-            match t.join() {
-                Ok(Ok(n)) => total += n,
-                Ok(Err(e)) => panic!("{e}\n{}", pooler.log()),
-                Err(_) => panic!("a load client panicked"),
-            }
-        }
-        assert!(total > 0, "the load did no work");
-    }
 }
 
 fn alive(pid: i32) -> bool {
@@ -335,7 +292,7 @@ mod failpoints {
         std::thread::sleep(Duration::from_millis(500));
         load.finish(&pooler);
         recovered(&pooler, "fp_service", supervisor);
-        assert!(pooler.log().contains("service ended; restarting it"), "{}", pooler.log());
+        assert!(pooler.log().contains("actor ended; restarting it"), "{}", pooler.log());
     }
 
     #[test]

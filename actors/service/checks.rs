@@ -17,7 +17,7 @@ use slog::{debug, info, warn};
 pub fn idle(ctx: &Context<'_>) -> bool {
     let slots = SlotView::snapshot(&ctx.region.slots());
     let timeout = ctx.settings.config.main.idle_timeout;
-    let floor = |rule: usize| ctx.limits.entries.get(rule).map_or(0, |e| e.min_size);
+    let floor = |rule: usize| ctx.settings.limits.entries.get(rule).map_or(0, |e| e.min_size);
     for view in pool::idle_expired(&slots, pgagroal::sys::now_ms(), timeout, floor) {
         close(ctx, view, SlotState::IdleCheck, "idle_timeout");
     }

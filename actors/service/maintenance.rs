@@ -30,10 +30,11 @@ pub fn run(ctx: &Context<'_>, first: bool) -> bool {
     let Some(index) = states.primary() else { return false };
     let table = ctx.region.slots();
     let targets: Vec<(usize, u32)> = ctx
+        .settings
         .limits
         .prefill()
         .map(|(rule, _, _, initial)| {
-            let min = ctx.limits.entries.get(rule).map_or(0, |e| e.min_size);
+            let min = ctx.settings.limits.entries.get(rule).map_or(0, |e| e.min_size);
             (rule, if first { initial.max(min) } else { min })
         })
         .collect();
@@ -49,7 +50,7 @@ pub fn run(ctx: &Context<'_>, first: bool) -> bool {
     }
     let mut failed = false;
     for (rule, _) in missing {
-        let Some((_, database, user, _)) = ctx.limits.prefill().find(|(r, ..)| *r == rule) else { continue };
+        let Some((_, database, user, _)) = ctx.settings.limits.prefill().find(|(r, ..)| *r == rule) else { continue };
         let target = targets.iter().find(|(r, _)| *r == rule).map_or(0, |(_, t)| *t);
         let Some(login) = ctx.settings.logins.iter().find(|l| l.user == user) else {
             warn!(ctx.log, "no prefill: the user is not in the users file"; "user" => user);

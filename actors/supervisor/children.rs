@@ -4,7 +4,9 @@
 //! child starts the same way (`child::enter`): it dies with the supervisor
 //! (PR_SET_PDEATHSIG) and closes every fd it does not need.
 
+use super::services::Actor;
 use super::{CHILD_BASE, Supervisor};
+use crate::management::{self, ManagementMailbox};
 use crate::service::{self, ServiceMailbox};
 use crate::worker::{self, WorkerMailbox};
 use mio::unix::SourceFd;
@@ -12,6 +14,7 @@ use mio::{Interest, Token};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid};
 use pgagroal::ipc::{Mailbox, MailboxError, Received};
+use pgagroal::msg::management::{FromManagement, ToManagement};
 use pgagroal::msg::pool::PoolAnswer;
 use pgagroal::msg::service::{FromService, ServiceKind, ToService};
 use pgagroal::msg::worker::{FromWorker, Peer, ToWorker};
@@ -24,7 +27,8 @@ use std::time::Instant;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Kind {
     Worker,
-    Service(ServiceKind),
+    /// A long-lived actor, restarted when it dies.
+    Actor(Actor),
     /// Short-lived (a forwarded cancel): owns nothing, has no mailbox.
     Helper,
 }
@@ -33,7 +37,54 @@ pub(super) enum Kind {
 pub(super) enum Link {
     Worker(Mailbox<ToWorker, FromWorker>),
     Service(Mailbox<ToService, FromService>),
+    Management(Mailbox<ToManagement, FromManagement>),
     None,
+}
+
+/// What the supervisor tells any child with a mailbox, whatever its contract.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Control {
+    Ping(RequestId),
+    Shutdown { graceful: bool },
+}
+
+fn control<A, P, R>(c: Control) -> Down<A, P, R> {
+    Down::Lifecycle(match c {
+        Control::Ping(id) => Lifecycle::Ping { id },
+        Control::Shutdown { graceful } => Lifecycle::Shutdown { graceful },
+    })
+}
+
+impl Link {
+    /// The mailbox's descriptor, if there is one.
+    fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
+        match self {
+            Link::Worker(m) => Some(m.as_raw_fd()),
+            Link::Service(m) => Some(m.as_raw_fd()),
+            Link::Management(m) => Some(m.as_raw_fd()),
+            Link::None => None,
+        }
+    }
+
+    fn set_nonblocking(&self) -> bool {
+        match self {
+            Link::Worker(m) => m.set_nonblocking(true).is_ok(),
+            Link::Service(m) => m.set_nonblocking(true).is_ok(),
+            Link::Management(m) => m.set_nonblocking(true).is_ok(),
+            Link::None => false,
+        }
+    }
+
+    /// Send a control message; false when it could not be sent.
+    fn send_control(&self, c: Control) -> bool {
+        let sent = match self {
+            Link::Worker(m) => m.send(&control(c), None),
+            Link::Service(m) => m.send(&control(c), None),
+            Link::Management(m) => m.send(&control(c), None),
+            Link::None => return false,
+        };
+        sent.is_ok()
+    }
 }
 
 pub(super) struct Child {
@@ -58,6 +109,9 @@ pub(super) enum Role {
         kind: ServiceKind,
         mailbox: ServiceMailbox,
     },
+    Management {
+        mailbox: ManagementMailbox,
+    },
     /// Run a job and exit with its status.
     Helper(Box<dyn FnOnce() -> i32>),
 }
@@ -68,7 +122,8 @@ impl Supervisor {
     pub(super) fn spawn(&mut self, role: Role, link: Link) -> Result<i32, Role> {
         let kind = match &role {
             Role::Worker { .. } => Kind::Worker,
-            Role::Service { kind, .. } => Kind::Service(*kind),
+            Role::Service { kind, .. } => Kind::Actor(Actor::Service(*kind)),
+            Role::Management { .. } => Kind::Actor(Actor::Management),
             Role::Helper(_) => Kind::Helper,
         };
         // SAFETY: the supervisor is single-threaded, so the child starts from
@@ -86,11 +141,7 @@ impl Supervisor {
             Ok(ForkResult::Parent { child }) => {
                 drop(role);
                 let pid = child.as_raw();
-                let fd = match &link {
-                    Link::Worker(m) => m.set_nonblocking(true).is_ok().then(|| m.as_raw_fd()),
-                    Link::Service(m) => m.set_nonblocking(true).is_ok().then(|| m.as_raw_fd()),
-                    Link::None => None,
-                };
+                let fd = link.raw_fd().filter(|_| link.set_nonblocking());
                 if !matches!(link, Link::None) {
                     let watched = fd.is_some_and(|fd| {
                         self.poll
@@ -125,6 +176,10 @@ impl Supervisor {
                 keep.extend(first.as_ref().map(|(client, _)| client.as_raw_fd()));
             }
             Role::Service { mailbox, .. } => keep.push(mailbox.as_raw_fd()),
+            Role::Management { mailbox } => {
+                keep.push(mailbox.as_raw_fd());
+                keep.extend(self.remote.iter().map(|l| l.as_raw_fd()));
+            }
             Role::Helper(_) => {}
         }
         if !crate::child::enter(self.pid, &keep) {
@@ -162,20 +217,27 @@ impl Supervisor {
                 let _ = mailbox.set_recv_timeout(worker::HOUSEKEEPING_TIMEOUT);
                 let settings = self.service_config();
                 let tls = self.tls.clone();
-                let limits = self.limits.clone();
                 if let Some(region) = supervisor_region {
                     crate::ALLOCATOR.release(region);
                 }
                 service::run(service::Context {
                     kind,
                     settings,
-                    limits: &limits,
                     tls: &tls,
                     region: &self.region,
                     mailbox,
                     pid,
                     log: self.log.clone(),
                 })
+            }
+            Role::Management { mailbox } => {
+                let listeners = self.remote.iter().filter_map(|l| l.try_clone().ok()).collect();
+                let settings = self.management_config();
+                let tls = self.tls.clients.clone();
+                if let Some(region) = supervisor_region {
+                    crate::ALLOCATOR.release(region);
+                }
+                management::run(management::Context { settings, tls, listeners, mailbox, pid })
             }
             Role::Helper(job) => {
                 pgagroal::proctitle::set(self.config.main.update_process_title, "helper");
@@ -231,14 +293,8 @@ impl Supervisor {
         // A registration may still be queued behind the exit.
         self.on_mailbox(pid);
         let Some(child) = self.children.remove(&pid) else { return };
-        match &child.link {
-            Link::Worker(m) => {
-                let _ = self.poll.registry().deregister(&mut SourceFd(&m.as_raw_fd()));
-            }
-            Link::Service(m) => {
-                let _ = self.poll.registry().deregister(&mut SourceFd(&m.as_raw_fd()));
-            }
-            Link::None => {}
+        if let Some(fd) = child.link.raw_fd() {
+            let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
         }
         let header = self.region.header();
         header.forget_idle(pid);
@@ -249,7 +305,7 @@ impl Supervisor {
         self.region.clients().release(pid);
         self.starting.remove(&pid);
         match kind {
-            Kind::Service(service) => self.service_gone(service, &child, abnormal.as_deref()),
+            Kind::Actor(actor) => self.actor_gone(actor, &child, abnormal.as_deref()),
             _ => {
                 if let Some(how) = &abnormal {
                     warn!(self.log, "worker ended abnormally"; "worker" => pid, "how" => how);
@@ -265,6 +321,13 @@ impl Supervisor {
             let received = match self.children.get(&pid).map(|c| &c.link) {
                 Some(Link::Worker(m)) => m.recv(),
                 Some(Link::Service(m)) => m.recv(),
+                Some(Link::Management(m)) => match m.recv() {
+                    Ok(Received::Message(Up::Lifecycle(reply), _)) => Ok(Received::Message(Up::Lifecycle(reply), None)),
+                    Ok(Received::Message(Up::Call { call, .. } | Up::Notice(call), _)) => match call {},
+                    Ok(Received::Empty) => Ok(Received::Empty),
+                    Ok(Received::Closed) => Ok(Received::Closed),
+                    Err(e) => Err(e),
+                },
                 _ => return,
             };
             match received {
@@ -304,22 +367,12 @@ impl Supervisor {
 
     /// Tell a child to stop; false when the message could not be sent.
     pub(super) fn shut_down(&self, pid: i32, graceful: bool) -> bool {
-        let sent = match self.children.get(&pid).map(|c| &c.link) {
-            Some(Link::Worker(m)) => m.send(&Down::Lifecycle(Lifecycle::Shutdown { graceful }), None),
-            Some(Link::Service(m)) => m.send(&Down::Lifecycle(Lifecycle::Shutdown { graceful }), None),
-            _ => return false,
-        };
-        sent.is_ok()
+        self.children.get(&pid).is_some_and(|c| c.link.send_control(Control::Shutdown { graceful }))
     }
 
     /// Ping a child; false when the ping could not be sent.
     pub(super) fn ping(&self, pid: i32, id: RequestId) -> bool {
-        let sent = match self.children.get(&pid).map(|c| &c.link) {
-            Some(Link::Worker(m)) => m.send(&Down::Lifecycle(Lifecycle::Ping { id }), None),
-            Some(Link::Service(m)) => m.send(&Down::Lifecycle(Lifecycle::Ping { id }), None),
-            _ => return false,
-        };
-        sent.is_ok()
+        self.children.get(&pid).is_some_and(|c| c.link.send_control(Control::Ping(id)))
     }
 
     /// Pids of the children of a kind.

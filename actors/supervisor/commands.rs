@@ -76,6 +76,7 @@ impl Supervisor {
                         fd: fd.unwrap_or(-1),
                         database: if made { info.database } else { String::new() },
                         user: if made { info.user } else { String::new() },
+                        appname: if made { info.appname } else { String::new() },
                     }
                 })
                 .collect();
@@ -201,7 +202,7 @@ impl Supervisor {
                 match (&outcome, next) {
                     (SetOutcome::Applied { old, new }, Some((config, hba))) => {
                         info!(self.log, "configuration changed"; "key" => key, "old" => old, "new" => new);
-                        self.install(config, hba, None);
+                        self.install(config, hba, None, None);
                     }
                     (SetOutcome::Invalid(why), _) => {
                         let mut reply = mgmt::reply_error_with(request, error_code::CONF_SET_ERROR, why);

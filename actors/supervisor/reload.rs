@@ -5,17 +5,18 @@
 
 use super::{Listener, Phase, Supervisor};
 use pgagroal::config::limits::Limits;
+use pgagroal::config::reload::{LimitsReload, limits_reload};
 use pgagroal::hba::Hba;
 use slog::{error, info, warn};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
 
 impl Supervisor {
-    /// Re-read pgagroal_hba.conf, the credential files and the keys of
-    /// pgagroal.conf that apply to new clients; the limits file is read and
-    /// checked, but its rules wait for a restart. Returns whether a restart
-    /// is needed for other changes, or why the files could not be used
-    /// (the running configuration stays).
+    /// Re-read pgagroal_hba.conf, the credential files, the limits file and
+    /// the keys of pgagroal.conf that apply to new clients. Returns whether
+    /// a restart is needed for other changes (keys that need one, limits
+    /// entries moved), or why the files could not be used (the running
+    /// configuration stays).
     pub(super) fn reload(&mut self) -> Result<bool, String> {
         let read = pgagroal::config::load(&self.files.main)
             .and_then(|loaded| Hba::load(&self.files.hba).map(|hba| (loaded, hba)));
@@ -39,39 +40,53 @@ impl Supervisor {
             }
         };
         let reloaded = pgagroal::config::reload::merge(&self.config, loaded.config);
-        let (limit_warnings, limits_changed) = match self.check_reloaded(&reloaded.config, &creds) {
+        let (limit_warnings, limits, change) = match self.check_reloaded(&reloaded.config, &creds) {
             Ok(both) => both,
             Err(e) => {
                 error!(self.log, "reload failed; keeping the running configuration"; "error" => &e);
                 return Err(e);
             }
         };
-        let restart = !reloaded.needs_restart.is_empty() || limits_changed.is_some();
+        let restart = !reloaded.needs_restart.is_empty() || matches!(change, LimitsReload::Restart(_));
         if !reloaded.needs_restart.is_empty() {
             warn!(self.log, "changed settings keep their running values until a restart";
                   "keys" => reloaded.needs_restart.join(", "));
         }
-        if let Some(w) = &limits_changed {
+        if let LimitsReload::Restart(w) = &change {
             warn!(self.log, "{}", w);
         }
+        let limits = (change == LimitsReload::Apply).then_some(limits);
         let new = reloaded.config;
         for w in cred_warnings.iter().chain(&loaded.warnings).chain(&limit_warnings) {
             warn!(self.log, "{}", w);
         }
-        self.install(new, hba, Some(creds));
-        info!(self.log, "configuration reloaded"; "restart_required" => restart);
+        let limits_applied = limits.is_some();
+        self.install(new, hba, Some(creds), limits);
+        info!(self.log, "configuration reloaded"; "restart_required" => restart, "limits_applied" => limits_applied);
         Ok(restart)
     }
 
     /// Run with a new configuration (checked already): listeners' options,
     /// then workers and services, which receive it through their mailboxes
-    /// or are replaced when idle.
+    /// or are replaced when idle. New `limits` keep every running entry at
+    /// its place (see `limits_reload`); connections under an entry removed
+    /// from the end count against none from now on.
     pub(super) fn install(
         &mut self,
         new: pgagroal::config::Config,
         hba: Hba,
         creds: Option<pgagroal::auth::credentials::Credentials>,
+        limits: Option<Limits>,
     ) {
+        if let Some(limits) = limits {
+            let kept = limits.entries.len();
+            for (_, slot) in self.region.slots().iter() {
+                if slot.rule().is_some_and(|rule| rule >= kept) {
+                    slot.set_rule(None);
+                }
+            }
+            self.limits = limits;
+        }
         if (new.main.nodelay, new.main.keep_alive) != (self.config.main.nodelay, self.config.main.keep_alive) {
             for l in &self.listeners {
                 if let Listener::Tcp(t) = l
@@ -81,6 +96,9 @@ impl Supervisor {
                     warn!(self.log, "cannot apply nodelay/keep_alive to a listener"; "error" => %e);
                 }
             }
+        }
+        if new.main.log_level != self.config.main.log_level {
+            pgagroal::log::set_level(new.main.log_level);
         }
         self.config = new;
         self.hba = hba;
@@ -105,13 +123,13 @@ impl Supervisor {
 
     /// Check a merged configuration against the rules of the pipeline
     /// that keeps running and the new credentials, and re-read the limits
-    /// file. Returns the warnings, and the one to report when the limits
-    /// file changed (its running rules are kept).
+    /// file. Returns the warnings, the limits read and how they compare
+    /// with the running ones.
     fn check_reloaded(
         &self,
         config: &pgagroal::config::Config,
         creds: &pgagroal::auth::credentials::Credentials,
-    ) -> Result<(Vec<String>, Option<String>), String> {
+    ) -> Result<(Vec<String>, Limits, LimitsReload), String> {
         // The file passed these checks when it was read (and its warnings
         // are logged with it); the merge may have kept a pipeline it does
         // not name.
@@ -125,8 +143,9 @@ impl Supervisor {
         let mut warnings = limit_warnings;
         let users: Vec<&str> = creds.user_names().collect();
         let file_warnings =
-            pgagroal::config::pipeline::check_files(config, &users, Some(&self.limits)).map_err(|e| e.to_string())?;
+            pgagroal::config::pipeline::check_files(config, &users, Some(&limits)).map_err(|e| e.to_string())?;
         warnings.extend(file_warnings);
-        Ok((warnings, pgagroal::config::reload::limits_changed(&self.limits, &limits)))
+        let change = limits_reload(&self.limits, &limits);
+        Ok((warnings, limits, change))
     }
 }

@@ -1,20 +1,48 @@
-//! The periodic services as the supervisor sees them: started when the
-//! configuration gives them work, told of reloads, stopped when a reload
-//! takes their work away, pinged, and restarted after a crash or a hang
-//! with the backoff of `pgagroal::supervision`.
+//! The long-lived actors as the supervisor sees them (the periodic
+//! services and remote management): started when the configuration gives
+//! them work, told of reloads, stopped when a reload takes their work away,
+//! pinged, and restarted after a crash or a hang with the backoff of
+//! `pgagroal::supervision`.
 
 use super::children::{Child, Kind, Link, Role};
 use super::{Phase, Supervisor};
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use pgagroal::ipc::{Contract, Mailbox};
+use pgagroal::msg::management::ManagementConfig;
 use pgagroal::msg::service::{Login, ServiceConfig, ServiceKind};
 use pgagroal::msg::{Down, Lifecycle};
 use pgagroal::supervision::{self, PING_EVERY, PONG_WITHIN};
 use slog::{error, warn};
 use std::time::{Duration, Instant};
 
-/// One service kind's state across its restarts.
+/// A long-lived actor the supervisor keeps running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(super) enum Actor {
+    Service(ServiceKind),
+    /// The management port (`management = PORT`).
+    Management,
+}
+
+impl Actor {
+    pub const ALL: [Actor; 5] = [
+        Actor::Service(ServiceKind::Idle),
+        Actor::Service(ServiceKind::MaxAge),
+        Actor::Service(ServiceKind::Validation),
+        Actor::Service(ServiceKind::Maintenance),
+        Actor::Management,
+    ];
+
+    /// Name in logs, process titles and `status`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Actor::Service(kind) => kind.name(),
+            Actor::Management => "management",
+        }
+    }
+}
+
+/// One actor's state across its restarts.
 #[derive(Debug, Clone, Default)]
 pub(super) struct Service {
     pub pid: Option<i32>,
@@ -42,13 +70,34 @@ impl Service {
 }
 
 impl Supervisor {
-    /// Whether the configuration gives a service work.
-    fn wanted(&self, kind: ServiceKind) -> bool {
-        self.phase == Phase::Running && kind.enabled(&self.config, self.limits.prefill().next().is_some())
+    /// Whether the configuration gives an actor work.
+    fn wanted(&self, actor: Actor) -> bool {
+        self.phase == Phase::Running
+            && match actor {
+                Actor::Service(kind) => kind.enabled(&self.config, self.limits.prefill().next().is_some()),
+                Actor::Management => !self.remote.is_empty(),
+            }
     }
 
-    /// What services run with: the configuration and the server passwords
-    /// of the users maintenance opens connections for.
+    /// What remote management runs with: the configuration, hba and the
+    /// admins' passwords.
+    pub(super) fn management_config(&self) -> ManagementConfig {
+        let admins = self
+            .creds
+            .admins()
+            .iter()
+            .map(|(user, password)| Login { user: user.to_string(), password: password.as_str().to_string() })
+            .collect();
+        ManagementConfig {
+            config: self.config.clone(),
+            hba: self.hba.clone(),
+            admins,
+            mock_secret: self.creds.mock_secret(),
+        }
+    }
+
+    /// What services run with: the configuration, the limits and the
+    /// server passwords of the users maintenance opens connections for.
     pub(super) fn service_config(&self) -> ServiceConfig {
         let logins = self
             .limits
@@ -58,18 +107,18 @@ impl Supervisor {
                 Some(Login { user: user.to_string(), password: password.as_str().to_string() })
             })
             .collect();
-        ServiceConfig { config: self.config.clone(), logins }
+        ServiceConfig { config: self.config.clone(), limits: self.limits.clone(), logins }
     }
 
-    /// Start the services that should run and are not, stop the ones the
+    /// Start the actors that should run and are not, stop the ones the
     /// configuration no longer asks for, and ping the ones running.
     pub(super) fn supervise_services(&mut self) {
         let now = Instant::now();
-        for kind in ServiceKind::ALL {
-            let wanted = self.wanted(kind);
-            let state = self.services.entry(kind).or_default().clone();
+        for actor in Actor::ALL {
+            let wanted = self.wanted(actor);
+            let state = self.services.entry(actor).or_default().clone();
             match state.pid {
-                None if wanted && state.start_at.is_none_or(|at| at <= now) => self.start_service(kind),
+                None if wanted && state.start_at.is_none_or(|at| at <= now) => self.start_actor(actor),
                 Some(pid) if !wanted => {
                     if let Some(child) = self.children.get_mut(&pid)
                         && !child.retiring
@@ -87,16 +136,22 @@ impl Supervisor {
         }
     }
 
-    fn start_service(&mut self, kind: ServiceKind) {
-        let (ours, theirs) = match Mailbox::pair(Contract::Service) {
+    fn start_actor(&mut self, actor: Actor) {
+        let pair = match actor {
+            Actor::Service(kind) => Mailbox::pair(Contract::Service)
+                .map(|(ours, theirs)| (Role::Service { kind, mailbox: theirs }, Link::Service(ours))),
+            Actor::Management => Mailbox::pair(Contract::Management)
+                .map(|(ours, theirs)| (Role::Management { mailbox: theirs }, Link::Management(ours))),
+        };
+        let (role, link) = match pair {
             Ok(pair) => pair,
             Err(e) => {
-                error!(self.log, "cannot create a service mailbox"; "service" => kind.name(), "error" => %e);
+                error!(self.log, "cannot create an actor's mailbox"; "actor" => actor.name(), "error" => %e);
                 return;
             }
         };
-        let pid = self.spawn(Role::Service { kind, mailbox: theirs }, Link::Service(ours)).ok();
-        let state = self.services.entry(kind).or_default();
+        let pid = self.spawn(role, link).ok();
+        let state = self.services.entry(actor).or_default();
         state.pid = pid;
         state.started = Some(Instant::now());
         if pid.is_none() {
@@ -107,11 +162,11 @@ impl Supervisor {
     /// Ping every service; kill one whose last ping went unanswered for too
     /// long (it is restarted when reaped).
     fn ping_services(&mut self, now: Instant) {
-        for pid in self.pids_of(|k| matches!(k, Kind::Service(_))) {
+        for pid in self.pids_of(|k| matches!(k, Kind::Actor(_))) {
             let Some(child) = self.children.get(&pid) else { continue };
             match child.ping {
                 Some((_, sent)) if now.duration_since(sent) > PONG_WITHIN => {
-                    warn!(self.log, "service did not answer a ping; killing it as hung";
+                    warn!(self.log, "actor did not answer a ping; killing it as hung";
                           "service" => ?child.kind, "pid" => pid);
                     let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
                 }
@@ -128,22 +183,28 @@ impl Supervisor {
         }
     }
 
-    /// Send every running service the reloaded configuration.
+    /// Send every running actor the reloaded configuration.
     pub(super) fn reload_services(&mut self) {
         let settings = self.service_config();
-        for pid in self.pids_of(|k| matches!(k, Kind::Service(_))) {
-            if let Some(Link::Service(m)) = self.children.get(&pid).map(|c| &c.link)
-                && let Err(e) = m.send(&Down::Lifecycle(Lifecycle::Reload(Box::new(settings.clone()))), None)
-            {
-                warn!(self.log, "cannot send a service its new configuration"; "pid" => pid, "error" => %e);
+        let management = self.management_config();
+        for pid in self.pids_of(|k| matches!(k, Kind::Actor(_))) {
+            let sent = match self.children.get(&pid).map(|c| &c.link) {
+                Some(Link::Service(m)) => m.send(&Down::Lifecycle(Lifecycle::Reload(Box::new(settings.clone()))), None),
+                Some(Link::Management(m)) => {
+                    m.send(&Down::Lifecycle(Lifecycle::Reload(Box::new(management.clone()))), None)
+                }
+                _ => continue,
+            };
+            if let Err(e) = sent {
+                warn!(self.log, "cannot send an actor its new configuration"; "pid" => pid, "error" => %e);
             }
         }
     }
 
-    /// A service died: schedule its restart unless it was told to stop.
-    pub(super) fn service_gone(&mut self, kind: ServiceKind, child: &Child, abnormal: Option<&str>) {
+    /// An actor died: schedule its restart unless it was told to stop.
+    pub(super) fn actor_gone(&mut self, actor: Actor, child: &Child, abnormal: Option<&str>) {
         let running = self.phase == Phase::Running;
-        let state = self.services.entry(kind).or_default();
+        let state = self.services.entry(actor).or_default();
         state.pid = None;
         if child.retiring || !running {
             return;
@@ -155,11 +216,11 @@ impl Supervisor {
         state.start_at = Some(Instant::now() + delay);
         let how = abnormal.unwrap_or("exited");
         if supervision::crash_looping(state.quick_deaths) {
-            error!(self.log, "service keeps crashing; restarting it after a delay";
-                   "service" => kind.name(), "how" => how, "deaths_in_a_row" => state.quick_deaths,
+            error!(self.log, "actor keeps crashing; restarting it after a delay";
+                   "actor" => actor.name(), "how" => how, "deaths_in_a_row" => state.quick_deaths,
                    "delay_ms" => delay.as_millis() as u64);
         } else {
-            warn!(self.log, "service ended; restarting it"; "service" => kind.name(), "how" => how,
+            warn!(self.log, "actor ended; restarting it"; "actor" => actor.name(), "how" => how,
                   "delay_ms" => delay.as_millis() as u64);
         }
     }
@@ -189,7 +250,7 @@ impl Supervisor {
 
     /// Each service the configuration asks for (or still running), for
     /// `status`.
-    pub(super) fn service_states(&self) -> Vec<(ServiceKind, Service)> {
+    pub(super) fn service_states(&self) -> Vec<(Actor, Service)> {
         let mut all: Vec<_> = self
             .services
             .iter()

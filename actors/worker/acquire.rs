@@ -63,6 +63,9 @@ fn find(
             match claim(s, client, client_buf, fds, access) {
                 Claimed::Conn(conn) => {
                     wait.served();
+                    if let Some(slot) = s.region.slots().get(conn.id) {
+                        slot.set_appname(&PackedName::new(s.startup.application_name.as_deref().unwrap_or_default()));
+                    }
                     return Ok(conn);
                 }
                 Claimed::Failed(reason) => {

@@ -182,7 +182,7 @@ pub fn login(
 ) -> Result<(Started, i32), StartupFail> {
     let hello = encode::startup_message(&[("user", user), ("database", database)]);
     sock.write_all(&hello, Some(deadline)).map_err(|e| StartupFail::Io(FrameFail::Io(e)))?;
-    let mut login = ServerLogin::new(user, secret, &super::auth::nonce());
+    let mut login = ServerLogin::new(user, secret, &pgagroal::sys::random_nonce());
     let mut buf = Vec::with_capacity(1024);
     loop {
         let f = next_message(sock, &mut buf, deadline).map_err(StartupFail::Io)?;
@@ -300,7 +300,7 @@ pub fn relay_login(
                     return Err("client left during authentication");
                 }
                 to_client.clear();
-                let answer = super::auth::read_answer(s, client, client_buf, deadline)?;
+                let answer = crate::frontend::read_answer(s.who(), client, client_buf, deadline)?;
                 if matches!(code, auth_code::CLEARTEXT_PASSWORD | auth_code::MD5_PASSWORD) {
                     conn.replay.digest = Sha256::digest(&client_buf[..answer]).into();
                 }

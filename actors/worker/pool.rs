@@ -79,7 +79,7 @@ impl Access {
 /// Serve the client from start to end; returns why the session ended.
 pub fn serve(s: &Session<'_>, client: &Sock, client_buf: Vec<u8>, reuse: &mut Reuse, access: Access) -> &'static str {
     let mut secret = [0u8; 4];
-    super::auth::fill(&mut secret);
+    pgagroal::sys::fill_random(&mut secret);
     let key = (s.pid, u32::from_be_bytes(secret).max(1));
     if let Some(entry) = reuse.entry {
         s.region.clients().begin_client(entry, key.1);
@@ -162,7 +162,7 @@ fn admit_on(
     let checked = match access {
         Access::Pooler { then_check: true, .. } => {
             let ask = policy::ask_like_server(conn.server_method as u32);
-            auth::check(s, client, client_buf, ask, super::vault_expect(s, ask), deadline).map(|_| ())
+            crate::frontend::check(s.who(), client, client_buf, ask, super::vault_expect(s, ask), deadline).map(|_| ())
         }
         Access::PassThrough(_) => auth::replay(s, client, client_buf, conn.auth, conn.replay, deadline),
         Access::Pooler { then_check: false, .. } => Ok(()),

@@ -50,7 +50,8 @@ impl Pattern {
         self.name() == Some(name)
     }
 
-    fn text(&self) -> &str {
+    /// As written in the file (`all` for every name).
+    pub fn text(&self) -> &str {
         self.name().unwrap_or("all")
     }
 }
@@ -76,6 +77,11 @@ impl LimitEntry {
     /// The same rule, wherever it is written.
     fn same_rule(&self, other: &LimitEntry) -> bool {
         LimitEntry { line: 0, ..self.clone() } == LimitEntry { line: 0, ..other.clone() }
+    }
+
+    /// The same database and user, whatever the sizes and aliases.
+    pub fn same_identity(&self, other: &LimitEntry) -> bool {
+        self.database == other.database && self.user == other.user
     }
 }
 

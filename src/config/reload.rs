@@ -36,7 +36,6 @@ pub fn merge(running: &Config, mut new: Config) -> Reloaded {
         max_connections => "max_connections",
         log_type => "log_type",
         log_path => "log_path",
-        log_level => "log_level",
         log_mode => "log_mode",
         log_line_prefix => "log_line_prefix",
         log_rotation_age => "log_rotation_age",
@@ -72,14 +71,41 @@ fn same_servers(a: &[ServerConfig], b: &[ServerConfig]) -> bool {
     a.len() == b.len() && a.iter().zip(b).all(|(x, y)| unplaced(x) == unplaced(y))
 }
 
-/// Limits size the shared counters at start, so a reload keeps the
-/// running ones: returns the warning to report when the file says
-/// something else now.
-pub fn limits_changed(running: &Limits, new: &Limits) -> Option<String> {
-    (!running.same_rules(new)).then(|| {
-        let file = if new.path.as_os_str().is_empty() { &running.path } else { &new.path };
-        format!("{}: limits changes need a restart; the running limits are kept", file.display())
-    })
+/// What a reload does with the limits file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LimitsReload {
+    /// The same rules (perhaps written elsewhere in the file).
+    Same,
+    /// New sizes or aliases, entries added at the end or removed from it:
+    /// new clients get them. Every entry kept stays at its place, so the
+    /// connections made under it keep counting against it.
+    Apply,
+    /// An entry kept moved, or one was replaced in the middle: its place
+    /// (which running connections and wait queues are keyed by) would mean
+    /// another entry. The running limits are kept; the text says why.
+    Restart(String),
+}
+
+/// Compare a reloaded limits file with the running one.
+pub fn limits_reload(running: &Limits, new: &Limits) -> LimitsReload {
+    if running.same_rules(new) {
+        return LimitsReload::Same;
+    }
+    let moved = running.entries.iter().zip(&new.entries).position(|(a, b)| !a.same_identity(b));
+    match moved {
+        None => LimitsReload::Apply,
+        Some(i) => {
+            let file = if new.path.as_os_str().is_empty() { &running.path } else { &new.path };
+            LimitsReload::Restart(format!(
+                "{}: entry {} is no longer \"{} {}\" (entries may change sizes and aliases, and be added or removed \
+                 at the end, on a reload; moving or replacing one needs a restart); the running limits are kept",
+                file.display(),
+                i + 1,
+                running.entries[i].database.text(),
+                running.entries[i].user.text(),
+            ))
+        }
+    }
 }
 
 #[cfg(test)]
@@ -132,13 +158,19 @@ mod tests {
     }
 
     #[test]
-    fn limits_changes_wait_for_a_restart() {
+    fn limits_keep_each_entry_at_its_place() {
         let parse = |text: &str| Limits::parse(Path::new("l.conf"), text, 10).expect("limits").0;
-        let running = parse("db alice 4\n");
-        assert_eq!(limits_changed(&running, &parse("# moved\ndb alice 4\n")), None);
-        let warning = limits_changed(&running, &parse("db alice 5\n")).expect("a change");
-        assert!(warning.contains("l.conf") && warning.contains("limits changes need a restart"), "{warning}");
-        assert!(limits_changed(&running, &Limits::default()).is_some(), "a removed file is a change");
-        assert_eq!(limits_changed(&Limits::default(), &Limits::default()), None);
+        let running = parse("db alice 4\nother bob 2\n");
+        assert_eq!(limits_reload(&running, &parse("# moved\ndb alice 4\nother bob 2\n")), LimitsReload::Same);
+        assert_eq!(limits_reload(&running, &parse("db=app alice 5 1 1\nother bob 3\n")), LimitsReload::Apply);
+        assert_eq!(limits_reload(&running, &parse("db alice 4\nother bob 2\nthird carol 1\n")), LimitsReload::Apply);
+        assert_eq!(limits_reload(&running, &parse("db alice 4\n")), LimitsReload::Apply);
+        assert_eq!(limits_reload(&running, &Limits::default()), LimitsReload::Apply, "a removed file");
+        let LimitsReload::Restart(why) = limits_reload(&running, &parse("other bob 2\ndb alice 4\n")) else {
+            panic!("a moved entry applied")
+        };
+        assert!(why.contains("l.conf") && why.contains("entry 1") && why.contains("\"db alice\""), "{why}");
+        assert!(matches!(limits_reload(&running, &parse("db alice 4\nother carol 2\n")), LimitsReload::Restart(_)));
+        assert_eq!(limits_reload(&Limits::default(), &Limits::default()), LimitsReload::Same);
     }
 }

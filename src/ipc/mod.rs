@@ -33,6 +33,8 @@ pub enum Contract {
     Worker = 1,
     /// A periodic service's (`crate::msg::service`).
     Service = 2,
+    /// The remote-management actor's (`crate::msg::management`).
+    Management = 3,
 }
 
 #[derive(Debug, thiserror::Error)]

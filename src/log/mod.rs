@@ -17,7 +17,7 @@ use slog::{Drain, Level, OwnedKVList, Record};
 use std::io;
 use std::os::fd::RawFd;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 static LOGGER: OnceLock<slog::Logger> = OnceLock::new();
 
@@ -36,8 +36,25 @@ enum Target {
 struct LineDrain {
     target: Target,
     prefix: String,
-    level: Level,
+    /// The least severe level written; None: [`LEVEL`], the configured one.
+    level: Option<Level>,
     format: LogFormat,
+}
+
+/// The configured `log_level` (slog's number), which a reload may change:
+/// each process sets its own, and children start with their parent's
+/// (0 before `init`: info).
+static LEVEL: AtomicUsize = AtomicUsize::new(0);
+
+/// Apply a new `log_level` in this process.
+pub fn set_level(level: LogLevel) {
+    LEVEL.store(slog_level(level).as_usize(), Ordering::Relaxed);
+}
+
+impl LineDrain {
+    fn level(&self) -> Level {
+        self.level.unwrap_or_else(|| Level::from_usize(LEVEL.load(Ordering::Relaxed)).unwrap_or(Level::Info))
+    }
 }
 
 fn slog_level(level: LogLevel) -> Level {
@@ -82,7 +99,7 @@ impl LineDrain {
 
     fn to_file(&self, log: &LogFile, entry: &Entry<'_>, now_ms: u64) {
         if let Some(failure) = log.prepare(now_ms)
-            && Level::Warning.is_at_least(self.level)
+            && Level::Warning.is_at_least(self.level())
         {
             let note = Entry {
                 level: Level::Warning,
@@ -106,7 +123,7 @@ impl Drain for LineDrain {
     type Err = slog::Never;
 
     fn log(&self, record: &Record<'_>, values: &OwnedKVList) -> Result<(), slog::Never> {
-        if !record.level().is_at_least(self.level) {
+        if !record.level().is_at_least(self.level()) {
             return Ok(());
         }
         count(record.level());
@@ -158,12 +175,8 @@ pub fn init(config: &MainConfig) -> io::Result<()> {
             Target::Syslog
         }
     };
-    let settings = Settings {
-        target,
-        prefix: config.log_line_prefix.clone(),
-        level: slog_level(config.log_level),
-        format: config.log_format,
-    };
+    let settings = Settings { target, prefix: config.log_line_prefix.clone(), level: None, format: config.log_format };
+    set_level(config.log_level);
     let logger = settings.root();
     let _ = SETTINGS.set(settings);
     LOGGER.set(logger).map_err(|_| io::Error::other("logger already initialised"))
@@ -173,7 +186,7 @@ pub fn init(config: &MainConfig) -> io::Result<()> {
 struct Settings {
     target: Target,
     prefix: String,
-    level: Level,
+    level: Option<Level>,
     format: LogFormat,
 }
 
@@ -202,7 +215,7 @@ fn fallback() -> slog::Logger {
     let drain = LineDrain {
         target: Target::Stderr,
         prefix: "%Y-%m-%d %H:%M:%S".into(),
-        level: Level::Info,
+        level: Some(Level::Info),
         format: LogFormat::Text,
     };
     slog::Logger::root(drain.fuse(), slog::o!())

@@ -10,9 +10,12 @@
 //! - [`status`]: `status` and `status details`.
 //! - [`conf`]: `conf ls`, `conf get`, `conf set`, `conf alias`.
 //! - [`render`]: the CLI's text and JSON output.
+//! - [`remote`]: the management port's login and relay decisions, and the
+//!   CLI's side of that login.
 
 pub mod command;
 pub mod conf;
+pub mod remote;
 pub mod render;
 pub mod status;
 
@@ -134,6 +137,9 @@ pub mod error_code {
     /// upstream reports no reload failures). The reason is in
     /// `Response.Error`; the running configuration is kept.
     pub const CONF_RELOAD_ERROR: i64 = 1100;
+    /// `conf reload` arrived on the management port: it is accepted on the
+    /// local socket only (this pooler's own code).
+    pub const CONF_RELOAD_LOCAL_ONLY: i64 = 1101;
     /// `conf get` could not be answered (upstream's code).
     pub const CONF_GET_ERROR: i64 = 902;
     /// `conf set`: the key or the value is not valid (upstream's code).
@@ -185,6 +191,26 @@ pub fn decode_frame(buf: &[u8]) -> Result<Option<(Value, usize)>, MgmtError> {
     let Some(body) = buf.get(FRAME_HEADER..end) else { return Ok(None) };
     let value = serde_json::from_slice(body).map_err(|e| MgmtError::Json(e.to_string()))?;
     Ok(Some((value, end)))
+}
+
+/// Send `request` on a connected stream and read one reply (blocking: the
+/// caller sets the stream's timeouts). The error says what went wrong.
+pub fn exchange<S: std::io::Read + std::io::Write>(stream: &mut S, request: &Value) -> Result<Value, String> {
+    stream.write_all(&encode_frame(request)).map_err(|e| format!("cannot send the request: {e}"))?;
+    stream.flush().map_err(|e| format!("cannot send the request: {e}"))?;
+    let mut buf = Vec::with_capacity(4096);
+    let mut chunk = [0u8; 8192];
+    loop {
+        if let Some((reply, _)) = decode_frame(&buf).map_err(|e| format!("bad reply: {e}"))? {
+            return Ok(reply);
+        }
+        match stream.read(&mut chunk) {
+            Ok(0) => return Err("the daemon closed the connection without a reply".into()),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(format!("no reply: {e}")),
+        }
+    }
 }
 
 /// `YYYYMMDDHHMMSS` in local time.

@@ -49,6 +49,8 @@ pub struct ConnectionRow {
     pub fd: i32,
     pub database: String,
     pub user: String,
+    /// The application name of the client that last took it.
+    pub appname: String,
 }
 
 /// One limits entry with the connections it holds now.
@@ -88,7 +90,7 @@ pub fn add_details(
         .iter()
         .map(|c| {
             json!({ "State": c.state, "StartTime": c.start_time, "Timestamp": c.timestamp, "PID": c.pid,
-                    "FD": c.fd, "Database": c.database, "Username": c.user, "AppName": "" })
+                    "FD": c.fd, "Database": c.database, "Username": c.user, "AppName": c.appname })
         })
         .collect();
     response.insert("Connections".into(), Value::Array(connections));
@@ -109,11 +111,13 @@ mod tests {
             fd: 9,
             database: "db".into(),
             user: "u".into(),
+            appname: "psql".into(),
         };
         let limit = LimitRow { database: "db".into(), user: "u".into(), active: 1, max: 4, initial: 2, min: 1 };
         add_details(&mut r, &[row], &[limit], (false, vec!["x".into()]));
         assert_eq!(r["Connections"][0]["State"], json!("in_use"));
         assert_eq!(r["Connections"][0]["PID"], json!(7));
+        assert_eq!(r["Connections"][0]["AppName"], json!("psql"));
         assert_eq!(r["Limits"][0]["MaxConnections"], json!(4));
         assert_eq!(r["Databases"], json!([{ "Database": "x", "Enabled": false }]));
         add_details(&mut r, &[], &[], (true, vec![]));

@@ -8,8 +8,10 @@
 //! - [`worker`]: client workers.
 //! - [`service`]: the periodic services (idle timeout, max connection age,
 //!   validation, pool maintenance).
+//! - [`management`]: the remote-management actor.
 //! - [`pool`]: the part both share: pooled server connections' fds.
 
+pub mod management;
 pub mod pool;
 pub mod service;
 pub mod worker;
@@ -77,6 +79,11 @@ impl<A, P, R> Down<A, P, R> {
 /// A contract with no pushes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum NoPush {}
+
+/// A part of a contract that carries nothing (no calls, so no answers; no
+/// notices).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Never {}
 
 #[cfg(test)]
 mod tests {

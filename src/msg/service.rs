@@ -10,6 +10,7 @@
 use super::pool::{PoolAnswer, PoolCall, PoolNotice};
 use super::{Down, NoPush, Up};
 use crate::config::Config;
+use crate::config::limits::Limits;
 
 /// Service to supervisor.
 pub type FromService = Up<PoolCall, PoolNotice>;
@@ -61,6 +62,8 @@ impl ServiceKind {
 #[derive(Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ServiceConfig {
     pub config: Config,
+    /// `pgagroal_databases.conf`'s entries (empty without one).
+    pub limits: Limits,
     /// Server passwords of the users maintenance opens connections for.
     pub logins: Vec<Login>,
 }

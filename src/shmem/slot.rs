@@ -209,6 +209,9 @@ pub struct Slot {
     flush: AtomicU32,
     user: [AtomicU64; NAME_WORDS],
     database: [AtomicU64; NAME_WORDS],
+    /// The `application_name` of the client that last took the connection
+    /// (for `status details`); written by the owner when it takes it.
+    appname: [AtomicU64; NAME_WORDS],
 }
 
 /// What a slot holds, read by its owner or by a scanner after an Acquire load.
@@ -223,6 +226,7 @@ pub struct SlotInfo {
     pub last_used_ms: u64,
     pub user: String,
     pub database: String,
+    pub appname: String,
 }
 
 impl Slot {
@@ -272,6 +276,15 @@ impl Slot {
         self.server_method.store(0, Ordering::Relaxed);
         self.tls_owner.store(0, Ordering::Relaxed);
         self.set_replay(&Replay::default());
+        self.set_appname(&PackedName::default());
+    }
+
+    /// Record the application name of the client taking the connection;
+    /// owner only.
+    pub fn set_appname(&self, name: &PackedName) {
+        for (cell, w) in self.appname.iter().zip(name.0) {
+            cell.store(w, Ordering::Relaxed);
+        }
     }
 
     /// Record that `pid` holds the connection's TLS state; owner only.
@@ -427,6 +440,7 @@ impl Slot {
             last_used_ms: self.last_used_ms.load(Ordering::Relaxed),
             user: name(&self.user),
             database: name(&self.database),
+            appname: name(&self.appname),
         }
     }
 }

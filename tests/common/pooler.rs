@@ -31,6 +31,8 @@ pub struct PoolerOptions {
     pub frontend_users: Vec<(&'static str, &'static str)>,
     /// `pgagroal_superuser.conf`'s entry (`-S`).
     pub superuser: Option<(&'static str, &'static str)>,
+    /// Remote-management admins (`-A pgagroal_admins.conf`).
+    pub admins: Vec<(&'static str, &'static str)>,
     /// Extra `key = value` lines for the `[primary]` server section.
     pub server_extra: String,
     /// `pgagroal_databases.conf` (`-l`), written when not empty.
@@ -51,6 +53,7 @@ impl Default for PoolerOptions {
             users: Vec::new(),
             frontend_users: Vec::new(),
             superuser: None,
+            admins: Vec::new(),
             server_extra: String::new(),
             limits: String::new(),
             env: Vec::new(),
@@ -200,6 +203,7 @@ impl Pooler {
             ("-u", "pgagroal_users.conf", options.users.clone()),
             ("-F", "pgagroal_frontend_users.conf", options.frontend_users.clone()),
             ("-S", "pgagroal_superuser.conf", options.superuser.into_iter().collect()),
+            ("-A", "pgagroal_admins.conf", options.admins.clone()),
         ];
         if files.iter().any(|(_, _, entries)| !entries.is_empty()) {
             pooler.admin(&["master-key", "-P", MASTER_PASSPHRASE]);

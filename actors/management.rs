@@ -1,0 +1,275 @@
+//! The remote-management actor (`management = PORT`): a long-lived forked
+//! process that owns the management port's listeners (bound by the daemon
+//! at start, so a restart of this actor keeps the port). Each admin is
+//! served on a thread of its own, so a slow or silent one never holds up
+//! another, the pings or a reload: the login (`pgagroal::mgmt::remote`
+//! decides, [`crate::frontend`] drives the exchange), then one request
+//! relayed to the local management socket and its reply relayed back.
+//!
+//! The actor answers pings, applies each reload's hba and admins to the
+//! admins that connect after it, and on QUIT or Shutdown stops accepting
+//! and lets the exchanges under way finish (briefly) before it exits, so a
+//! remote `shutdown` still gets its reply.
+
+use crate::frontend::{self, First, Who};
+use crate::net::{IoFail, Sock};
+use pgagroal::auth::policy::Ask;
+use pgagroal::hba::Transport;
+use pgagroal::ipc::{Mailbox, MailboxError, Received};
+use pgagroal::mgmt::remote::{self, Admission, Relay};
+use pgagroal::mgmt::{self, MgmtError, error_code};
+use pgagroal::msg::management::{FromManagement, ManagementConfig, ToManagement};
+use pgagroal::msg::worker::Peer;
+use pgagroal::msg::{Down, Lifecycle, LifecycleReply, Up};
+use pgagroal::protocol::encode;
+use serde_json::Value;
+use slog::{debug, info, o, warn};
+use std::net::{SocketAddr, TcpListener};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// The actor's end of its mailbox.
+pub type ManagementMailbox = Mailbox<FromManagement, ToManagement>;
+
+/// Admins served at once; more are closed at accept.
+const MAX_EXCHANGES: usize = 16;
+/// After the login: the request must arrive, and the daemon answer, within this.
+const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long exchanges under way may take to finish once the actor stops.
+const DRAIN: Duration = Duration::from_secs(3);
+
+/// Set by QUIT: stop accepting, finish what is under way, exit.
+static QUIT: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_quit(_: libc::c_int) {
+    QUIT.store(true, Ordering::Relaxed);
+}
+
+/// What the actor runs with.
+pub struct Context {
+    pub settings: ManagementConfig,
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// The management port's listening sockets.
+    pub listeners: Vec<OwnedFd>,
+    pub mailbox: ManagementMailbox,
+    pub pid: i32,
+}
+
+/// Serve admins until told to stop; the return value is the exit status.
+pub fn run(ctx: Context) -> i32 {
+    let log = pgagroal::log::fresh_root().new(o!("actor" => "management", "pid" => ctx.pid));
+    pgagroal::proctitle::set(ctx.settings.config.main.update_process_title, "management");
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe { libc::signal(libc::SIGQUIT, on_quit as *const () as libc::sighandler_t) };
+    let listeners: Vec<TcpListener> = ctx.listeners.into_iter().map(TcpListener::from).collect();
+    for l in &listeners {
+        if let Err(e) = l.set_nonblocking(true) {
+            warn!(log, "cannot make a management listener non-blocking"; "error" => %e);
+            return 1;
+        }
+    }
+    if let Err(e) = ctx.mailbox.set_nonblocking(true) {
+        warn!(log, "cannot make the mailbox non-blocking"; "error" => %e);
+        return 1;
+    }
+    let mut settings = Arc::new(ctx.settings);
+    let active = Arc::new(AtomicUsize::new(0));
+    info!(log, "remote management started"; "port" => settings.config.main.management);
+    loop {
+        if QUIT.load(Ordering::Relaxed) {
+            break;
+        }
+        let mut fds: Vec<libc::pollfd> = std::iter::once(ctx.mailbox.as_raw_fd())
+            .chain(listeners.iter().map(|l| l.as_raw_fd()))
+            .map(|fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 })
+            .collect();
+        match crate::net::poll(&mut fds, 500) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                warn!(log, "poll failed"; "error" => %e);
+                return 1;
+            }
+        }
+        if fds[0].revents != 0 && !on_mailbox(&ctx.mailbox, &mut settings, &log) {
+            break;
+        }
+        for (listener, fd) in listeners.iter().zip(&fds[1..]) {
+            if fd.revents != 0 {
+                accept(listener, &settings, ctx.tls.as_ref(), &active, &log);
+            }
+        }
+    }
+    drop(listeners);
+    let until = Instant::now() + DRAIN;
+    while active.load(Ordering::Acquire) > 0 && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    debug!(log, "remote management stops");
+    0
+}
+
+/// Handle what the mailbox holds; false when the actor must stop.
+fn on_mailbox(mailbox: &ManagementMailbox, settings: &mut Arc<ManagementConfig>, log: &slog::Logger) -> bool {
+    loop {
+        match mailbox.recv() {
+            Ok(Received::Message(Down::Lifecycle(Lifecycle::Ping { id }), _)) => {
+                let _ = mailbox.send(&Up::Lifecycle(LifecycleReply::Pong { id }), None);
+            }
+            Ok(Received::Message(Down::Lifecycle(Lifecycle::Reload(new)), _)) => {
+                *settings = Arc::new(*new);
+                pgagroal::log::set_level(settings.config.main.log_level);
+                info!(log, "configuration reloaded");
+            }
+            Ok(Received::Message(Down::Lifecycle(Lifecycle::Shutdown { .. }), _)) | Ok(Received::Closed) => {
+                return false;
+            }
+            Ok(Received::Message(Down::Answer { outcome, .. }, _)) => match outcome {
+                pgagroal::msg::Outcome::Ok(never) => match never {},
+                pgagroal::msg::Outcome::Failure(_) => {}
+            },
+            Ok(Received::Message(Down::Push(never), _)) => match never {},
+            Ok(Received::Empty) => return true,
+            Err(MailboxError::Io(e)) => {
+                warn!(log, "mailbox read failed"; "error" => %e);
+                return false;
+            }
+            Err(e) => {
+                warn!(log, "bad message from the supervisor"; "error" => %e);
+                return true;
+            }
+        }
+    }
+}
+
+fn accept(
+    listener: &TcpListener,
+    settings: &Arc<ManagementConfig>,
+    tls: Option<&Arc<rustls::ServerConfig>>,
+    active: &Arc<AtomicUsize>,
+    log: &slog::Logger,
+) {
+    loop {
+        let (stream, addr) = match listener.accept() {
+            Ok(accepted) => accepted,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                warn!(log, "accept failed on the management port"; "error" => %e);
+                return;
+            }
+        };
+        if active.load(Ordering::Acquire) >= MAX_EXCHANGES {
+            info!(log, "too many admins at once; closing a new connection"; "host" => addr.ip().to_string());
+            continue;
+        }
+        active.fetch_add(1, Ordering::AcqRel);
+        let (settings, tls, counter, thread_log) = (settings.clone(), tls.cloned(), active.clone(), log.clone());
+        let spawned = std::thread::Builder::new().name("admin".into()).spawn(move || {
+            serve(OwnedFd::from(stream), addr, &settings, tls.as_ref(), &thread_log);
+            counter.fetch_sub(1, Ordering::AcqRel);
+        });
+        if let Err(e) = spawned {
+            active.fetch_sub(1, Ordering::AcqRel);
+            warn!(log, "cannot start a thread for an admin"; "error" => %e);
+        }
+    }
+}
+
+/// One admin: login, one request relayed, its reply.
+fn serve(
+    fd: OwnedFd,
+    addr: SocketAddr,
+    settings: &ManagementConfig,
+    tls: Option<&Arc<rustls::ServerConfig>>,
+    log: &slog::Logger,
+) {
+    let peer = Peer::Tcp(addr);
+    let log = log.new(o!("client" => peer.host()));
+    let Ok(client) = Sock::new(fd) else { return };
+    let deadline = Instant::now() + settings.config.main.authentication_timeout;
+    let (client, startup, mut buf) = match frontend::read_startup(client, tls, deadline, &log) {
+        Some(First::Startup { client, startup, leftover }) => (client, startup, leftover),
+        Some(First::Cancel { .. }) => {
+            debug!(log, "a cancel request on the management port");
+            return;
+        }
+        None => return,
+    };
+    let log = log.new(o!("user" => startup.user.clone()));
+    let transport = Transport::Tcp { addr: addr.ip(), tls: client.is_tls() };
+    let admission = remote::admit(
+        &startup.user,
+        &startup.database,
+        &peer.host(),
+        transport,
+        &settings.hba,
+        &settings.admins,
+        &settings.mock_secret,
+    );
+    let expect = match admission {
+        Admission::Check(expect) => expect,
+        Admission::Refuse(refusal) => {
+            info!(log, "admin refused"; "reason" => refusal.reason);
+            frontend::refuse(&client, refusal.sqlstate, &refusal.message);
+            return;
+        }
+    };
+    let who = Who { user: &startup.user, log: &log };
+    if let Err(reason) = frontend::check(who, &client, &mut buf, Ask::Scram, expect, deadline) {
+        info!(log, "admin login failed"; "reason" => reason);
+        return;
+    }
+    if client.write_all(&encode::authentication_ok(), Some(deadline)).is_err() {
+        return;
+    }
+    let deadline = Instant::now() + EXCHANGE_TIMEOUT;
+    let reply = match read_request(&client, &mut buf, deadline) {
+        Ok(request) => {
+            let command = mgmt::command_of(&request).unwrap_or(-1);
+            info!(log, "admin request"; "command" => command);
+            match remote::relay(&request) {
+                Relay::Refuse(code, why) => mgmt::reply_error_with(&request, code, why),
+                Relay::Forward => {
+                    forward(&settings.config.main.management_socket_path(), &request).unwrap_or_else(|e| {
+                        warn!(log, "cannot relay an admin request to the local management socket"; "error" => &e);
+                        mgmt::reply_error_with(&request, error_code::BAD_PAYLOAD, &e)
+                    })
+                }
+            }
+        }
+        Err(Some(e)) => {
+            info!(log, "bad management request"; "error" => %e);
+            mgmt::reply_error(&Value::Null, error_code::BAD_PAYLOAD)
+        }
+        Err(None) => return,
+    };
+    let _ = client.write_all(&mgmt::encode_frame(&reply), Some(deadline));
+    client.shutdown();
+}
+
+/// Read one management frame. `Err(None)`: the admin left or was too slow.
+fn read_request(client: &Sock, buf: &mut Vec<u8>, deadline: Instant) -> Result<Value, Option<MgmtError>> {
+    loop {
+        match mgmt::decode_frame(buf) {
+            Ok(Some((request, _))) => return Ok(request),
+            Ok(None) => {}
+            Err(e) => return Err(Some(e)),
+        }
+        match client.read_some(buf, Some(deadline)) {
+            Ok(_) => {}
+            Err(IoFail::Eof | IoFail::Timeout | IoFail::Io(_)) => return Err(None),
+        }
+    }
+}
+
+/// The local management socket's answer to `request`.
+fn forward(socket: &std::path::Path, request: &Value) -> Result<Value, String> {
+    let mut stream = std::os::unix::net::UnixStream::connect(socket)
+        .map_err(|e| format!("cannot connect to {}: {e}", socket.display()))?;
+    stream.set_read_timeout(Some(EXCHANGE_TIMEOUT)).map_err(|e| e.to_string())?;
+    stream.set_write_timeout(Some(EXCHANGE_TIMEOUT)).map_err(|e| e.to_string())?;
+    mgmt::exchange(&mut stream, request)
+}
