@@ -91,14 +91,19 @@ fn client_files() -> Option<(PathBuf, PathBuf, Option<PathBuf>)> {
     Some((key, cert, root.is_file().then_some(root)))
 }
 
-/// Ask for TLS when the client files are there; the daemon may decline.
+/// TLS when the client files are there. A daemon that declines gets no
+/// login in the clear: someone between could relay it and send requests of
+/// their own.
 fn maybe_tls(mut stream: TcpStream, host: &str) -> Result<Stream, String> {
     let Some((key, cert, root)) = client_files() else { return Ok(Stream::Plain(stream)) };
     stream.write_all(&encode::ssl_request()).map_err(|e| format!("cannot send SSLRequest: {e}"))?;
     let mut answer = [0u8; 1];
     stream.read_exact(&mut answer).map_err(|e| format!("no answer to SSLRequest: {e}"))?;
     if answer[0] != b'S' {
-        return Ok(Stream::Plain(stream));
+        return Err(format!(
+            "{host} does not offer TLS, and ~/.pgagroal/pgagroal.key and pgagroal.crt ask for it; \
+             the login is not sent in the clear"
+        ));
     }
     let config = pgagroal::tls::client_config(root.as_deref(), Some((&cert, &key)))?;
     let name = pgagroal::tls::server_name(host)?;

@@ -14,6 +14,7 @@
 use crate::frontend::{self, First, Who};
 use crate::net::{IoFail, Sock};
 use pgagroal::auth::policy::Ask;
+use pgagroal::auth::scram::ScramSecret;
 use pgagroal::hba::Transport;
 use pgagroal::ipc::{Mailbox, MailboxError, Received};
 use pgagroal::mgmt::remote::{self, Admission, Relay};
@@ -21,9 +22,10 @@ use pgagroal::mgmt::{self, MgmtError, error_code};
 use pgagroal::msg::management::{FromManagement, ManagementConfig, ToManagement};
 use pgagroal::msg::worker::Peer;
 use pgagroal::msg::{Down, Lifecycle, LifecycleReply, Up};
-use pgagroal::protocol::encode;
+use pgagroal::protocol::{encode, sqlstate};
 use serde_json::Value;
 use slog::{debug, info, o, warn};
+use std::io::Write;
 use std::net::{SocketAddr, TcpListener};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
@@ -33,8 +35,11 @@ use std::time::{Duration, Instant};
 /// The actor's end of its mailbox.
 pub type ManagementMailbox = Mailbox<FromManagement, ToManagement>;
 
-/// Admins served at once; more are closed at accept.
+/// Admins served at once; more are refused at accept (53300).
 const MAX_EXCHANGES: usize = 16;
+/// Connections accepted in one turn of the loop, so a flood of them never
+/// keeps the mailbox (pings, reloads) waiting.
+const ACCEPTS_PER_TURN: usize = 64;
 /// After the login: the request must arrive, and the daemon answer, within this.
 const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long exchanges under way may take to finish once the actor stops.
@@ -45,6 +50,29 @@ static QUIT: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_quit(_: libc::c_int) {
     QUIT.store(true, Ordering::Relaxed);
+}
+
+/// The settings and what is derived from them once per reload.
+struct Prepared {
+    settings: ManagementConfig,
+    /// The admins' SCRAM secrets (see `remote::admin_secrets`).
+    secrets: Vec<(String, ScramSecret)>,
+}
+
+impl Prepared {
+    fn new(settings: ManagementConfig) -> Arc<Prepared> {
+        let secrets = remote::admin_secrets(&settings.admins, &settings.mock_secret);
+        Arc::new(Prepared { settings, secrets })
+    }
+}
+
+/// Gives an admin's place back when its thread ends, however it ends.
+struct Place(Arc<AtomicUsize>);
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// What the actor runs with.
@@ -74,9 +102,9 @@ pub fn run(ctx: Context) -> i32 {
         warn!(log, "cannot make the mailbox non-blocking"; "error" => %e);
         return 1;
     }
-    let mut settings = Arc::new(ctx.settings);
+    let mut prepared = Prepared::new(ctx.settings);
     let active = Arc::new(AtomicUsize::new(0));
-    info!(log, "remote management started"; "port" => settings.config.main.management);
+    info!(log, "remote management started"; "port" => prepared.settings.config.main.management);
     loop {
         if QUIT.load(Ordering::Relaxed) {
             break;
@@ -93,12 +121,12 @@ pub fn run(ctx: Context) -> i32 {
                 return 1;
             }
         }
-        if fds[0].revents != 0 && !on_mailbox(&ctx.mailbox, &mut settings, &log) {
+        if fds[0].revents != 0 && !on_mailbox(&ctx.mailbox, &mut prepared, &log) {
             break;
         }
         for (listener, fd) in listeners.iter().zip(&fds[1..]) {
             if fd.revents != 0 {
-                accept(listener, &settings, ctx.tls.as_ref(), &active, &log);
+                accept(listener, &prepared, ctx.tls.as_ref(), &active, &log);
             }
         }
     }
@@ -112,15 +140,15 @@ pub fn run(ctx: Context) -> i32 {
 }
 
 /// Handle what the mailbox holds; false when the actor must stop.
-fn on_mailbox(mailbox: &ManagementMailbox, settings: &mut Arc<ManagementConfig>, log: &slog::Logger) -> bool {
+fn on_mailbox(mailbox: &ManagementMailbox, prepared: &mut Arc<Prepared>, log: &slog::Logger) -> bool {
     loop {
         match mailbox.recv() {
             Ok(Received::Message(Down::Lifecycle(Lifecycle::Ping { id }), _)) => {
                 let _ = mailbox.send(&Up::Lifecycle(LifecycleReply::Pong { id }), None);
             }
             Ok(Received::Message(Down::Lifecycle(Lifecycle::Reload(new)), _)) => {
-                *settings = Arc::new(*new);
-                pgagroal::log::set_level(settings.config.main.log_level);
+                pgagroal::log::set_level(new.config.main.log_level);
+                *prepared = Prepared::new(*new);
                 info!(log, "configuration reloaded");
             }
             Ok(Received::Message(Down::Lifecycle(Lifecycle::Shutdown { .. }), _)) | Ok(Received::Closed) => {
@@ -146,12 +174,12 @@ fn on_mailbox(mailbox: &ManagementMailbox, settings: &mut Arc<ManagementConfig>,
 
 fn accept(
     listener: &TcpListener,
-    settings: &Arc<ManagementConfig>,
+    prepared: &Arc<Prepared>,
     tls: Option<&Arc<rustls::ServerConfig>>,
     active: &Arc<AtomicUsize>,
     log: &slog::Logger,
 ) {
-    loop {
+    for _ in 0..ACCEPTS_PER_TURN {
         let (stream, addr) = match listener.accept() {
             Ok(accepted) => accepted,
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
@@ -162,17 +190,24 @@ fn accept(
             }
         };
         if active.load(Ordering::Acquire) >= MAX_EXCHANGES {
-            info!(log, "too many admins at once; closing a new connection"; "host" => addr.ip().to_string());
+            info!(log, "too many admins at once; refusing a new connection"; "host" => addr.ip().to_string());
+            // Best effort, without waiting: the peer is told why.
+            let _ = stream.set_nonblocking(true);
+            let _ = (&stream).write(&encode::error_response(
+                "FATAL",
+                sqlstate::TOO_MANY_CONNECTIONS,
+                "sorry, too many clients already",
+            ));
             continue;
         }
         active.fetch_add(1, Ordering::AcqRel);
-        let (settings, tls, counter, thread_log) = (settings.clone(), tls.cloned(), active.clone(), log.clone());
+        let place = Place(active.clone());
+        let (prepared, tls, thread_log) = (prepared.clone(), tls.cloned(), log.clone());
         let spawned = std::thread::Builder::new().name("admin".into()).spawn(move || {
-            serve(OwnedFd::from(stream), addr, &settings, tls.as_ref(), &thread_log);
-            counter.fetch_sub(1, Ordering::AcqRel);
+            let _place = place;
+            serve(OwnedFd::from(stream), addr, &prepared, tls.as_ref(), &thread_log);
         });
         if let Err(e) = spawned {
-            active.fetch_sub(1, Ordering::AcqRel);
             warn!(log, "cannot start a thread for an admin"; "error" => %e);
         }
     }
@@ -182,10 +217,11 @@ fn accept(
 fn serve(
     fd: OwnedFd,
     addr: SocketAddr,
-    settings: &ManagementConfig,
+    prepared: &Prepared,
     tls: Option<&Arc<rustls::ServerConfig>>,
     log: &slog::Logger,
 ) {
+    let settings = &prepared.settings;
     let peer = Peer::Tcp(addr);
     let log = log.new(o!("client" => peer.host()));
     let Ok(client) = Sock::new(fd) else { return };
@@ -206,7 +242,7 @@ fn serve(
         &peer.host(),
         transport,
         &settings.hba,
-        &settings.admins,
+        &prepared.secrets,
         &settings.mock_secret,
     );
     let expect = match admission {
@@ -246,7 +282,9 @@ fn serve(
         }
         Err(None) => return,
     };
-    let _ = client.write_all(&mgmt::encode_frame(&reply), Some(deadline));
+    // The reply's own deadline: a slow answer from the daemon does not
+    // leave it without time.
+    let _ = client.write_all(&mgmt::encode_frame(&reply), Some(Instant::now() + EXCHANGE_TIMEOUT));
     client.shutdown();
 }
 

@@ -321,11 +321,6 @@ fn reload_applies_hba_and_a_bad_reload_changes_nothing() {
     assert_eq!(stdout(&ok(&pooler, &["conf", "get", &format!("hba.{MD5_USER}.method")])), "reject\n");
 }
 
-fn cmdline(pid: i32) -> String {
-    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-    String::from_utf8_lossy(&raw).trim_end_matches('\0').replace('\0', " ")
-}
-
 #[test]
 fn process_titles_show_each_actor() {
     let db = "mgmt_titles";

@@ -57,13 +57,19 @@ fn limits_a_service_timeout_and_hba_reload_under_load() {
     // And a service's timeout, in the same reload.
     rewrite(&pooler.conf(), "idle_timeout = 600", "idle_timeout = 1");
     rewrite(&pooler.conf(), "log_level = debug", "log_level = info");
+    assert!(pooler.log().contains(" DEBUG "), "log_level = debug writes debug lines");
     let reply = reload(&pooler);
     assert_eq!((&reply["Outcome"]["Status"], &reply["Response"]["Restart"]), (&true.into(), &false.into()), "{reply}");
+    let after_reload = pooler.log().len();
     assert_eq!(get(&pooler, &format!("limit.{db}.max_size")), "3");
     assert_eq!(get(&pooler, "idle_timeout"), "1s");
     assert_eq!(get(&pooler, "log_level"), "info");
     let mut third = try_connect(&pooler, db).unwrap_or_else(|e| panic!("max_size 3 after the reload: {e}"));
     assert_eq!(first_value(&mut third, "SELECT 1"), "1");
+    // A new worker forked and a new server connection made: nothing of it
+    // at debug level any more, in the supervisor or the worker.
+    let since = pooler.log().get(after_reload..).unwrap_or_default().to_string();
+    assert!(!since.contains(" DEBUG "), "debug lines after log_level = info:\n{since}");
 
     // The idle service now closes a connection given back a second ago; the
     // load's connection, in use, stays.

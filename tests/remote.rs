@@ -92,6 +92,18 @@ fn an_admin_with_the_right_password_gets_the_local_answers() {
     assert_eq!(refused["Outcome"]["Error"], pgagroal::mgmt::error_code::CONF_RELOAD_LOCAL_ONLY, "{refused}");
     assert!(pooler.cli(&["conf", "reload"]).status.success());
 
+    // A graceful shutdown waiting for a client can be cancelled remotely.
+    let mut client = pooler.connect(TRUST_USER);
+    assert_eq!(first_value(&mut client, "SELECT 1"), "1");
+    let graceful = remote(port, home.path(), ADMIN, ADMIN_PASSWORD, &["shutdown", "gracefully"]);
+    assert!(graceful.status.success(), "{}", text(&graceful));
+    let cancel = remote(port, home.path(), ADMIN, ADMIN_PASSWORD, &["shutdown", "cancel"]);
+    assert!(cancel.status.success(), "{}\n{}", text(&cancel), pooler.log());
+    drop(client);
+    let mut after = pooler.connect(TRUST_USER);
+    assert_eq!(first_value(&mut after, "SELECT 1"), "1", "the pool runs on");
+    drop(after);
+
     assert!(!pooler.log().contains(ADMIN_PASSWORD), "the admin's password reached the log");
     // A remote shutdown gets its reply before the daemon stops.
     let stop = remote(port, home.path(), ADMIN, ADMIN_PASSWORD, &["shutdown", "immediate"]);
@@ -133,6 +145,24 @@ fn wrong_passwords_unknown_admins_and_hba_refusals_exit_1() {
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(pooler.cli(&["ping"]).status.success(), "{}", pooler.log());
     assert!(remote(port, home.path(), ADMIN, ADMIN_PASSWORD, &["ping"]).status.success());
+
+    // Client files ask for TLS, which this daemon does not offer: no login
+    // goes out in the clear.
+    let certs = tempfile::tempdir().expect("certs");
+    let with_files = tempfile::tempdir().expect("home");
+    client_files(with_files.path(), &TestCa::new(certs.path(), "ca"), None);
+    let out = remote(port, with_files.path(), ADMIN, ADMIN_PASSWORD, &["ping"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not offer TLS"), "{}", text(&out));
+
+    // A reload reaches the actor: the admin is now rejected.
+    let hba = pooler.dir.path().join("pgagroal_hba.conf");
+    let text_before = std::fs::read_to_string(&hba).expect("hba");
+    std::fs::write(&hba, format!("host admin {ADMIN} 127.0.0.1/32 reject\n{text_before}")).expect("hba");
+    assert!(pooler.cli(&["conf", "reload"]).status.success(), "{}", pooler.log());
+    let out = remote(port, home.path(), ADMIN, ADMIN_PASSWORD, &["ping"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("rejects connection"), "{}", text(&out));
 }
 
 /// `home/.pgagroal/` with the client key and certificate, and `root` as
@@ -185,7 +215,8 @@ fn tls_with_the_client_files_and_hostssl_lines() {
     client_files(distrusting.path(), &ca, Some(&stranger.cert));
     let out = remote(port, distrusting.path(), ADMIN, ADMIN_PASSWORD, &["ping"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("TLS"), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("TLS handshake with 127.0.0.1 failed") && stderr.contains("certificate"), "{}", text(&out));
 }
 
 /// Log in as the admin over a raw socket; the stream is then ready for a
@@ -228,9 +259,12 @@ fn reply_of(stream: &mut TcpStream) -> Value {
 
 #[test]
 fn the_actor_survives_slow_malformed_and_oversized_input_and_a_crash() {
-    let (pooler, port) = remote_pooler("host all all all trust\n", "authentication_timeout = 2\n");
+    // Longer than any wait below: an actor serving one admin at a time
+    // would keep the next ones waiting on the silent one.
+    let (pooler, port) = remote_pooler("host all all all trust\n", "authentication_timeout = 60\n");
     let home = tempfile::tempdir().expect("home");
     let actor = pooler.wait_for_service("management");
+    assert_eq!(cmdline(actor), "pgagroal: management");
 
     // An admin who never says anything does not hold up the next one.
     let _silent = TcpStream::connect(("127.0.0.1", port)).expect("connect");

@@ -231,7 +231,10 @@ impl Supervisor {
                 })
             }
             Role::Management { mailbox } => {
-                let listeners = self.remote.iter().filter_map(|l| l.try_clone().ok()).collect();
+                let listeners: Vec<OwnedFd> = self.remote.iter().filter_map(|l| l.try_clone().ok()).collect();
+                if listeners.len() != self.remote.len() {
+                    return 1;
+                }
                 let settings = self.management_config();
                 let tls = self.tls.clients.clone();
                 if let Some(region) = supervisor_region {

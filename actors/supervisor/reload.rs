@@ -69,8 +69,7 @@ impl Supervisor {
     /// Run with a new configuration (checked already): listeners' options,
     /// then workers and services, which receive it through their mailboxes
     /// or are replaced when idle. New `limits` keep every running entry at
-    /// its place (see `limits_reload`); connections under an entry removed
-    /// from the end count against none from now on.
+    /// its place (see `limits_reload`).
     pub(super) fn install(
         &mut self,
         new: pgagroal::config::Config,
@@ -79,12 +78,6 @@ impl Supervisor {
         limits: Option<Limits>,
     ) {
         if let Some(limits) = limits {
-            let kept = limits.entries.len();
-            for (_, slot) in self.region.slots().iter() {
-                if slot.rule().is_some_and(|rule| rule >= kept) {
-                    slot.set_rule(None);
-                }
-            }
             self.limits = limits;
         }
         if (new.main.nodelay, new.main.keep_alive) != (self.config.main.nodelay, self.config.main.keep_alive) {

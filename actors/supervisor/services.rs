@@ -72,11 +72,15 @@ impl Service {
 impl Supervisor {
     /// Whether the configuration gives an actor work.
     fn wanted(&self, actor: Actor) -> bool {
-        self.phase == Phase::Running
-            && match actor {
-                Actor::Service(kind) => kind.enabled(&self.config, self.limits.prefill().next().is_some()),
-                Actor::Management => !self.remote.is_empty(),
+        match actor {
+            Actor::Service(kind) => {
+                self.phase == Phase::Running && kind.enabled(&self.config, self.limits.prefill().next().is_some())
             }
+            // Through a graceful shutdown too: an admin may cancel it.
+            Actor::Management => {
+                matches!(self.phase, Phase::Running | Phase::Graceful { .. }) && !self.remote.is_empty()
+            }
+        }
     }
 
     /// What remote management runs with: the configuration, hba and the
@@ -196,7 +200,11 @@ impl Supervisor {
                 _ => continue,
             };
             if let Err(e) = sent {
-                warn!(self.log, "cannot send an actor its new configuration"; "pid" => pid, "error" => %e);
+                // It would go on with the old hba, admins or timeouts: a
+                // restarted one starts from the new configuration.
+                warn!(self.log, "cannot send an actor its new configuration; restarting it"; "pid" => pid,
+                      "error" => %e);
+                let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
             }
         }
     }

@@ -76,13 +76,14 @@ fn same_servers(a: &[ServerConfig], b: &[ServerConfig]) -> bool {
 pub enum LimitsReload {
     /// The same rules (perhaps written elsewhere in the file).
     Same,
-    /// New sizes or aliases, entries added at the end or removed from it:
-    /// new clients get them. Every entry kept stays at its place, so the
-    /// connections made under it keep counting against it.
+    /// New sizes or aliases, or entries added at the end: clients that
+    /// start afterwards get them. Every running entry stays at its place,
+    /// so the connections made under it keep counting against it.
     Apply,
-    /// An entry kept moved, or one was replaced in the middle: its place
-    /// (which running connections and wait queues are keyed by) would mean
-    /// another entry. The running limits are kept; the text says why.
+    /// An entry moved, was replaced or removed: its place (which running
+    /// connections, workers started before the reload and wait queues are
+    /// keyed by) would mean another entry, or none. The running limits are
+    /// kept; the text says why.
     Restart(String),
 }
 
@@ -91,18 +92,19 @@ pub fn limits_reload(running: &Limits, new: &Limits) -> LimitsReload {
     if running.same_rules(new) {
         return LimitsReload::Same;
     }
-    let moved = running.entries.iter().zip(&new.entries).position(|(a, b)| !a.same_identity(b));
+    let moved =
+        running.entries.iter().enumerate().find(|(i, a)| new.entries.get(*i).is_none_or(|b| !a.same_identity(b)));
     match moved {
         None => LimitsReload::Apply,
-        Some(i) => {
+        Some((i, entry)) => {
             let file = if new.path.as_os_str().is_empty() { &running.path } else { &new.path };
             LimitsReload::Restart(format!(
-                "{}: entry {} is no longer \"{} {}\" (entries may change sizes and aliases, and be added or removed \
-                 at the end, on a reload; moving or replacing one needs a restart); the running limits are kept",
+                "{}: entry {} is no longer \"{} {}\" (a reload may change entries' sizes and aliases and add \
+                 entries at the end; moving, replacing or removing one needs a restart); the running limits are kept",
                 file.display(),
                 i + 1,
-                running.entries[i].database.text(),
-                running.entries[i].user.text(),
+                entry.database.text(),
+                entry.user.text(),
             ))
         }
     }
@@ -164,8 +166,9 @@ mod tests {
         assert_eq!(limits_reload(&running, &parse("# moved\ndb alice 4\nother bob 2\n")), LimitsReload::Same);
         assert_eq!(limits_reload(&running, &parse("db=app alice 5 1 1\nother bob 3\n")), LimitsReload::Apply);
         assert_eq!(limits_reload(&running, &parse("db alice 4\nother bob 2\nthird carol 1\n")), LimitsReload::Apply);
-        assert_eq!(limits_reload(&running, &parse("db alice 4\n")), LimitsReload::Apply);
-        assert_eq!(limits_reload(&running, &Limits::default()), LimitsReload::Apply, "a removed file");
+        assert!(matches!(limits_reload(&running, &parse("db alice 4\n")), LimitsReload::Restart(_)), "a removed entry");
+        assert!(matches!(limits_reload(&running, &Limits::default()), LimitsReload::Restart(_)), "a removed file");
+        assert_eq!(limits_reload(&Limits::default(), &parse("db alice 4\n")), LimitsReload::Apply, "a new file");
         let LimitsReload::Restart(why) = limits_reload(&running, &parse("other bob 2\ndb alice 4\n")) else {
             panic!("a moved entry applied")
         };

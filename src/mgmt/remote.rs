@@ -5,7 +5,10 @@
 //! The daemon checks the hba file for `admin`, then always asks for
 //! SCRAM-SHA-256 and checks the answer against `pgagroal_admins.conf`
 //! ([`admit`]); a name that is not an admin goes through a mock exchange
-//! that fails like a wrong password, so names cannot be probed. After
+//! that fails like a wrong password. An admin's secret is made once
+//! ([`admin_secrets`]) with the salt the mock would show for the name, so
+//! the exchange looks the same for admins and strangers (same salt on every
+//! login, no key derivation while the peer waits): names cannot be probed. After
 //! AuthenticationOk the admin sends one management frame, which the
 //! daemon relays to its local management socket unless it is `conf reload`
 //! ([`relay`]), and the reply comes back the same way.
@@ -17,7 +20,7 @@
 use super::{Command, error_code};
 use crate::auth::exchange::Expect;
 use crate::auth::login::{LoginError, LoginSecret, LoginStep, ServerLogin};
-use crate::auth::scram::ScramSecret;
+use crate::auth::scram::{DEFAULT_ITERATIONS, ScramSecret};
 use crate::hba::{Hba, Method, Transport};
 use crate::msg::service::Login;
 use crate::protocol::backend::{self, BackendMessage, auth_code};
@@ -45,15 +48,28 @@ pub enum Admission {
     Refuse(Refusal),
 }
 
+/// The admins' SCRAM secrets, each salted as the mock secret of its name
+/// would be (one key derivation per admin, when the settings arrive).
+pub fn admin_secrets(admins: &[Login], mock_secret: &[u8; 32]) -> Vec<(String, ScramSecret)> {
+    admins
+        .iter()
+        .map(|a| {
+            let salt = ScramSecret::mock(&a.user, mock_secret).salt.clone();
+            (a.user.clone(), ScramSecret::from_password(&a.password, &salt, DEFAULT_ITERATIONS))
+        })
+        .collect()
+}
+
 /// Decide on an admin's StartupMessage: `host` is how messages name the
-/// peer (PostgreSQL's spelling), `transport` how hba lines see it.
+/// peer (PostgreSQL's spelling), `transport` how hba lines see it;
+/// `secrets` come from [`admin_secrets`].
 pub fn admit(
     user: &str,
     database: &str,
     host: &str,
     transport: Transport,
     hba: &Hba,
-    admins: &[Login],
+    secrets: &[(String, ScramSecret)],
     mock_secret: &[u8; 32],
 ) -> Admission {
     let describe = || format!("host \"{host}\", user \"{user}\", database \"{ADMIN_DATABASE}\"");
@@ -77,8 +93,8 @@ pub fn admit(
         }),
         // Admins always prove their password with SCRAM-SHA-256, whatever
         // the line's method says, as upstream.
-        Some(_) => match admins.iter().find(|a| a.user == user) {
-            Some(admin) => Admission::Check(Expect::Password(admin.password.clone())),
+        Some(_) => match secrets.iter().find(|(name, _)| name == user) {
+            Some((_, secret)) => Admission::Check(Expect::Scram(secret.clone())),
             None => Admission::Check(Expect::Mock(ScramSecret::mock(user, mock_secret))),
         },
     }

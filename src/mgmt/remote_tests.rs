@@ -76,10 +76,12 @@ fn the_right_password_logs_in_and_a_wrong_one_is_bad_credentials() {
 fn admission_follows_hba_and_the_admins_file() {
     let lines = hba("host admin admin 127.0.0.1/32 scram-sha-256\nhost admin all 10.0.0.0/8 reject\n\
                      hostssl admin tls 0.0.0.0/0 md5\n");
-    let admit_as = |user: &str, db: &str, transport| admit(user, db, "127.0.0.1", transport, &lines, &admins(), &MOCK);
-    assert!(
-        matches!(admit_as("admin", "admin", tcp("127.0.0.1", false)), Admission::Check(Expect::Password(p)) if p == "s3cret")
-    );
+    let secrets = admin_secrets(&admins(), &MOCK);
+    let admit_as = |user: &str, db: &str, transport| admit(user, db, "127.0.0.1", transport, &lines, &secrets, &MOCK);
+    let Admission::Check(Expect::Scram(secret)) = admit_as("admin", "admin", tcp("127.0.0.1", false)) else {
+        panic!("the admin is not checked against its secret")
+    };
+    assert_eq!(secret.to_verifier(), secrets[0].1.to_verifier());
     let refused = |a: Admission| match a {
         Admission::Refuse(r) => r,
         other => panic!("admitted: {other:?}"),
@@ -93,6 +95,18 @@ fn admission_follows_hba_and_the_admins_file() {
     // hostssl lines match TLS connections only; the method is always SCRAM.
     assert_eq!(refused(admit_as("tls", "admin", tcp("1.2.3.4", false))).reason, "no hba entry");
     assert!(matches!(admit_as("tls", "admin", tcp("1.2.3.4", true)), Admission::Check(Expect::Mock(_))));
+}
+
+#[test]
+fn an_admin_and_a_stranger_show_the_same_salt_every_time() {
+    let secrets = admin_secrets(&admins(), &MOCK);
+    let mock = ScramSecret::mock("admin", &MOCK);
+    assert_eq!(secrets[0].1.salt, mock.salt, "the admin's salt is the mock's for the name");
+    assert_eq!(secrets[0].1.iterations, mock.iterations);
+    assert_eq!(admin_secrets(&admins(), &MOCK)[0].1.to_verifier(), secrets[0].1.to_verifier(), "stable");
+    // The secret still checks the admin's real password.
+    assert_eq!(login("s3cret", Expect::Scram(secrets[0].1.clone())).0, Ok(AdminStep::LoggedIn));
+    assert_eq!(login("wrong", Expect::Scram(secrets[0].1.clone())).0, Err(AdminLoginError::BadCredentials));
 }
 
 #[test]

@@ -206,3 +206,9 @@ pub fn holder_of_connection(pids: &[i32], port: u16, client_port: u16) -> Option
         .collect();
     pids.iter().copied().find(|&pid| holds_socket(pid, &inodes))
 }
+
+/// A process's command line as `ps` shows it (its title, once set).
+pub fn cmdline(pid: i32) -> String {
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    String::from_utf8_lossy(&raw).trim_end_matches('\0').replace('\0', " ")
+}
