@@ -35,6 +35,7 @@ pub fn reset_signals() {
 /// `keep` and the log's. False when the child must leave at once.
 pub fn enter(supervisor: i32, keep: &[std::os::fd::RawFd]) -> bool {
     pgagroal::log::after_fork_in_child();
+    pgagroal::shmem::counters::enter_process(std::process::id());
     // SAFETY: prctl with PR_SET_PDEATHSIG and a valid signal number.
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) };
     if nix::unistd::getppid().as_raw() != supervisor {

@@ -10,6 +10,7 @@ use pgagroal::auth::exchange::{ClientExchange, Expect, Failure, Proven, Random, 
 use pgagroal::auth::policy::Ask;
 use pgagroal::protocol::startup::{self, Startup, StartupError, StartupPacket};
 use pgagroal::protocol::{encode, frontend, sqlstate};
+use pgagroal::shmem::counters::{Event, record};
 use slog::{debug, info};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -203,13 +204,16 @@ pub fn check(
                 if !send.is_empty() && client.write_all(&send, Some(deadline)).is_err() {
                     return Err("client left during authentication");
                 }
+                record(Event::AuthSuccess);
                 return Ok(proven);
             }
             Step::Failed(Failure::WrongPassword) => {
+                record(Event::AuthBadPassword);
                 wrong_password(who, client);
                 return Err(if mocked { "user not served" } else { "wrong password" });
             }
             Step::Failed(Failure::Protocol(text)) => {
+                record(Event::AuthError);
                 info!(who.log, "client broke the authentication exchange"; "error" => &text);
                 refuse(client, sqlstate::PROTOCOL_VIOLATION, &text);
                 return Err("client protocol violation during authentication");

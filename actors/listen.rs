@@ -79,3 +79,12 @@ pub fn unix(path: &Path, mode: u32, backlog: u32) -> io::Result<mio::net::UnixLi
     listener.set_nonblocking(true)?;
     Ok(mio::net::UnixListener::from_std(listener))
 }
+
+/// The listeners of an actor's port (`management`, `metrics`) on `host`,
+/// as plain descriptors the actor takes over; none for port 0.
+pub fn actor_port(host: &str, port: u16, options: (bool, bool)) -> io::Result<Vec<std::os::fd::OwnedFd>> {
+    if port == 0 {
+        return Ok(Vec::new());
+    }
+    Ok(tcp(host, port, 16, options)?.into_iter().map(std::os::fd::OwnedFd::from).collect())
+}

@@ -13,23 +13,22 @@
 
 use crate::frontend::{self, First, Who};
 use crate::net::{IoFail, Sock};
+use crate::port_actor::{self, Places};
 use pgagroal::auth::policy::Ask;
 use pgagroal::auth::scram::ScramSecret;
 use pgagroal::hba::Transport;
-use pgagroal::ipc::{Mailbox, MailboxError, Received};
+use pgagroal::ipc::Mailbox;
 use pgagroal::mgmt::remote::{self, Admission, Relay};
 use pgagroal::mgmt::{self, MgmtError, error_code};
 use pgagroal::msg::management::{FromManagement, ManagementConfig, ToManagement};
 use pgagroal::msg::worker::Peer;
-use pgagroal::msg::{Down, Lifecycle, LifecycleReply, Up};
 use pgagroal::protocol::{encode, sqlstate};
 use serde_json::Value;
 use slog::{debug, info, o, warn};
 use std::io::Write;
-use std::net::{SocketAddr, TcpListener};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::net::SocketAddr;
+use std::os::fd::OwnedFd;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// The actor's end of its mailbox.
@@ -37,20 +36,10 @@ pub type ManagementMailbox = Mailbox<FromManagement, ToManagement>;
 
 /// Admins served at once; more are refused at accept (53300).
 const MAX_EXCHANGES: usize = 16;
-/// Connections accepted in one turn of the loop, so a flood of them never
-/// keeps the mailbox (pings, reloads) waiting.
-const ACCEPTS_PER_TURN: usize = 64;
 /// After the login: the request must arrive, and the daemon answer, within this.
 const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long exchanges under way may take to finish once the actor stops.
 const DRAIN: Duration = Duration::from_secs(3);
-
-/// Set by QUIT: stop accepting, finish what is under way, exit.
-static QUIT: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_quit(_: libc::c_int) {
-    QUIT.store(true, Ordering::Relaxed);
-}
 
 /// The settings and what is derived from them once per reload.
 struct Prepared {
@@ -63,15 +52,6 @@ impl Prepared {
     fn new(settings: ManagementConfig) -> Arc<Prepared> {
         let secrets = remote::admin_secrets(&settings.admins, &settings.mock_secret);
         Arc::new(Prepared { settings, secrets })
-    }
-}
-
-/// Gives an admin's place back when its thread ends, however it ends.
-struct Place(Arc<AtomicUsize>);
-
-impl Drop for Place {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -89,128 +69,50 @@ pub struct Context {
 pub fn run(ctx: Context) -> i32 {
     let log = pgagroal::log::fresh_root().new(o!("actor" => "management", "pid" => ctx.pid));
     pgagroal::proctitle::set(ctx.settings.config.main.update_process_title, "management");
-    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-    unsafe { libc::signal(libc::SIGQUIT, on_quit as *const () as libc::sighandler_t) };
-    let listeners: Vec<TcpListener> = ctx.listeners.into_iter().map(TcpListener::from).collect();
-    for l in &listeners {
-        if let Err(e) = l.set_nonblocking(true) {
-            warn!(log, "cannot make a management listener non-blocking"; "error" => %e);
-            return 1;
-        }
-    }
-    if let Err(e) = ctx.mailbox.set_nonblocking(true) {
-        warn!(log, "cannot make the mailbox non-blocking"; "error" => %e);
+    let Some(listeners) = port_actor::start(ctx.listeners, &ctx.mailbox) else {
+        warn!(log, "cannot make the management listeners or the mailbox non-blocking");
         return 1;
-    }
-    let mut prepared = Prepared::new(ctx.settings);
-    let active = Arc::new(AtomicUsize::new(0));
-    info!(log, "remote management started"; "port" => prepared.settings.config.main.management);
-    loop {
-        if QUIT.load(Ordering::Relaxed) {
-            break;
-        }
-        let mut fds: Vec<libc::pollfd> = std::iter::once(ctx.mailbox.as_raw_fd())
-            .chain(listeners.iter().map(|l| l.as_raw_fd()))
-            .map(|fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 })
-            .collect();
-        match crate::net::poll(&mut fds, 500) {
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                warn!(log, "poll failed"; "error" => %e);
-                return 1;
+    };
+    info!(log, "remote management started"; "port" => ctx.settings.config.main.management);
+    // Both closures below use it: reloads replace it, connections clone it.
+    let prepared = std::cell::RefCell::new(Prepared::new(ctx.settings));
+    let places = Places::new(MAX_EXCHANGES);
+    port_actor::serve(
+        &ctx.mailbox,
+        &listeners,
+        &log,
+        |new: ManagementConfig| {
+            pgagroal::log::set_level(new.config.main.log_level);
+            *prepared.borrow_mut() = Prepared::new(new);
+            info!(log, "configuration reloaded");
+        },
+        |stream, addr| {
+            let Some(place) = places.take() else {
+                info!(log, "too many admins at once; refusing a new connection"; "host" => addr.ip().to_string());
+                // Best effort, without waiting: the peer is told why.
+                let _ = stream.set_nonblocking(true);
+                let refusal =
+                    encode::error_response("FATAL", sqlstate::TOO_MANY_CONNECTIONS, "sorry, too many clients already");
+                let _ = (&stream).write(&refusal);
+                return;
+            };
+            let (prepared, tls, thread_log) = (prepared.borrow().clone(), ctx.tls.clone(), log.clone());
+            let spawned = std::thread::Builder::new().name("admin".into()).spawn(move || {
+                let _place = place;
+                serve(OwnedFd::from(stream), addr, &prepared, tls.as_ref(), &thread_log);
+            });
+            if let Err(e) = spawned {
+                warn!(log, "cannot start a thread for an admin"; "error" => %e);
             }
-        }
-        if fds[0].revents != 0 && !on_mailbox(&ctx.mailbox, &mut prepared, &log) {
-            break;
-        }
-        for (listener, fd) in listeners.iter().zip(&fds[1..]) {
-            if fd.revents != 0 {
-                accept(listener, &prepared, ctx.tls.as_ref(), &active, &log);
-            }
-        }
-    }
+        },
+    );
     drop(listeners);
     let until = Instant::now() + DRAIN;
-    while active.load(Ordering::Acquire) > 0 && Instant::now() < until {
+    while places.taken() > 0 && Instant::now() < until {
         std::thread::sleep(Duration::from_millis(20));
     }
     debug!(log, "remote management stops");
     0
-}
-
-/// Handle what the mailbox holds; false when the actor must stop.
-fn on_mailbox(mailbox: &ManagementMailbox, prepared: &mut Arc<Prepared>, log: &slog::Logger) -> bool {
-    loop {
-        match mailbox.recv() {
-            Ok(Received::Message(Down::Lifecycle(Lifecycle::Ping { id }), _)) => {
-                let _ = mailbox.send(&Up::Lifecycle(LifecycleReply::Pong { id }), None);
-            }
-            Ok(Received::Message(Down::Lifecycle(Lifecycle::Reload(new)), _)) => {
-                pgagroal::log::set_level(new.config.main.log_level);
-                *prepared = Prepared::new(*new);
-                info!(log, "configuration reloaded");
-            }
-            Ok(Received::Message(Down::Lifecycle(Lifecycle::Shutdown { .. }), _)) | Ok(Received::Closed) => {
-                return false;
-            }
-            Ok(Received::Message(Down::Answer { outcome, .. }, _)) => match outcome {
-                pgagroal::msg::Outcome::Ok(never) => match never {},
-                pgagroal::msg::Outcome::Failure(_) => {}
-            },
-            Ok(Received::Message(Down::Push(never), _)) => match never {},
-            Ok(Received::Empty) => return true,
-            Err(MailboxError::Io(e)) => {
-                warn!(log, "mailbox read failed"; "error" => %e);
-                return false;
-            }
-            Err(e) => {
-                warn!(log, "bad message from the supervisor"; "error" => %e);
-                return true;
-            }
-        }
-    }
-}
-
-fn accept(
-    listener: &TcpListener,
-    prepared: &Arc<Prepared>,
-    tls: Option<&Arc<rustls::ServerConfig>>,
-    active: &Arc<AtomicUsize>,
-    log: &slog::Logger,
-) {
-    for _ in 0..ACCEPTS_PER_TURN {
-        let (stream, addr) = match listener.accept() {
-            Ok(accepted) => accepted,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                warn!(log, "accept failed on the management port"; "error" => %e);
-                return;
-            }
-        };
-        if active.load(Ordering::Acquire) >= MAX_EXCHANGES {
-            info!(log, "too many admins at once; refusing a new connection"; "host" => addr.ip().to_string());
-            // Best effort, without waiting: the peer is told why.
-            let _ = stream.set_nonblocking(true);
-            let _ = (&stream).write(&encode::error_response(
-                "FATAL",
-                sqlstate::TOO_MANY_CONNECTIONS,
-                "sorry, too many clients already",
-            ));
-            continue;
-        }
-        active.fetch_add(1, Ordering::AcqRel);
-        let place = Place(active.clone());
-        let (prepared, tls, thread_log) = (prepared.clone(), tls.cloned(), log.clone());
-        let spawned = std::thread::Builder::new().name("admin".into()).spawn(move || {
-            let _place = place;
-            serve(OwnedFd::from(stream), addr, &prepared, tls.as_ref(), &thread_log);
-        });
-        if let Err(e) = spawned {
-            warn!(log, "cannot start a thread for an admin"; "error" => %e);
-        }
-    }
 }
 
 /// One admin: login, one request relayed, its reply.

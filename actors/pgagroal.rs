@@ -7,8 +7,10 @@ mod child;
 mod frontend;
 mod listen;
 mod management;
+mod metrics;
 mod net;
 mod pooled;
+mod port_actor;
 mod service;
 mod supervisor;
 mod worker;
@@ -184,6 +186,10 @@ fn run(settings: supervisor::Settings, pidfile: &Path) -> i32 {
         }
     };
     region.header().started_ms.store(pgagroal::sys::now_ms(), std::sync::atomic::Ordering::Relaxed);
+    // Without a metrics port nothing reads the counters: nothing is counted.
+    if main.metrics != 0 {
+        pgagroal::shmem::counters::install(region.counters());
+    }
     let backlog = main.backlog();
     // The TCP listener comes last: once it accepts, the Unix socket and the
     // management socket are there too (clients, scripts and `pgagroal-cli`
@@ -225,20 +231,23 @@ fn run(settings: supervisor::Settings, pidfile: &Path) -> i32 {
         "max_connections" => main.max_connections,
         "pipeline" => main.effective_pipeline().name(),
         "pid" => std::process::id());
-    let remote = match main.management {
-        0 => Vec::new(),
-        port => match listen::tcp(&main.host, port, 16, (main.nodelay, main.keep_alive)) {
-            Ok(l) => l.into_iter().map(std::os::fd::OwnedFd::from).collect(),
+    // The actors' ports: a port that cannot be bound stops the start.
+    let mut ports = Vec::new();
+    for (port, what) in [(main.management, "management"), (main.metrics, "metrics")] {
+        match listen::actor_port(&main.host, port, (main.nodelay, main.keep_alive)) {
+            Ok(fds) => ports.push(fds),
             Err(e) => {
                 let _ = std::fs::remove_file(main.management_socket_path());
                 let _ = std::fs::remove_file(main.client_socket_path());
-                slog::crit!(log, "cannot listen on the management port"; "host" => &main.host, "port" => port,
-                            "error" => %e);
+                slog::crit!(log, "cannot listen on an actor's port"; "actor" => what, "host" => &main.host,
+                            "port" => port, "error" => %e);
                 return 1;
             }
-        },
-    };
-    let bound = supervisor::Bound { tcp, unix, management, remote };
+        }
+    }
+    let metrics = ports.pop().unwrap_or_default();
+    let remote = ports.pop().unwrap_or_default();
+    let bound = supervisor::Bound { tcp, unix, management, remote, metrics };
     pgagroal::proctitle::set(main.update_process_title, "main");
     match supervisor::Supervisor::new(settings, region, bound, paths) {
         Ok(s) => s.run(),

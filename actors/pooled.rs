@@ -8,6 +8,7 @@ use pgagroal::ipc::{Mailbox, Received};
 use pgagroal::msg::pool::{PoolAnswer, PoolCall, PoolNotice};
 use pgagroal::msg::{Down, Lifecycle, LifecycleReply, Outcome, RequestId, Up};
 use pgagroal::protocol::encode;
+use pgagroal::shmem::counters::Event;
 use pgagroal::shmem::{Region, SlotId, SlotState, Word};
 use serde::de::DeserializeOwned;
 use slog::{debug, warn};
@@ -125,6 +126,8 @@ pub fn kill<P: DeserializeOwned, R: DeserializeOwned>(
         }
         sock.shutdown();
     }
+    // Between messages: closed on purpose; otherwise it broke.
+    pgagroal::shmem::counters::record(if clean { Event::ConnectionRemove } else { Event::ConnectionKill });
     let table = region.slots();
     let mut word = word;
     if word.state != SlotState::Remove {

@@ -109,6 +109,9 @@ pub struct Supervisor {
     /// The management port's listeners, served by the remote-management
     /// actor (empty without `management`).
     remote: Vec<OwnedFd>,
+    /// The metrics port's listeners, served by the metrics actor (empty
+    /// without `metrics`).
+    metrics: Vec<OwnedFd>,
     /// The current configuration epoch (see `Header::config_epoch`).
     epoch: u32,
     /// Spare workers forked without a client that are not in the idle list
@@ -134,6 +137,8 @@ pub struct Bound {
     pub management: mio::net::UnixListener,
     /// `management = PORT`'s listeners.
     pub remote: Vec<OwnedFd>,
+    /// `metrics = PORT`'s listeners.
+    pub metrics: Vec<OwnedFd>,
 }
 
 fn blocked_signals() -> SigSet {
@@ -201,6 +206,7 @@ impl Supervisor {
             children: HashMap::new(),
             services: HashMap::new(),
             remote: bound.remote,
+            metrics: bound.metrics,
             epoch: 0,
             starting: HashSet::new(),
             pooled,

@@ -175,7 +175,8 @@ fn serve_client(
     // from the listener.
     let client = Sock::adopt(client);
 
-    let auth_deadline = Instant::now() + view.config.main.authentication_timeout;
+    let began = Instant::now();
+    let auth_deadline = began + view.config.main.authentication_timeout;
     // No TLS on the Unix socket, as PostgreSQL.
     let tls = view.tls.clients.as_ref().filter(|_| peer.ip().is_some());
     let (client, mut startup, leftover) = match crate::frontend::read_startup(client, tls, auth_deadline, &log) {
@@ -245,6 +246,7 @@ fn serve_client(
         auth_deadline,
     };
     let outcome = authenticate_and_serve(&session, &client, leftover, reuse, plan, &peer);
+    pgagroal::shmem::counters::observe(pgagroal::shmem::counters::Histogram::SessionTime, began.elapsed());
     if session.config.main.log_disconnections {
         info!(session.log, "disconnect"; "reason" => outcome);
     } else {

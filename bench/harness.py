@@ -33,6 +33,7 @@ import report
 from cluster import DATABASE, SCRAM_USER, SUPERUSER, Cluster
 from pgbench_run import run_pgbench
 from poolers import PgBouncer, Pgagroal, Profile, TargetError, find_pgbouncer, version_of
+from scraper import Scraper
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FD_LIMIT = 65536
@@ -51,10 +52,12 @@ class Workload:
     duration: int = None       # seconds per run when --duration is not given (None: its default)
     smoke: bool = True         # part of the smoke run's default selection
     targets: tuple = report.TARGETS
+    metrics: bool = False      # pgagroal's metrics port on, scraped every second during the run
 
     def profile(self):
         return Profile(pool=self.pool, mode="transaction" if self.transaction else "session",
-                       auth=self.auth, max_clients=self.clients + 64, user=self.user)
+                       auth=self.auth, max_clients=self.clients + 64, user=self.user,
+                       metrics=self.metrics)
 
     def fds_needed(self):
         """Open files a pooler (PgBouncer: one process) and pgbench need:
@@ -65,6 +68,11 @@ class Workload:
 WORKLOADS = (
     Workload("select-8", ("-S", "-c", "8", "-j", "2"), 8, 8,
              "built-in select-only script, simple protocol"),
+    # select-8 again with pgagroal's metrics port on and scraped every
+    # second: the cost of recording metrics (report.metrics_overhead).
+    Workload("select-8-metrics", ("-S", "-c", "8", "-j", "2"), 8, 8,
+             "select-8 with pgagroal's metrics on, scraped every second",
+             metrics=True, targets=("pgagroal",)),
     Workload("tpcb-8", ("-c", "8", "-j", "2"), 8, 8,
              "built-in TPC-B-like script"),
     Workload("extended-8", ("-S", "-M", "extended", "-c", "8", "-j", "2"), 8, 8,
@@ -343,6 +351,7 @@ class Harness:
         where = f"{wl.name} / {target} / round {round_no}"
         daemon = None
         sampler = None
+        scraper = None
         duration = self.duration(wl)
         sessions_before = self.server_sessions(where)
         try:
@@ -357,6 +366,8 @@ class Harness:
                 children_before = daemon.children()
                 ticks_before = daemon.cpu_ticks()
                 sampler = MidRunSample(daemon, duration / 2)
+                if getattr(daemon, "metrics_port", 0):
+                    scraper = Scraper(daemon.metrics_port)
             record.update(run_pgbench(
                 os.path.join(self.pg_bindir, "pgbench"), wl.options, port=port, user=wl.user,
                 duration=duration, logdir=self.workdir,
@@ -364,6 +375,11 @@ class Harness:
                 password=self.scram_password if wl.auth != "trust" else None))
             if sampler is not None:
                 record["mid_run"] = sampler.result()
+            if scraper is not None:
+                record["scrapes"] = scraper.finish()
+                if record["scrapes"]["failed"]:
+                    record["error"] = f"{record['scrapes']['failed']} metrics scrapes failed"
+                scraper = None
             if daemon is not None:
                 daemon.settle(children_before)
                 record["cpu_s"] = (daemon.cpu_ticks() - ticks_before) / processes.CLK_TCK
@@ -374,6 +390,8 @@ class Harness:
         finally:
             if sampler is not None:
                 sampler.cancel()
+            if scraper is not None:
+                scraper.finish()
             if daemon is not None:
                 record["stop_exit_code"] = daemon.stop()
                 record["cpu_s_lifetime"] = daemon.lifetime_cpu_s

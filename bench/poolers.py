@@ -40,9 +40,11 @@ class Profile:
     auth: str = "trust"        # client <-> pooler: "trust" or "scram-sha-256"
     max_clients: int = 100     # PgBouncer's max_client_conn
     user: str = SUPERUSER      # the user pgbench logs in as (in pgagroal's vault if one is made)
+    metrics: bool = False      # pgagroal only: the metrics port on (and scraped by the harness)
 
     def label(self):
-        return f"pool {self.pool}, {self.mode}, {self.auth}, up to {self.max_clients} clients"
+        metrics = ", metrics on" if self.metrics else ""
+        return f"pool {self.pool}, {self.mode}, {self.auth}, up to {self.max_clients} clients{metrics}"
 
 
 def tail(path, lines=15):
@@ -201,6 +203,7 @@ class Pgagroal(Daemon):
         self.vault = self.profile.auth != "trust" or self.profile.mode == "transaction"
         self.home = os.path.join(self.dir, "home")
         self.users_path = os.path.join(self.dir, "pgagroal_users.conf")
+        self.metrics_port = processes.free_port() if self.profile.metrics else 0
 
     def write_config(self):
         p = self.profile
@@ -225,6 +228,7 @@ log_connections = off
 log_disconnections = off
 blocking_timeout = 30
 server_reset_query = DISCARD ALL
+metrics = {self.metrics_port}
 
 [primary]
 host = 127.0.0.1

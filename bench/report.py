@@ -52,7 +52,32 @@ def summarize(results):
             "cpu_pgagroal_vs_pgbouncer": _ratio(med["pgagroal"]["cpu_s_per_1k_tx"],
                                                 med["pgbouncer"]["cpu_s_per_1k_tx"]),
         }
+    results["metrics_overhead"] = metrics_overhead(results)
     return results
+
+
+def metrics_overhead(results):
+    """pgagroal's select-8 with the metrics port on and scraped, against
+    select-8 with it off, from the same run: the TPS and CPU ratios (on /
+    off), and whether both are within 2 %."""
+    by_name = {wl["name"]: wl for wl in results["workloads"] if wl["status"] == "ran"}
+    on, off = by_name.get("select-8-metrics"), by_name.get("select-8")
+    if not on or not off:
+        return None
+    on_med, off_med = on["median"]["pgagroal"], off["median"]["pgagroal"]
+    tps = _ratio(on_med["tps"], off_med["tps"])
+    cpu = _ratio(on_med["cpu_s_per_1k_tx"], off_med["cpu_s_per_1k_tx"])
+    within = tps is not None and cpu is not None and tps >= 0.98 and cpu <= 1.02
+    return {"tps_on_vs_off": tps, "cpu_per_tx_on_vs_off": cpu, "within_2_percent": within}
+
+
+def metrics_overhead_line(results):
+    o = results.get("metrics_overhead")
+    if not o:
+        return "metrics overhead: n/a (select-8 and select-8-metrics did not both run)"
+    return (f"metrics overhead (select-8, pgagroal, metrics on / off): TPS {_fmt(o['tps_on_vs_off'], '.3f')}x, "
+            f"CPU per transaction {_fmt(o['cpu_per_tx_on_vs_off'], '.3f')}x "
+            f"({'within' if o['within_2_percent'] else 'NOT within'} 2 %)")
 
 
 # --- tables -----------------------------------------------------------------
@@ -144,6 +169,8 @@ def render(results):
     out.append("")
     out.append("Ratios (of the medians)")
     out.append(ratio_table(results))
+    out.append("")
+    out.append(metrics_overhead_line(results))
     mem = results.get("memory")
     if mem:
         out.append("")

@@ -38,6 +38,7 @@ pub mod failpoint;
 pub mod hba;
 pub mod ipc;
 pub mod log;
+pub mod metrics;
 pub mod mgmt;
 pub mod msg;
 pub mod pool;

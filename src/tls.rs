@@ -168,6 +168,8 @@ pub struct TlsConfigs {
     pub clients: Option<Arc<ServerConfig>>,
     /// Toward each server section, by index, when its `tls = on`.
     pub servers: Vec<Option<Arc<ClientConfig>>>,
+    /// The metrics port, with `metrics_cert_file` and `metrics_key_file`.
+    pub metrics: Option<Arc<ServerConfig>>,
 }
 
 impl std::fmt::Debug for TlsConfigs {
@@ -175,6 +177,7 @@ impl std::fmt::Debug for TlsConfigs {
         f.debug_struct("TlsConfigs")
             .field("clients", &self.clients.is_some())
             .field("servers", &self.servers.iter().map(Option::is_some).collect::<Vec<_>>())
+            .field("metrics", &self.metrics.is_some())
             .finish()
     }
 }
@@ -189,6 +192,11 @@ impl TlsConfigs {
             (true, Some(cert), Some(key)) => Some(server_config(cert, key, main.tls_ca_file.as_deref())?),
             (true, _, _) => return Err("tls = on needs tls_cert_file and tls_key_file".into()),
             (false, _, _) => None,
+        };
+        let metrics = match (&main.metrics_cert_file, &main.metrics_key_file) {
+            (Some(cert), Some(key)) => Some(server_config(cert, key, main.metrics_ca_file.as_deref())?),
+            (None, None) => None,
+            _ => return Err("the metrics port's TLS needs both metrics_cert_file and metrics_key_file".into()),
         };
         let mut servers = Vec::with_capacity(config.servers.len());
         for server in &config.servers {
@@ -209,6 +217,6 @@ impl TlsConfigs {
                 client_config(server.tls_ca_file.as_deref(), client).map_err(|e| format!("[{}]: {e}", server.name))?;
             servers.push(Some(built));
         }
-        Ok((TlsConfigs { clients, servers }, warnings))
+        Ok((TlsConfigs { clients, servers, metrics }, warnings))
     }
 }

@@ -11,27 +11,7 @@ use std::sync::OnceLock;
 
 /// A directory holding asyncpg, installed there with pip on first use.
 fn asyncpg() -> PathBuf {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("python-asyncpg");
-        let present = Command::new("python3")
-            .args(["-c", "import asyncpg"])
-            .env("PYTHONPATH", &dir)
-            .status()
-            .is_ok_and(|s| s.success());
-        if !present {
-            let out = Command::new("python3")
-                .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--target"])
-                .arg(&dir)
-                .arg("asyncpg")
-                .env("PIP_ROOT_USER_ACTION", "ignore")
-                .output()
-                .expect("run pip");
-            assert!(out.status.success(), "pip install asyncpg failed: {}", String::from_utf8_lossy(&out.stderr));
-        }
-        dir
-    })
-    .clone()
+    common::tools::python_package("asyncpg", "asyncpg")
 }
 
 /// Run asyncpg against the pooler; returns "user pid" or the error's class

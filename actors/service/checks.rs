@@ -10,6 +10,7 @@ use crate::pooled::{checkout, kill};
 use crate::worker::reset::check_alive;
 use pgagroal::pool::{self, SlotView};
 use pgagroal::shmem::SlotState;
+use pgagroal::shmem::counters::Event;
 use slog::{debug, info, warn};
 
 /// Close FREE connections idle longer than `idle_timeout`, keeping each
@@ -48,6 +49,8 @@ fn close(ctx: &Context<'_>, view: SlotView, state: SlotState, why: &str) {
     let plain = slot.usable_by(ctx.pid);
     let sock = checkout(&ctx.mailbox, view.id, word, &ctx.log).map(|(sock, _)| sock);
     kill(ctx.region, &ctx.mailbox, ctx.pid, (view.id, word), sock.as_ref(), plain, &ctx.log);
+    let event = if state == SlotState::IdleCheck { Event::ConnectionIdleTimeout } else { Event::ConnectionMaxAge };
+    pgagroal::shmem::counters::record(event);
     info!(ctx.log, "closed server connection"; "slot" => view.id.0, "reason" => why);
 }
 
@@ -74,6 +77,7 @@ pub fn validate(ctx: &Context<'_>) -> bool {
             }
         } else {
             warn!(ctx.log, "server connection failed validation; closing it"; "slot" => view.id.0);
+            pgagroal::shmem::counters::record(Event::ConnectionInvalid);
             kill(ctx.region, &ctx.mailbox, ctx.pid, (view.id, word), sock.as_ref(), false, &ctx.log);
         }
     }

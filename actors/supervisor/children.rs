@@ -7,6 +7,7 @@
 use super::services::Actor;
 use super::{CHILD_BASE, Supervisor};
 use crate::management::{self, ManagementMailbox};
+use crate::metrics::{self, MetricsMailbox};
 use crate::service::{self, ServiceMailbox};
 use crate::worker::{self, WorkerMailbox};
 use mio::unix::SourceFd;
@@ -15,10 +16,11 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid};
 use pgagroal::ipc::{Mailbox, MailboxError, Received};
 use pgagroal::msg::management::{FromManagement, ToManagement};
+use pgagroal::msg::metrics::{FromMetrics, ToMetrics};
 use pgagroal::msg::pool::PoolAnswer;
 use pgagroal::msg::service::{FromService, ServiceKind, ToService};
 use pgagroal::msg::worker::{FromWorker, Peer, ToWorker};
-use pgagroal::msg::{Down, Lifecycle, LifecycleReply, Outcome, RequestId, Up};
+use pgagroal::msg::{Down, Lifecycle, LifecycleReply, Never, Outcome, RequestId, Up};
 use slog::{debug, error, warn};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::time::Instant;
@@ -38,6 +40,7 @@ pub(super) enum Link {
     Worker(Mailbox<ToWorker, FromWorker>),
     Service(Mailbox<ToService, FromService>),
     Management(Mailbox<ToManagement, FromManagement>),
+    Metrics(Mailbox<ToMetrics, FromMetrics>),
     None,
 }
 
@@ -55,6 +58,26 @@ fn control<A, P, R>(c: Control) -> Down<A, P, R> {
     })
 }
 
+/// Copies of a port's listeners for the actor that serves it; None when
+/// one cannot be made (the actor would serve fewer addresses).
+fn copies(listeners: &[OwnedFd]) -> Option<Vec<OwnedFd>> {
+    listeners.iter().map(|l| l.try_clone().ok()).collect()
+}
+
+/// What an actor whose contract has no calls or notices sent, in the
+/// shape the pool's actors' messages are read in.
+fn lifecycle_only(
+    received: Result<Received<Up<Never, Never>>, MailboxError>,
+) -> Result<Received<FromService>, MailboxError> {
+    match received {
+        Ok(Received::Message(Up::Lifecycle(reply), _)) => Ok(Received::Message(Up::Lifecycle(reply), None)),
+        Ok(Received::Message(Up::Call { call, .. } | Up::Notice(call), _)) => match call {},
+        Ok(Received::Empty) => Ok(Received::Empty),
+        Ok(Received::Closed) => Ok(Received::Closed),
+        Err(e) => Err(e),
+    }
+}
+
 impl Link {
     /// The mailbox's descriptor, if there is one.
     fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
@@ -62,6 +85,7 @@ impl Link {
             Link::Worker(m) => Some(m.as_raw_fd()),
             Link::Service(m) => Some(m.as_raw_fd()),
             Link::Management(m) => Some(m.as_raw_fd()),
+            Link::Metrics(m) => Some(m.as_raw_fd()),
             Link::None => None,
         }
     }
@@ -71,6 +95,7 @@ impl Link {
             Link::Worker(m) => m.set_nonblocking(true).is_ok(),
             Link::Service(m) => m.set_nonblocking(true).is_ok(),
             Link::Management(m) => m.set_nonblocking(true).is_ok(),
+            Link::Metrics(m) => m.set_nonblocking(true).is_ok(),
             Link::None => false,
         }
     }
@@ -81,6 +106,7 @@ impl Link {
             Link::Worker(m) => m.send(&control(c), None),
             Link::Service(m) => m.send(&control(c), None),
             Link::Management(m) => m.send(&control(c), None),
+            Link::Metrics(m) => m.send(&control(c), None),
             Link::None => return false,
         };
         sent.is_ok()
@@ -112,6 +138,9 @@ pub(super) enum Role {
     Management {
         mailbox: ManagementMailbox,
     },
+    Metrics {
+        mailbox: MetricsMailbox,
+    },
     /// Run a job and exit with its status.
     Helper(Box<dyn FnOnce() -> i32>),
 }
@@ -124,6 +153,7 @@ impl Supervisor {
             Role::Worker { .. } => Kind::Worker,
             Role::Service { kind, .. } => Kind::Actor(Actor::Service(*kind)),
             Role::Management { .. } => Kind::Actor(Actor::Management),
+            Role::Metrics { .. } => Kind::Actor(Actor::Metrics),
             Role::Helper(_) => Kind::Helper,
         };
         // SAFETY: the supervisor is single-threaded, so the child starts from
@@ -180,6 +210,10 @@ impl Supervisor {
                 keep.push(mailbox.as_raw_fd());
                 keep.extend(self.remote.iter().map(|l| l.as_raw_fd()));
             }
+            Role::Metrics { mailbox } => {
+                keep.push(mailbox.as_raw_fd());
+                keep.extend(self.metrics.iter().map(|l| l.as_raw_fd()));
+            }
             Role::Helper(_) => {}
         }
         if !crate::child::enter(self.pid, &keep) {
@@ -231,16 +265,22 @@ impl Supervisor {
                 })
             }
             Role::Management { mailbox } => {
-                let listeners: Vec<OwnedFd> = self.remote.iter().filter_map(|l| l.try_clone().ok()).collect();
-                if listeners.len() != self.remote.len() {
-                    return 1;
-                }
+                let Some(listeners) = copies(&self.remote) else { return 1 };
                 let settings = self.management_config();
                 let tls = self.tls.clients.clone();
                 if let Some(region) = supervisor_region {
                     crate::ALLOCATOR.release(region);
                 }
                 management::run(management::Context { settings, tls, listeners, mailbox, pid })
+            }
+            Role::Metrics { mailbox } => {
+                let Some(listeners) = copies(&self.metrics) else { return 1 };
+                let settings = self.metrics_config();
+                let tls = self.tls.metrics.clone();
+                if let Some(region) = supervisor_region {
+                    crate::ALLOCATOR.release(region);
+                }
+                metrics::run(metrics::Context { settings, tls, listeners, mailbox, region: &self.region, pid })
             }
             Role::Helper(job) => {
                 pgagroal::proctitle::set(self.config.main.update_process_title, "helper");
@@ -324,13 +364,8 @@ impl Supervisor {
             let received = match self.children.get(&pid).map(|c| &c.link) {
                 Some(Link::Worker(m)) => m.recv(),
                 Some(Link::Service(m)) => m.recv(),
-                Some(Link::Management(m)) => match m.recv() {
-                    Ok(Received::Message(Up::Lifecycle(reply), _)) => Ok(Received::Message(Up::Lifecycle(reply), None)),
-                    Ok(Received::Message(Up::Call { call, .. } | Up::Notice(call), _)) => match call {},
-                    Ok(Received::Empty) => Ok(Received::Empty),
-                    Ok(Received::Closed) => Ok(Received::Closed),
-                    Err(e) => Err(e),
-                },
+                Some(Link::Management(m)) => lifecycle_only(m.recv()),
+                Some(Link::Metrics(m)) => lifecycle_only(m.recv()),
                 _ => return,
             };
             match received {

@@ -187,7 +187,10 @@ impl Supervisor {
             }
             // The counters the metrics will read are not kept yet: there is
             // nothing to reset, and the command succeeds as upstream's does.
-            Command::Clear => Map::new(),
+            Command::Clear => {
+                self.region.counters().clear();
+                Map::new()
+            }
             Command::ConfigLs => conf::ls(&self.files),
             Command::ConfigGet => conf::document(&self.config, &self.hba, &self.limits),
             Command::ConfigAlias => conf::alias(&self.limits),

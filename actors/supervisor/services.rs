@@ -10,8 +10,10 @@ use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use pgagroal::ipc::{Contract, Mailbox};
 use pgagroal::msg::management::ManagementConfig;
+use pgagroal::msg::metrics::MetricsConfig;
 use pgagroal::msg::service::{Login, ServiceConfig, ServiceKind};
 use pgagroal::msg::{Down, Lifecycle};
+use pgagroal::shmem::counters::Event;
 use pgagroal::supervision::{self, PING_EVERY, PONG_WITHIN};
 use slog::{error, warn};
 use std::time::{Duration, Instant};
@@ -22,15 +24,18 @@ pub(super) enum Actor {
     Service(ServiceKind),
     /// The management port (`management = PORT`).
     Management,
+    /// The Prometheus metrics port (`metrics = PORT`).
+    Metrics,
 }
 
 impl Actor {
-    pub const ALL: [Actor; 5] = [
+    pub const ALL: [Actor; 6] = [
         Actor::Service(ServiceKind::Idle),
         Actor::Service(ServiceKind::MaxAge),
         Actor::Service(ServiceKind::Validation),
         Actor::Service(ServiceKind::Maintenance),
         Actor::Management,
+        Actor::Metrics,
     ];
 
     /// Name in logs, process titles and `status`.
@@ -38,6 +43,19 @@ impl Actor {
         match self {
             Actor::Service(kind) => kind.name(),
             Actor::Management => "management",
+            Actor::Metrics => "metrics",
+        }
+    }
+
+    /// What its restarts are counted as.
+    fn restart_event(self) -> Event {
+        match self {
+            Actor::Service(ServiceKind::Idle) => Event::RestartIdle,
+            Actor::Service(ServiceKind::MaxAge) => Event::RestartMaxAge,
+            Actor::Service(ServiceKind::Validation) => Event::RestartValidation,
+            Actor::Service(ServiceKind::Maintenance) => Event::RestartMaintenance,
+            Actor::Management => Event::RestartManagement,
+            Actor::Metrics => Event::RestartMetrics,
         }
     }
 }
@@ -80,7 +98,14 @@ impl Supervisor {
             Actor::Management => {
                 matches!(self.phase, Phase::Running | Phase::Graceful { .. }) && !self.remote.is_empty()
             }
+            // Scraped through a graceful shutdown too.
+            Actor::Metrics => matches!(self.phase, Phase::Running | Phase::Graceful { .. }) && !self.metrics.is_empty(),
         }
+    }
+
+    /// What the metrics actor runs with.
+    pub(super) fn metrics_config(&self) -> MetricsConfig {
+        MetricsConfig { config: self.config.clone(), limits: self.limits.clone() }
     }
 
     /// What remote management runs with: the configuration, hba and the
@@ -146,6 +171,8 @@ impl Supervisor {
                 .map(|(ours, theirs)| (Role::Service { kind, mailbox: theirs }, Link::Service(ours))),
             Actor::Management => Mailbox::pair(Contract::Management)
                 .map(|(ours, theirs)| (Role::Management { mailbox: theirs }, Link::Management(ours))),
+            Actor::Metrics => Mailbox::pair(Contract::Metrics)
+                .map(|(ours, theirs)| (Role::Metrics { mailbox: theirs }, Link::Metrics(ours))),
         };
         let (role, link) = match pair {
             Ok(pair) => pair,
@@ -197,6 +224,9 @@ impl Supervisor {
                 Some(Link::Management(m)) => {
                     m.send(&Down::Lifecycle(Lifecycle::Reload(Box::new(management.clone()))), None)
                 }
+                Some(Link::Metrics(m)) => {
+                    m.send(&Down::Lifecycle(Lifecycle::Reload(Box::new(self.metrics_config()))), None)
+                }
                 _ => continue,
             };
             if let Err(e) = sent {
@@ -220,6 +250,7 @@ impl Supervisor {
         let lived = child.born.elapsed();
         state.quick_deaths = supervision::quick_deaths(state.quick_deaths, lived);
         state.restarts += 1;
+        pgagroal::shmem::counters::record(actor.restart_event());
         let delay = supervision::restart_delay(state.quick_deaths);
         state.start_at = Some(Instant::now() + delay);
         let how = abnormal.unwrap_or("exited");

@@ -13,6 +13,7 @@ use super::{Session, refuse};
 use crate::net::Sock;
 use pgagroal::config::Validation;
 use pgagroal::protocol::sqlstate;
+use pgagroal::shmem::counters::Histogram;
 use pgagroal::shmem::{AuthKind, Claim, PackedName, Ticket};
 use slog::{debug, info};
 use std::time::{Duration, Instant};
@@ -57,12 +58,15 @@ fn find(
     access: &Access,
     entry: Option<usize>,
 ) -> Result<Conn, &'static str> {
+    let began = Instant::now();
     let mut wait = Waiting::new(s, entry);
     loop {
         if wait.may_claim() {
             match claim(s, client, client_buf, fds, access) {
                 Claimed::Conn(conn) => {
                     wait.served();
+                    pgagroal::shmem::counters::record(pgagroal::shmem::counters::Event::ConnectionGet);
+                    pgagroal::shmem::counters::observe(Histogram::WaitTime, began.elapsed());
                     if let Some(slot) = s.region.slots().get(conn.id) {
                         slot.set_appname(&PackedName::new(s.startup.application_name.as_deref().unwrap_or_default()));
                     }
@@ -79,6 +83,7 @@ fn find(
         if let Err(reason) = wait.sleep(client) {
             if reason == "pool full" {
                 info!(s.log, "connection pool is full");
+                pgagroal::shmem::counters::record(pgagroal::shmem::counters::Event::ConnectionTimeout);
                 refuse(client, sqlstate::TOO_MANY_CONNECTIONS, "connection pool is full");
             } else {
                 debug!(s.log, "client left while waiting for a connection");

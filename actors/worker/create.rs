@@ -22,9 +22,11 @@ pub fn connect_new(
     access: &Access,
 ) -> Result<Conn, &'static str> {
     let table = s.region.slots();
+    let began = Instant::now();
     let sock = match reach_server(s, client, claim) {
         Ok(sock) => sock,
         Err(reason) => {
+            pgagroal::shmem::counters::record(pgagroal::shmem::counters::Event::ConnectionError);
             kill(s, claim.id, claim.word, None, false);
             return Err(reason);
         }
@@ -65,8 +67,13 @@ pub fn connect_new(
         }
     };
     let started: Started = match started {
-        Ok(started) => started,
+        Ok(started) => {
+            pgagroal::shmem::counters::record(pgagroal::shmem::counters::Event::ConnectionSuccess);
+            pgagroal::shmem::counters::observe(pgagroal::shmem::counters::Histogram::ConnectTime, began.elapsed());
+            started
+        }
         Err(failure) => {
+            pgagroal::shmem::counters::record(pgagroal::shmem::counters::Event::ConnectionError);
             kill(s, conn.id, conn.word, Some(&conn.sock), false);
             return Err(failure);
         }

@@ -259,11 +259,13 @@ pub fn give_back(s: &Session<'_>, reuse: &mut Reuse, conn: Conn, params: Option<
         }
         if pgagroal::pool::too_old(slot.created_ms(), now, max_age) {
             debug!(s.log, "connection reached max_connection_age; closing it"; "slot" => conn.id.0);
+            pgagroal::shmem::counters::record(pgagroal::shmem::counters::Event::ConnectionMaxAge);
             kill(s, conn.id, conn.word, Some(&conn.sock), true);
             return;
         }
         if slot.flush_marked() {
             debug!(s.log, "connection flushed while in use; closing it"; "slot" => conn.id.0);
+            pgagroal::shmem::counters::record(pgagroal::shmem::counters::Event::ConnectionFlush);
             kill(s, conn.id, conn.word, Some(&conn.sock), true);
             return;
         }
@@ -282,6 +284,7 @@ pub fn give_back(s: &Session<'_>, reuse: &mut Reuse, conn: Conn, params: Option<
     match table.transition(conn.id, conn.word, SlotState::Free, s.pid) {
         Ok(word) => {
             s.region.notify_release();
+            pgagroal::shmem::counters::record(pgagroal::shmem::counters::Event::ConnectionReturn);
             let kept = Kept { id: conn.id, generation: word.generation, sock: conn.sock, startup: conn.startup };
             reuse.fds.put(s.region, kept);
         }

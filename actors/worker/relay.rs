@@ -13,6 +13,7 @@
 use crate::net::{Epoll, Sock, poll};
 use pgagroal::protocol::tracker::{Direction, Tracker};
 use pgagroal::protocol::{encode, sqlstate};
+use pgagroal::shmem::counters::Event;
 use std::io::ErrorKind;
 
 /// Size of each relay buffer.
@@ -318,10 +319,14 @@ fn relay(
         if ready[1] & READABLE != 0 && down.is_empty() {
             match down.fill(bufs, &up, server) {
                 Ok(0) => return End::Server("server closed the connection"),
-                Ok(_) => {
+                Ok(n) => {
+                    let (queries, transactions) = (st.ready_count, st.idle_count);
                     if st.scan(down.bytes(bufs)).is_err() {
                         return End::Server("server protocol violation");
                     }
+                    count(Event::NetworkSent, n as u64);
+                    count(Event::Query, st.ready_count - queries);
+                    count(Event::Transaction, st.idle_count - transactions);
                     if down.flush(bufs, client).is_err() {
                         return End::Client { how: "client connection failed", client: ct, server: st, clean: true };
                     }
@@ -334,7 +339,8 @@ fn relay(
         if ready[0] & READABLE != 0 && up.is_empty() && leaving.is_none() {
             match up.fill(bufs, &down, client) {
                 Ok(0) => leaving = Some("client closed the connection"),
-                Ok(_) => {
+                Ok(n) => {
+                    count(Event::NetworkReceived, n as u64);
                     let keep = accept_client_bytes(&mut ct, up.bytes(bufs), &mut leaving, client);
                     up.truncate(bufs, keep);
                     if up.flush(bufs, server).is_err() {
@@ -345,6 +351,13 @@ fn relay(
                 Err(_) => leaving = Some("client connection failed"),
             }
         }
+    }
+}
+
+/// Count `n` of `event` when there is something to count.
+fn count(event: Event, n: u64) {
+    if n > 0 {
+        pgagroal::shmem::counters::add(event, n);
     }
 }
 

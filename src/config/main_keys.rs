@@ -126,6 +126,17 @@ pub struct MainConfig {
     pub rotate_frontend_password_timeout: Duration,
     /// Remote management TCP port; 0 = off.
     pub management: u16,
+    /// Prometheus metrics TCP port; 0 = off.
+    pub metrics: u16,
+    /// How long a scrape's body may be served again; 0 = never cached.
+    pub metrics_cache_max_age: Duration,
+    /// Largest body kept in the cache.
+    pub metrics_cache_max_size: u64,
+    /// TLS for the metrics port: certificate, key and (to require client
+    /// certificates) CA.
+    pub metrics_cert_file: Option<PathBuf>,
+    pub metrics_key_file: Option<PathBuf>,
+    pub metrics_ca_file: Option<PathBuf>,
     /// Deadline of a graceful flush or shutdown when the request names
     /// none; 0 = unbounded.
     pub flush_timeout: Duration,
@@ -179,6 +190,12 @@ impl Default for MainConfig {
             max_connection_age: Duration::ZERO,
             rotate_frontend_password_timeout: Duration::ZERO,
             management: 0,
+            metrics: 0,
+            metrics_cache_max_age: Duration::ZERO,
+            metrics_cache_max_size: 256 * 1024,
+            metrics_cert_file: None,
+            metrics_key_file: None,
+            metrics_ca_file: None,
             flush_timeout: Duration::from_secs(60),
             log_rotation_age: Duration::ZERO,
             log_rotation_size: 0,
@@ -201,12 +218,6 @@ pub enum Outcome {
 /// Keys of upstream's `[pgagroal]` section that are accepted without effect
 /// and without a check of their value.
 const NOT_YET_EFFECTIVE: &[&str] = &[
-    "metrics",
-    "metrics_cache_max_age",
-    "metrics_cache_max_size",
-    "metrics_cert_file",
-    "metrics_key_file",
-    "metrics_ca_file",
     "console",
     "connection_retry_delay",
     "failover_notify_script",

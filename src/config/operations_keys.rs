@@ -33,6 +33,12 @@ impl MainConfig {
     pub(super) fn set_operations_key(&mut self, key: &str, raw: &str) -> Option<Result<(), Expected>> {
         let done = match key {
             "management" => value::parse_int(raw, "a port number (0 = off)").map(|p| self.management = p),
+            "metrics" => value::parse_int(raw, "a port number (0 = off)").map(|p| self.metrics = p),
+            "metrics_cache_max_age" => value::parse_duration(raw).map(|d| self.metrics_cache_max_age = d),
+            "metrics_cache_max_size" => value::parse_size(raw).map(|s| self.metrics_cache_max_size = s),
+            "metrics_cert_file" => super::main_keys::path_value(raw).map(|p| self.metrics_cert_file = Some(p)),
+            "metrics_key_file" => super::main_keys::path_value(raw).map(|p| self.metrics_key_file = Some(p)),
+            "metrics_ca_file" => super::main_keys::path_value(raw).map(|p| self.metrics_ca_file = Some(p)),
             "flush_timeout" => value::parse_duration(raw).map(|d| self.flush_timeout = d),
             "log_rotation_age" => value::parse_duration(raw).map(|d| self.log_rotation_age = d),
             "log_rotation_size" => value::parse_size(raw).map(|s| self.log_rotation_size = s),

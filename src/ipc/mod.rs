@@ -35,6 +35,8 @@ pub enum Contract {
     Service = 2,
     /// The remote-management actor's (`crate::msg::management`).
     Management = 3,
+    /// The metrics actor's (`crate::msg::metrics`).
+    Metrics = 4,
 }
 
 #[derive(Debug, thiserror::Error)]

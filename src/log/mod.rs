@@ -17,12 +17,9 @@ use slog::{Drain, Level, OwnedKVList, Record};
 use std::io;
 use std::os::fd::RawFd;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 static LOGGER: OnceLock<slog::Logger> = OnceLock::new();
-
-/// Lines written per level (fatal, error, warn, info), for the metrics.
-pub static LINES: [AtomicU64; 4] = [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)];
 
 #[derive(Clone, Copy)]
 enum Target {
@@ -68,15 +65,17 @@ fn slog_level(level: LogLevel) -> Level {
     }
 }
 
+/// Lines written per level (fatal, error, warn, info), for the metrics
+/// (`pgagroal_logging_*`), in shared memory.
 fn count(level: Level) {
-    let counter = match level {
-        Level::Critical => 0,
-        Level::Error => 1,
-        Level::Warning => 2,
-        Level::Info => 3,
-        _ => return,
-    };
-    LINES[counter].fetch_add(1, Ordering::Relaxed);
+    use crate::shmem::counters::{Event, record};
+    match level {
+        Level::Critical => record(Event::LogFatal),
+        Level::Error => record(Event::LogError),
+        Level::Warning => record(Event::LogWarn),
+        Level::Info => record(Event::LogInfo),
+        _ => {}
+    }
 }
 
 impl LineDrain {

@@ -34,12 +34,6 @@ fn path(p: Option<&Path>) -> Value {
 /// Upstream keys this version reads without acting on, with upstream's
 /// defaults as `conf get` shows them when the file does not set them.
 const UNAPPLIED_DEFAULTS: &[(&str, &str)] = &[
-    ("metrics", "0"),
-    ("metrics_cache_max_age", "0s"),
-    ("metrics_cache_max_size", "262144B"),
-    ("metrics_cert_file", ""),
-    ("metrics_key_file", ""),
-    ("metrics_ca_file", ""),
     ("console", "0"),
     ("connection_retry_delay", "250"),
     ("failover_notify_script", ""),
@@ -68,6 +62,12 @@ fn main_section(config: &Config) -> Map<String, Value> {
     put("port", json!(m.port));
     put("unix_socket_dir", path(Some(&m.unix_socket_dir)));
     put("management", json!(m.management));
+    put("metrics", json!(m.metrics));
+    put("metrics_cache_max_age", duration(m.metrics_cache_max_age));
+    put("metrics_cache_max_size", size(m.metrics_cache_max_size));
+    put("metrics_cert_file", path(m.metrics_cert_file.as_deref()));
+    put("metrics_key_file", path(m.metrics_key_file.as_deref()));
+    put("metrics_ca_file", path(m.metrics_ca_file.as_deref()));
     put("log_type", named(m.log_type as i64, m.log_type.name()));
     put("log_level", named(level_code(m.log_level), m.log_level.name()));
     put("log_path", path(Some(&m.log_path)));
@@ -119,11 +119,10 @@ fn main_section(config: &Config) -> Map<String, Value> {
 fn unapplied_value(key: &str, raw: &str) -> Value {
     use crate::config::value;
     match key {
-        "metrics_cache_max_age" | "health_check_period" | "health_check_timeout" => {
+        "health_check_period" | "health_check_timeout" => {
             value::parse_duration(raw).map(duration).unwrap_or_else(|_| json!(raw))
         }
-        "metrics_cache_max_size" => value::parse_size(raw).map(size).unwrap_or_else(|_| json!(raw)),
-        "metrics" | "console" | "connection_retry_delay" | "rotate_frontend_password_length" => {
+        "console" | "connection_retry_delay" | "rotate_frontend_password_length" => {
             raw.parse::<i64>().map(|n| json!(n)).unwrap_or_else(|_| json!(raw))
         }
         "health_check" | "tracker" | "track_prepared_statements" | "server_reset_query_always" => {

@@ -9,9 +9,11 @@
 //! - [`service`]: the periodic services (idle timeout, max connection age,
 //!   validation, pool maintenance).
 //! - [`management`]: the remote-management actor.
+//! - [`metrics`]: the Prometheus metrics actor.
 //! - [`pool`]: the part both share: pooled server connections' fds.
 
 pub mod management;
+pub mod metrics;
 pub mod pool;
 pub mod service;
 pub mod worker;

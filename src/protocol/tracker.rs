@@ -48,6 +48,9 @@ pub struct Tracker {
     pub sync_points: u64,
     /// ReadyForQuery messages seen.
     pub ready_count: u64,
+    /// ReadyForQuery messages that said `I`: transactions (and statements
+    /// outside one) finished.
+    pub idle_count: u64,
     /// Status of the last ReadyForQuery: `I`, `T` or `E`.
     pub tx_status: u8,
     /// Client side: an extended-protocol message (Parse, Bind, Describe,
@@ -79,6 +82,7 @@ impl Tracker {
             want_status: false,
             sync_points: 0,
             ready_count: 0,
+            idle_count: 0,
             tx_status: b'I',
             open_batch: false,
             syncs_since_execute: 0,
@@ -118,6 +122,7 @@ impl Tracker {
                 let take = (data.len() - i).min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
                 if self.want_status {
                     self.tx_status = data[i];
+                    self.idle_count += u64::from(data[i] == b'I');
                     self.want_status = false;
                 }
                 i += take;

@@ -6,6 +6,8 @@
 //! - [`auth_kind`]: how a slot's connection was authenticated.
 //! - [`clients`]: each worker's minted client key and the slot serving it,
 //!   for query cancel.
+//! - [`counters`]: event counters for the metrics server, sharded by
+//!   process.
 //! - [`queue`]: the first-come first-served queue of clients waiting for a
 //!   connection.
 //! - [`servers`]: the configured servers' states (primary, failed, ...).
@@ -14,6 +16,7 @@
 
 pub mod auth_kind;
 pub mod clients;
+pub mod counters;
 pub mod queue;
 pub mod region;
 pub mod servers;

@@ -6,6 +6,7 @@
 //! it. memmap2's anonymous maps are private after fork and are not used.
 
 use super::clients::{CLIENT_ENTRIES, ClientEntry, ClientTable};
+use super::counters::CounterBlock;
 use super::queue::WaitQueue;
 use super::slot::{NAME_WORDS, PackedName, Slot};
 use super::table::SlotTable;
@@ -16,12 +17,13 @@ use std::sync::atomic::{AtomicI32, AtomicU8, AtomicU32, AtomicU64, Ordering};
 /// "PGAGROAL" in ASCII.
 pub const MAGIC: u64 = 0x5047_4147_524f_414c;
 /// Bumped whenever the layout of [`Header`] or [`Slot`] changes.
-pub const LAYOUT_VERSION: u32 = 7;
+pub const LAYOUT_VERSION: u32 = 8;
 /// Workers that may wait for a client at once (more idle ones exit).
 pub const IDLE_WORKERS: usize = 64;
 
 /// Pool-wide state at the start of the region, followed by the client
-/// table ([`CLIENT_ENTRIES`] entries) and the slots.
+/// table ([`CLIENT_ENTRIES`] entries), the wait queues' ring, the event
+/// counters ([`CounterBlock`]) and the slots.
 #[repr(C, align(64))]
 pub struct Header {
     pub magic: u64,
@@ -280,6 +282,13 @@ pub struct Region {
     slot_count: usize,
 }
 
+impl Drop for Region {
+    fn drop(&mut self) {
+        // The mapping goes away with the map field: no count may land in it.
+        super::counters::uninstall(self.counters());
+    }
+}
+
 fn header_size() -> usize {
     std::mem::size_of::<Header>().next_multiple_of(std::mem::align_of::<Slot>())
 }
@@ -292,10 +301,19 @@ fn queue_size() -> usize {
     (QUEUES * QUEUE_CELLS * std::mem::size_of::<AtomicU64>()).next_multiple_of(std::mem::align_of::<Slot>())
 }
 
+fn counters_size() -> usize {
+    std::mem::size_of::<CounterBlock>().next_multiple_of(std::mem::align_of::<Slot>())
+}
+
+/// Where the slots start.
+fn slots_offset() -> usize {
+    header_size() + clients_size() + queue_size() + counters_size()
+}
+
 impl Region {
     /// Create the region for `slot_count` slots, zeroed (every slot NOTINIT).
     pub fn create(slot_count: usize) -> io::Result<Region> {
-        let len = header_size() + clients_size() + queue_size() + slot_count * std::mem::size_of::<Slot>();
+        let len = slots_offset() + slot_count * std::mem::size_of::<Slot>();
         // SAFETY: the name is a valid NUL-terminated string and the flags are valid.
         let raw = unsafe { libc::memfd_create(c"pgagroal-shm".as_ptr(), libc::MFD_CLOEXEC) };
         if raw < 0 {
@@ -320,6 +338,14 @@ impl Region {
         Ok(region)
     }
 
+    /// The event counters, after the queue's ring.
+    pub fn counters(&self) -> &CounterBlock {
+        // SAFETY: create() sized the mapping for the block at this offset, a
+        // multiple of Slot's alignment (64, CounterBlock's too). Its fields
+        // are atomics, valid for any bit pattern including a memfd's zeroes.
+        unsafe { &*(self.map.as_ptr().add(header_size() + clients_size() + queue_size()) as *const CounterBlock) }
+    }
+
     pub fn header(&self) -> &Header {
         // SAFETY: create() sized and initialised the header at offset 0; the
         // mapping is page aligned. Header's mutable fields are atomics.
@@ -332,10 +358,7 @@ impl Region {
         // Slot's fields are atomics, valid for any bit pattern including the
         // zeroes a memfd starts with, and are only accessed atomically.
         let slots = unsafe {
-            std::slice::from_raw_parts(
-                self.map.as_ptr().add(header_size() + clients_size() + queue_size()) as *const Slot,
-                self.slot_count,
-            )
+            std::slice::from_raw_parts(self.map.as_ptr().add(slots_offset()) as *const Slot, self.slot_count)
         };
         SlotTable::new(slots)
     }
@@ -411,87 +434,5 @@ impl Region {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::shmem::slot::SlotState;
-
-    #[test]
-    fn idle_list_takes_each_worker_once() {
-        let region = Region::create(1).expect("region");
-        let h = region.header();
-        assert!(h.offer_idle(10) && h.offer_idle(11));
-        assert_eq!(h.idle_count(), 2);
-        h.forget_idle(10);
-        assert!(!h.is_idle(10) && h.is_idle(11));
-        assert_eq!(h.take_idle(), Some(11));
-        assert_eq!(h.take_idle(), None);
-        for pid in 1..=IDLE_WORKERS as i32 {
-            assert!(h.offer_idle(pid));
-        }
-        assert!(!h.offer_idle(9999), "the list is bounded");
-    }
-
-    #[test]
-    fn rule_locks_exclude_and_dead_holders_are_replaced() {
-        let region = Region::create(1).expect("region");
-        let h = region.header();
-        let me = std::process::id() as i32;
-        {
-            let _held = h.lock_rule(3, me).expect("lock");
-            assert_eq!(h.rule_locks[3].load(Ordering::Acquire), me);
-        }
-        assert_eq!(h.rule_locks[3].load(Ordering::Acquire), 0, "released on drop");
-        assert!(h.lock_rule(MAX_RULES, me).is_none());
-        // A pid that cannot exist (above pid_max) holds the lock: taken over.
-        h.rule_locks[5].store(i32::MAX, Ordering::Release);
-        drop(h.lock_rule(5, me).expect("taken over"));
-        h.rule_locks[6].store(77, Ordering::Release);
-        h.release_rule_locks(77);
-        assert_eq!(h.rule_locks[6].load(Ordering::Acquire), 0);
-    }
-
-    #[test]
-    fn disabled_databases() {
-        let region = Region::create(1).expect("region");
-        let h = region.header();
-        let (a, b) = (PackedName::new("a"), PackedName::new("b"));
-        assert!(!h.is_disabled(&a));
-        assert!(h.disable(Some(&a)) && h.disable(Some(&a)));
-        assert!(h.is_disabled(&a) && !h.is_disabled(&b));
-        h.enable(Some(&a));
-        assert!(!h.is_disabled(&a));
-        assert!(h.disable(None));
-        assert!(h.is_disabled(&b));
-        assert!(h.disable(Some(&a)));
-        assert!(h.is_disabled(&a) && !h.is_disabled(&b), "naming a database ends 'all'");
-        assert!(h.disable(None));
-        h.enable(None);
-        assert!(!h.is_disabled(&b) && !h.is_disabled(&a));
-        for i in 0..MAX_DISABLED {
-            assert!(h.disable(Some(&PackedName::new(&format!("db{i}")))));
-        }
-        assert!(!h.disable(Some(&b)), "the list is bounded");
-    }
-
-    #[test]
-    fn region_is_shared_across_fork() {
-        let region = Region::create(4).expect("region");
-        assert_eq!(region.header().magic, MAGIC);
-        let slots = region.slots();
-        assert_eq!(slots.len(), 4);
-        // SAFETY: the child only touches atomics in the shared mapping and
-        // leaves with _exit, running no destructors or test-harness code.
-        let pid = unsafe { libc::fork() };
-        assert!(pid >= 0);
-        if pid == 0 {
-            let ok = slots.claim_empty(std::process::id() as i32).is_some();
-            // SAFETY: _exit is always safe to call in a forked child.
-            unsafe { libc::_exit(if ok { 0 } else { 1 }) };
-        }
-        let mut status = 0;
-        // SAFETY: pid is our child; status is a valid out-pointer.
-        unsafe { libc::waitpid(pid, &mut status, 0) };
-        assert_eq!(libc::WEXITSTATUS(status), 0);
-        assert_eq!(slots.counts().get(SlotState::Init), 1, "the child's claim is visible to the parent");
-    }
-}
+#[path = "region_tests.rs"]
+mod tests;

@@ -15,6 +15,7 @@
 pub mod certs;
 pub mod load;
 pub mod pooler;
+pub mod tools;
 pub mod util;
 pub mod wire;
 

@@ -1,0 +1,299 @@
+//! What `GET /metrics` reports: a [`Snapshot`] of the pool read from shared
+//! memory (slots, wait queues, server states, event counters) and the
+//! running configuration, rendered as upstream's families.
+
+use super::exposition::{Exposition, Kind};
+use crate::config::Config;
+use crate::config::limits::Limits;
+use crate::shmem::Region;
+use crate::shmem::counters::{EVENTS, Event, Histogram, HistogramTotals};
+use crate::shmem::region::shutdown;
+use crate::shmem::servers::ServerState;
+use crate::shmem::slot::SlotState;
+use std::sync::atomic::Ordering;
+
+/// One slot as `pgagroal_connection` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlotRow {
+    pub id: usize,
+    pub state: &'static str,
+    pub user: String,
+    pub database: String,
+    pub appname: String,
+}
+
+/// One limits entry as `pgagroal_limit` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitRow {
+    pub database: String,
+    pub user: String,
+    pub min: u32,
+    pub initial: u32,
+    pub max: u32,
+    pub active: u32,
+    pub awaiting: u64,
+}
+
+/// Everything one scrape reports, as plain data.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snapshot {
+    /// 1 running, 2 graceful shutdown, 3 stopping.
+    pub state: u32,
+    /// 0 performance, 1 session, 2 transaction.
+    pub pipeline: i64,
+    pub max_connections: usize,
+    pub active: u32,
+    pub total: u32,
+    pub slots: Vec<SlotRow>,
+    pub limits: Vec<LimitRow>,
+    /// Clients waiting for a connection, in every queue.
+    pub awaiting: u64,
+    /// Each server section's name and state.
+    pub servers: Vec<(String, &'static str)>,
+    pub counters: [u64; EVENTS],
+    /// Each histogram, summed.
+    pub histograms: Vec<(Histogram, HistogramTotals)>,
+    /// Operating system name and kernel version.
+    pub os: (String, u32, u32, u32),
+}
+
+impl Snapshot {
+    /// Read the pool as it is now.
+    pub fn collect(region: &Region, config: &Config, limits: &Limits, os: (String, u32, u32, u32)) -> Snapshot {
+        let table = region.slots();
+        let counts = table.counts();
+        let header = region.header();
+        let state = match header.shutdown.load(Ordering::Relaxed) {
+            shutdown::RUNNING => 1,
+            shutdown::GRACEFUL => 2,
+            _ => 3,
+        };
+        let slots = table
+            .iter()
+            .map(|(id, slot)| {
+                let info = slot.info();
+                let made = info.word.state != SlotState::NotInit;
+                let text = |s: String| if made { s } else { String::new() };
+                SlotRow {
+                    id: id.0 as usize,
+                    state: info.word.state.name(),
+                    user: text(info.user),
+                    database: text(info.database),
+                    appname: text(info.appname),
+                }
+            })
+            .collect();
+        let limits = limits
+            .entries
+            .iter()
+            .enumerate()
+            .map(|(rule, e)| LimitRow {
+                database: e.database.text().to_string(),
+                user: e.user.text().to_string(),
+                min: e.min_size,
+                initial: e.initial_size,
+                max: e.max_size,
+                active: table.rule_count(rule),
+                awaiting: region.queue(rule + 1).len(),
+            })
+            .collect::<Vec<_>>();
+        let awaiting = (0..=limits.len()).map(|q| region.queue(q).len()).sum();
+        let states = header.servers(config.servers.len());
+        let servers = config.servers.iter().enumerate().map(|(i, s)| (s.name.clone(), states.get(i).name())).collect();
+        let block = region.counters();
+        let mut counters = [0u64; EVENTS];
+        for (i, c) in counters.iter_mut().enumerate() {
+            *c = block.total_at(i);
+        }
+        let histograms = Histogram::ALL.iter().map(|&h| (h, block.histogram(h))).collect();
+        Snapshot {
+            histograms,
+            state,
+            pipeline: crate::config::operations_keys::code_of_pipeline(config.main.effective_pipeline()),
+            max_connections: config.main.max_connections,
+            active: counts.active(),
+            total: counts.total(),
+            slots,
+            limits,
+            awaiting,
+            servers,
+            counters,
+            os,
+        }
+    }
+
+    fn count(&self, event: Event) -> u64 {
+        self.counters[event as usize]
+    }
+}
+
+/// Upstream's event counters and their help texts.
+const EVENT_FAMILIES: &[(&str, Event, &str)] = &[
+    ("pgagroal_connection_error", Event::ConnectionError, "Number of connection errors"),
+    ("pgagroal_connection_kill", Event::ConnectionKill, "Number of connection kills"),
+    ("pgagroal_connection_remove", Event::ConnectionRemove, "Number of connection removes"),
+    ("pgagroal_connection_timeout", Event::ConnectionTimeout, "Number of connection time outs"),
+    ("pgagroal_connection_return", Event::ConnectionReturn, "Number of connection returns"),
+    ("pgagroal_connection_invalid", Event::ConnectionInvalid, "Number of connection invalids"),
+    ("pgagroal_connection_get", Event::ConnectionGet, "Number of connection gets"),
+    ("pgagroal_connection_idletimeout", Event::ConnectionIdleTimeout, "Number of connection idle timeouts"),
+    ("pgagroal_connection_max_connection_age", Event::ConnectionMaxAge, "Number of connection max age timeouts"),
+    ("pgagroal_connection_flush", Event::ConnectionFlush, "Number of connection flushes"),
+    ("pgagroal_connection_success", Event::ConnectionSuccess, "Number of connection successes"),
+    ("pgagroal_auth_user_success", Event::AuthSuccess, "Number of successful user authentications"),
+    ("pgagroal_auth_user_bad_password", Event::AuthBadPassword, "Number of bad passwords during user authentication"),
+    ("pgagroal_auth_user_error", Event::AuthError, "Number of errors during user authentication"),
+    ("pgagroal_query_count", Event::Query, "Query count"),
+    ("pgagroal_tx_count", Event::Transaction, "Transaction count"),
+];
+
+/// Bytes relayed (upstream reports them as gauges).
+const NETWORK_FAMILIES: &[(&str, Event, &str)] = &[
+    ("pgagroal_network_sent", Event::NetworkSent, "Bytes sent to clients"),
+    ("pgagroal_network_received", Event::NetworkReceived, "Bytes received from clients"),
+];
+
+/// Log lines by level (upstream reports them as gauges).
+const LOG_FAMILIES: &[(&str, Event, &str)] = &[
+    ("pgagroal_logging_info", Event::LogInfo, "The number of INFO logging statements"),
+    ("pgagroal_logging_warn", Event::LogWarn, "The number of WARN logging statements"),
+    ("pgagroal_logging_error", Event::LogError, "The number of ERROR logging statements"),
+    ("pgagroal_logging_fatal", Event::LogFatal, "The number of FATAL logging statements"),
+];
+
+/// Restarts by actor kind (beyond upstream).
+const RESTARTS: &[(&str, Event)] = &[
+    ("idle", Event::RestartIdle),
+    ("max-age", Event::RestartMaxAge),
+    ("validation", Event::RestartValidation),
+    ("maintenance", Event::RestartMaintenance),
+    ("management", Event::RestartManagement),
+    ("metrics", Event::RestartMetrics),
+];
+
+/// The exposition of a snapshot.
+pub fn render(s: &Snapshot) -> String {
+    let mut e = Exposition::new();
+    e.single(
+        "pgagroal_state",
+        "The state of pgagroal (1 running, 2 graceful shutdown, 3 stopping)",
+        Kind::Gauge,
+        s.state,
+    );
+    e.single(
+        "pgagroal_pipeline_mode",
+        "The pipeline mode of pgagroal (0 performance, 1 session, 2 transaction)",
+        Kind::Gauge,
+        s.pipeline,
+    );
+    e.family("pgagroal_server_error", "Error of the server", Kind::Counter);
+    for (name, state) in &s.servers {
+        let failed = u64::from(*state == ServerState::Failed.name());
+        e.sample("pgagroal_server_error", &[("name", name), ("state", state)], failed);
+    }
+    let failed = s.servers.iter().filter(|(_, state)| *state == ServerState::Failed.name()).count();
+    e.single("pgagroal_failed_servers", "The number of failed servers", Kind::Gauge, failed);
+    for (name, event, help) in LOG_FAMILIES {
+        e.single(name, help, Kind::Gauge, s.count(*event));
+    }
+    e.single("pgagroal_active_connections", "The number of active connections", Kind::Gauge, s.active);
+    e.single("pgagroal_total_connections", "The total number of connections", Kind::Gauge, s.total);
+    e.single("pgagroal_max_connections", "The maximum number of connections", Kind::Counter, s.max_connections);
+    e.family("pgagroal_connection", "Connection information", Kind::Gauge);
+    for slot in &s.slots {
+        let id = slot.id.to_string();
+        let labels = [
+            ("id", id.as_str()),
+            ("user", slot.user.as_str()),
+            ("database", slot.database.as_str()),
+            ("application_name", slot.appname.as_str()),
+            ("state", slot.state),
+        ];
+        e.sample("pgagroal_connection", &labels, u32::from(slot.state != SlotState::NotInit.name()));
+    }
+    e.family("pgagroal_limit", "Limit for a database / user pair", Kind::Gauge);
+    for l in &s.limits {
+        for (kind, value) in [("min", l.min), ("initial", l.initial), ("max", l.max), ("active", l.active)] {
+            e.sample("pgagroal_limit", &[("user", &l.user), ("database", &l.database), ("type", kind)], value);
+        }
+    }
+    e.family("pgagroal_limit_awaiting", "Clients waiting for a connection of a database / user pair", Kind::Gauge);
+    for l in &s.limits {
+        e.sample("pgagroal_limit_awaiting", &[("user", &l.user), ("database", &l.database)], l.awaiting);
+    }
+    e.single("pgagroal_connection_awaiting", "Clients waiting for a connection", Kind::Gauge, s.awaiting);
+    for (name, event, help) in EVENT_FAMILIES {
+        e.single(name, help, Kind::Counter, s.count(*event));
+    }
+    for (name, event, help) in NETWORK_FAMILIES {
+        e.single(name, help, Kind::Gauge, s.count(*event));
+    }
+    e.family("pgagroal_actor_restarts_total", "Restarts of a crashed or hung actor, by actor", Kind::Counter);
+    for (actor, event) in RESTARTS {
+        e.sample("pgagroal_actor_restarts_total", &[("actor", actor)], s.count(*event));
+    }
+    for (h, totals) in &s.histograms {
+        let (name, help) = histogram_family(*h);
+        e.histogram(name, help, h.bounds(), &totals.cumulative, totals.sum_seconds, totals.count);
+    }
+    let (os, major, minor, patch) = &s.os;
+    e.family("pgagroal_os_info", "The operating system", Kind::Gauge);
+    let (major, minor, patch) = (major.to_string(), minor.to_string(), patch.to_string());
+    e.sample("pgagroal_os_info", &[("os", os), ("major", &major), ("minor", &minor), ("patch", &patch)], 1);
+    e.finish()
+}
+
+/// A histogram's family name and help.
+fn histogram_family(h: Histogram) -> (&'static str, &'static str) {
+    match h {
+        Histogram::SessionTime => ("pgagroal_session_time_seconds", "Histogram of session times"),
+        Histogram::WaitTime => {
+            ("pgagroal_client_wait_seconds", "How long clients waited for a server connection (beyond upstream)")
+        }
+        Histogram::ConnectTime => {
+            ("pgagroal_server_connect_seconds", "How long new server connections took to make (beyond upstream)")
+        }
+    }
+}
+
+/// Every family `render` writes, with its help text, for the HTML overview.
+pub fn families() -> Vec<(&'static str, &'static str)> {
+    let mut all = vec![
+        ("pgagroal_state", "The state of pgagroal"),
+        ("pgagroal_pipeline_mode", "The pipeline mode"),
+        ("pgagroal_server_error", "Error of the server"),
+        ("pgagroal_failed_servers", "The number of failed servers"),
+    ];
+    all.extend(LOG_FAMILIES.iter().map(|(n, _, h)| (*n, *h)));
+    all.extend([
+        ("pgagroal_active_connections", "The number of active connections"),
+        ("pgagroal_total_connections", "The total number of connections"),
+        ("pgagroal_max_connections", "The maximum number of connections"),
+        ("pgagroal_connection", "Connection information"),
+        ("pgagroal_limit", "Limit for a database / user pair"),
+        ("pgagroal_limit_awaiting", "Clients waiting for a connection of a database / user pair"),
+        ("pgagroal_connection_awaiting", "Clients waiting for a connection"),
+    ]);
+    all.extend(EVENT_FAMILIES.iter().chain(NETWORK_FAMILIES).map(|(n, _, h)| (*n, *h)));
+    all.push(("pgagroal_actor_restarts_total", "Restarts of a crashed or hung actor"));
+    all.extend(Histogram::ALL.iter().map(|&h| histogram_family(h)));
+    all.push(("pgagroal_os_info", "The operating system"));
+    all
+}
+
+/// The HTML overview (`GET /`).
+pub fn index_html() -> String {
+    let mut out = String::from(
+        "<!DOCTYPE html>\n<html>\n<head><meta charset=\"utf-8\"><title>pgagroal metrics</title></head>\n<body>\n\
+         <h1>pgagroal metrics</h1>\n<p><a href=\"/metrics\">/metrics</a></p>\n<table>\n",
+    );
+    for (name, help) in families() {
+        out.push_str(&format!("<tr><td>{name}</td><td>{help}</td></tr>\n"));
+    }
+    out.push_str("</table>\n</body>\n</html>\n");
+    out
+}
+
+#[cfg(test)]
+#[path = "report_tests.rs"]
+mod tests;
