@@ -217,7 +217,12 @@ fn serve(fd: OwnedFd, shared: &Shared<'_>) {
             Route::BadRequest => http::bodyless(400, &date(), None),
         }
     };
-    let _ = sock.write_all(&answer, Some(Instant::now() + REQUEST_TIMEOUT));
+    let deadline = Instant::now() + REQUEST_TIMEOUT;
+    let (first, rest) = answer.split_at(answer.len() / 2);
+    if sock.write_all(first, Some(deadline)).is_ok() {
+        pgagroal::fail_point!("metrics-mid-response");
+        let _ = sock.write_all(rest, Some(deadline));
+    }
     sock.shutdown();
 }
 

@@ -146,6 +146,8 @@ fn counters_move_with_traffic_survive_a_crash_and_clear() {
     let (queries, transactions) = (value(&before, "pgagroal_query_count"), value(&before, "pgagroal_tx_count"));
     let sessions = value(&before, "pgagroal_session_time_seconds_count");
     let waits = value(&before, "pgagroal_client_wait_seconds_count");
+    let timed = value(&before, "pgagroal_query_duration_seconds_count");
+    let timed_tx = value(&before, "pgagroal_transaction_duration_seconds_count");
     for _ in 0..5 {
         let mut c = pooler.connect_to(db);
         assert_eq!(first_value(&mut c, "SELECT 1"), "1");
@@ -164,6 +166,9 @@ fn counters_move_with_traffic_survive_a_crash_and_clear() {
     assert_eq!(value(&after, "pgagroal_client_wait_seconds_count") - waits, 5.0, "{after}");
     assert!(value(&after, "pgagroal_client_wait_seconds_bucket{le=\"+Inf\"}") >= 5.0);
     assert!(value(&after, "pgagroal_server_connect_seconds_count") >= 1.0, "{after}");
+    assert_eq!(value(&after, "pgagroal_query_duration_seconds_count") - timed, 5.0, "{after}");
+    assert_eq!(value(&after, "pgagroal_transaction_duration_seconds_count") - timed_tx, 5.0, "{after}");
+    assert!(value(&after, "pgagroal_query_duration_seconds_sum") > 0.0);
     assert!(value(&after, "pgagroal_logging_info") > 0.0);
 
     // A held connection and a client waiting for it.
@@ -180,6 +185,8 @@ fn counters_move_with_traffic_survive_a_crash_and_clear() {
     pooler.wait_for(|| value(&scrape(port), "pgagroal_connection_awaiting") == 1.0, "the waiting client shows");
     let body = scrape(port);
     assert_eq!(value(&body, "pgagroal_active_connections"), 1.0);
+    assert_eq!(value(&body, "pgagroal_client_wait"), 1.0);
+    assert_eq!(value(&body, "pgagroal_client_active"), 2.0, "both clients are connected, the waiting one too");
     let in_use = format!(
         "pgagroal_connection{{id=\"0\",user=\"{MD5_USER}\",database=\"{db}\",application_name=\"\",state=\"in_use\"}}"
     );
@@ -316,4 +323,57 @@ for name in sys.argv[1:]:
     let counts: Vec<usize> =
         String::from_utf8_lossy(&out.stdout).split_whitespace().filter_map(|n| n.parse().ok()).collect();
     assert!(counts.len() == 2 && counts[0] >= 30 && counts[1] > counts[0], "{counts:?}");
+
+    // Every metric the Grafana dashboard queries is one the pooler serves.
+    let dashboard = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/grafana-dashboard.json"))
+        .expect("docs/grafana-dashboard.json");
+    let parsed: serde_json::Value = serde_json::from_str(&dashboard).expect("the dashboard is JSON");
+    let panels = parsed["panels"].as_array().expect("panels");
+    let mut used = Vec::new();
+    for expr in
+        panels.iter().flat_map(|p| p["targets"].as_array().into_iter().flatten()).filter_map(|t| t["expr"].as_str())
+    {
+        let mut rest = expr;
+        while let Some(at) = rest.find("pgagroal_") {
+            let name: String =
+                rest[at..].chars().take_while(|c| c.is_ascii_lowercase() || *c == '_' || c.is_ascii_digit()).collect();
+            rest = &rest[at + name.len()..];
+            used.push(name.trim_end_matches("_bucket").to_string());
+        }
+    }
+    assert!(used.len() >= 20, "{used:?}");
+    for name in used {
+        assert!(body.contains(&format!("# TYPE {name} ")), "the dashboard queries {name}, which is not served");
+    }
+}
+
+/// The metrics actor killed halfway through writing a scrape's answer: that
+/// scrape gets a cut answer, the supervisor starts another actor on the
+/// same port, and the next scrape reports the counters kept from before.
+#[cfg(feature = "failpoints")]
+#[test]
+fn a_metrics_actor_killed_mid_scrape_is_replaced_and_loses_nothing() {
+    let markers = daemon_dir();
+    let env = vec![
+        ("PGAGROAL_FAILPOINTS", "metrics-mid-response=once:crash".to_string()),
+        ("PGAGROAL_FAILPOINT_DIR", markers.path().display().to_string()),
+    ];
+    let (pooler, port) = metrics_pooler("", PoolerOptions { env, ..Default::default() });
+    let actor = pooler.wait_for_service("metrics");
+    for _ in 0..3 {
+        let mut c = pooler.connect(TRUST_USER);
+        assert_eq!(first_value(&mut c, "SELECT 1"), "1");
+    }
+    pooler.wait_idle();
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+    stream.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").expect("request");
+    let mut cut = Vec::new();
+    let _ = stream.read_to_end(&mut cut);
+    assert!(markers.path().join("metrics-mid-response").exists(), "the failpoint fired");
+    assert!(!cut.ends_with(b"0\r\n\r\n"), "the killed actor's answer is cut short");
+    pooler.wait_for_new_service("metrics", actor, Duration::from_secs(5));
+    let body = scrape(port);
+    assert_eq!(value(&body, "pgagroal_connection_get"), 3.0, "{body}");
+    assert_eq!(value(&body, "pgagroal_actor_restarts_total{actor=\"metrics\"}"), 1.0);
 }

@@ -11,9 +11,10 @@
 //! (PR_SET_PDEATHSIG).
 
 use crate::net::{Epoll, Sock, poll};
+use pgagroal::metrics::latency::Latency;
 use pgagroal::protocol::tracker::{Direction, Tracker};
 use pgagroal::protocol::{encode, sqlstate};
-use pgagroal::shmem::counters::Event;
+use pgagroal::shmem::counters::{self, Event, Histogram};
 use std::io::ErrorKind;
 
 /// Size of each relay buffer.
@@ -223,10 +224,15 @@ fn relay(
     };
     let mut leaving: Option<&'static str> = None;
     let started = std::time::Instant::now();
+    // Query and transaction latency, when metrics are on.
+    let mut latency = pgagroal::shmem::counters::enabled().then(|| Latency::new(0, 0));
     let mut last_traffic = started;
 
     if !leftover.is_empty() {
         let keep = accept_client_bytes(&mut ct, &leftover, &mut leaving, client);
+        if let Some(latency) = latency.as_mut() {
+            latency.sent(ct.sync_points, started);
+        }
         if keep > 0 {
             bufs[0].clear();
             bufs[0].extend_from_slice(&leftover[..keep]);
@@ -327,6 +333,15 @@ fn relay(
                     count(Event::NetworkSent, n as u64);
                     count(Event::Query, st.ready_count - queries);
                     count(Event::Transaction, st.idle_count - transactions);
+                    if let Some(latency) = latency.as_mut()
+                        && st.ready_count != queries
+                    {
+                        let now = std::time::Instant::now();
+                        let observe = |d| counters::observe(Histogram::QueryTime, d);
+                        if let Some(tx) = latency.answered(st.ready_count, st.tx_status, now, observe) {
+                            counters::observe(Histogram::TransactionTime, tx);
+                        }
+                    }
                     if down.flush(bufs, client).is_err() {
                         return End::Client { how: "client connection failed", client: ct, server: st, clean: true };
                     }
@@ -341,7 +356,13 @@ fn relay(
                 Ok(0) => leaving = Some("client closed the connection"),
                 Ok(n) => {
                     count(Event::NetworkReceived, n as u64);
+                    let requests = ct.sync_points;
                     let keep = accept_client_bytes(&mut ct, up.bytes(bufs), &mut leaving, client);
+                    if let Some(latency) = latency.as_mut()
+                        && ct.sync_points != requests
+                    {
+                        latency.sent(ct.sync_points, std::time::Instant::now());
+                    }
                     up.truncate(bufs, keep);
                     if up.flush(bufs, server).is_err() {
                         return End::Server("server connection failed");
@@ -357,7 +378,7 @@ fn relay(
 /// Count `n` of `event` when there is something to count.
 fn count(event: Event, n: u64) {
     if n > 0 {
-        pgagroal::shmem::counters::add(event, n);
+        counters::add(event, n);
     }
 }
 

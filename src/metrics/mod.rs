@@ -7,8 +7,10 @@
 //! - [`report`]: the families `GET /metrics` reports, from a snapshot of
 //!   shared memory and the configuration.
 //! - [`cache`]: `metrics_cache_max_age` / `metrics_cache_max_size`.
+//! - [`latency`]: query and transaction latency from the relay's trackers.
 
 pub mod cache;
 pub mod exposition;
 pub mod http;
+pub mod latency;
 pub mod report;

@@ -48,6 +48,10 @@ pub struct Snapshot {
     pub limits: Vec<LimitRow>,
     /// Clients waiting for a connection, in every queue.
     pub awaiting: u64,
+    /// Clients connected (past start-up, with a minted key).
+    pub clients_active: u64,
+    /// The last client's wait for a connection, in seconds.
+    pub last_wait: f64,
     /// Each server section's name and state.
     pub servers: Vec<(String, &'static str)>,
     pub counters: [u64; EVENTS],
@@ -108,6 +112,8 @@ impl Snapshot {
         let histograms = Histogram::ALL.iter().map(|&h| (h, block.histogram(h))).collect();
         Snapshot {
             histograms,
+            clients_active: region.clients().active_clients(),
+            last_wait: block.last_wait().as_secs_f64(),
             state,
             pipeline: crate::config::operations_keys::code_of_pipeline(config.main.effective_pipeline()),
             max_connections: config.main.max_connections,
@@ -222,6 +228,9 @@ pub fn render(s: &Snapshot) -> String {
         e.sample("pgagroal_limit_awaiting", &[("user", &l.user), ("database", &l.database)], l.awaiting);
     }
     e.single("pgagroal_connection_awaiting", "Clients waiting for a connection", Kind::Gauge, s.awaiting);
+    e.single("pgagroal_wait_time", "The last client's wait for a connection, in seconds", Kind::Gauge, s.last_wait);
+    e.single("pgagroal_client_wait", "Clients waiting for a connection", Kind::Gauge, s.awaiting);
+    e.single("pgagroal_client_active", "Clients connected", Kind::Gauge, s.clients_active);
     for (name, event, help) in EVENT_FAMILIES {
         e.single(name, help, Kind::Counter, s.count(*event));
     }
@@ -253,6 +262,14 @@ fn histogram_family(h: Histogram) -> (&'static str, &'static str) {
         Histogram::ConnectTime => {
             ("pgagroal_server_connect_seconds", "How long new server connections took to make (beyond upstream)")
         }
+        Histogram::QueryTime => (
+            "pgagroal_query_duration_seconds",
+            "From a client's request to the server's ReadyForQuery, as the pooler sees it (beyond upstream)",
+        ),
+        Histogram::TransactionTime => (
+            "pgagroal_transaction_duration_seconds",
+            "From a transaction's first request to the ReadyForQuery that ends it (beyond upstream)",
+        ),
     }
 }
 
@@ -273,6 +290,9 @@ pub fn families() -> Vec<(&'static str, &'static str)> {
         ("pgagroal_limit", "Limit for a database / user pair"),
         ("pgagroal_limit_awaiting", "Clients waiting for a connection of a database / user pair"),
         ("pgagroal_connection_awaiting", "Clients waiting for a connection"),
+        ("pgagroal_wait_time", "The last client's wait for a connection"),
+        ("pgagroal_client_wait", "Clients waiting for a connection"),
+        ("pgagroal_client_active", "Clients connected"),
     ]);
     all.extend(EVENT_FAMILIES.iter().chain(NETWORK_FAMILIES).map(|(n, _, h)| (*n, *h)));
     all.push(("pgagroal_actor_restarts_total", "Restarts of a crashed or hung actor"));

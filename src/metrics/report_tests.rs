@@ -25,6 +25,8 @@ fn snapshot() -> Snapshot {
             awaiting: 4,
         }],
         awaiting: 5,
+        clients_active: 3,
+        last_wait: 0.25,
         servers: vec![("primary".into(), "Primary"), ("replica".into(), "Failed")],
         counters,
         histograms: Histogram::ALL
@@ -51,6 +53,9 @@ fn every_family_has_help_and_type_and_upstream_labels() {
         "pgagroal_limit{user=\"u\",database=\"db\",type=\"active\"} 1",
         "pgagroal_limit_awaiting{user=\"u\",database=\"db\"} 4",
         "pgagroal_connection_awaiting 5",
+        "pgagroal_client_wait 5",
+        "pgagroal_client_active 3",
+        "pgagroal_wait_time 0.25",
         "pgagroal_connection_get 7",
         "pgagroal_logging_warn 2",
         "pgagroal_failed_servers 1",

@@ -117,6 +117,12 @@ impl<'a> ClientTable<'a> {
         }
     }
 
+    /// Clients connected now: entries whose worker has a client with a
+    /// minted key (for the metrics).
+    pub fn active_clients(&self) -> u64 {
+        self.entries.iter().filter(|e| e.secret.load(Ordering::Relaxed) != 0).count() as u64
+    }
+
     /// The client left (unbind first): its key stops matching.
     pub fn end_client(&self, entry: usize) {
         if let Some(e) = self.entries.get(entry) {

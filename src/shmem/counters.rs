@@ -79,15 +79,25 @@ pub enum Histogram {
     WaitTime,
     /// How long making a new server connection takes (connect and login).
     ConnectTime,
+    /// From a client's request to the server's ReadyForQuery.
+    QueryTime,
+    /// From a transaction's first request to the ReadyForQuery that ends it.
+    TransactionTime,
 }
 
 /// Number of [`Histogram`]s.
-pub const HISTOGRAMS: usize = 3;
+pub const HISTOGRAMS: usize = 5;
 /// Most finite buckets a histogram has.
 pub const MAX_BUCKETS: usize = 17;
 
 impl Histogram {
-    pub const ALL: [Histogram; HISTOGRAMS] = [Histogram::SessionTime, Histogram::WaitTime, Histogram::ConnectTime];
+    pub const ALL: [Histogram; HISTOGRAMS] = [
+        Histogram::SessionTime,
+        Histogram::WaitTime,
+        Histogram::ConnectTime,
+        Histogram::QueryTime,
+        Histogram::TransactionTime,
+    ];
 
     /// Upper bounds of the finite buckets, in seconds.
     pub fn bounds(self) -> &'static [f64] {
@@ -98,6 +108,10 @@ impl Histogram {
             ],
             Histogram::WaitTime => &[0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0],
             Histogram::ConnectTime => &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0],
+            Histogram::QueryTime | Histogram::TransactionTime => &[
+                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                60.0,
+            ],
         }
     }
 }
@@ -126,6 +140,9 @@ pub struct HistogramTotals {
 #[repr(C)]
 pub struct CounterBlock {
     shards: [Shard; SHARDS],
+    /// The last client's wait for a connection, in microseconds (upstream's
+    /// `pgagroal_wait_time`).
+    last_wait_micros: AtomicU64,
 }
 
 impl CounterBlock {
@@ -169,6 +186,9 @@ impl CounterBlock {
             cells[bucket].fetch_add(1, Ordering::Relaxed);
         }
         let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        if h == Histogram::WaitTime {
+            self.last_wait_micros.store(micros, Ordering::Relaxed);
+        }
         cells[MAX_BUCKETS].fetch_add(micros, Ordering::Relaxed);
         cells[MAX_BUCKETS + 1].fetch_add(1, Ordering::Relaxed);
     }
@@ -180,8 +200,14 @@ impl CounterBlock {
         }
     }
 
+    /// The last client's wait for a connection.
+    pub fn last_wait(&self) -> std::time::Duration {
+        std::time::Duration::from_micros(self.last_wait_micros.load(Ordering::Relaxed))
+    }
+
     /// Zero every counter and histogram (`clear prometheus`).
     pub fn clear(&self) {
+        self.last_wait_micros.store(0, Ordering::Relaxed);
         for shard in &self.shards {
             for cell in shard.cells.iter().chain(shard.histograms.iter().flatten()) {
                 cell.store(0, Ordering::Relaxed);
@@ -221,6 +247,12 @@ pub fn enter_process(pid: u32) {
 /// Count one `event`.
 pub fn record(event: Event) {
     add(event, 1);
+}
+
+/// Whether anything is counted in this process (a metrics port is on):
+/// callers that would read the clock only to record skip it otherwise.
+pub fn enabled() -> bool {
+    !INSTALLED.load(Ordering::Relaxed).is_null()
 }
 
 /// Record how long something measured by `h` took.
