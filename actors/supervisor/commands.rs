@@ -61,22 +61,21 @@ impl Supervisor {
             let connections: Vec<ConnectionRow> = table
                 .iter()
                 .map(|(id, slot)| {
-                    let info = slot.info();
+                    let info = slot.info().shown();
                     let state = match info.word.state {
                         SlotState::InUse if slot.flush_marked() => SlotState::Gracefully.name(),
                         other => other.name(),
                     };
                     let fd = self.pooled.get(id.0 as usize).and_then(Option::as_ref).map(|p| p.fd.as_raw_fd());
-                    let made = info.word.state != SlotState::NotInit;
                     ConnectionRow {
                         state,
-                        start_time: if made { info.created_ms / 1000 } else { 0 },
-                        timestamp: if made { info.last_used_ms / 1000 } else { 0 },
+                        start_time: info.created_ms / 1000,
+                        timestamp: info.last_used_ms / 1000,
                         pid: info.word.owner,
                         fd: fd.unwrap_or(-1),
-                        database: if made { info.database } else { String::new() },
-                        user: if made { info.user } else { String::new() },
-                        appname: if made { info.appname } else { String::new() },
+                        database: info.database,
+                        user: info.user,
+                        appname: info.appname,
                     }
                 })
                 .collect();

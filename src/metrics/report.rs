@@ -75,15 +75,13 @@ impl Snapshot {
         let slots = table
             .iter()
             .map(|(id, slot)| {
-                let info = slot.info();
-                let made = info.word.state != SlotState::NotInit;
-                let text = |s: String| if made { s } else { String::new() };
+                let info = slot.info().shown();
                 SlotRow {
                     id: id.0 as usize,
                     state: info.word.state.name(),
-                    user: text(info.user),
-                    database: text(info.database),
-                    appname: text(info.appname),
+                    user: info.user,
+                    database: info.database,
+                    appname: info.appname,
                 }
             })
             .collect();
@@ -125,6 +123,27 @@ impl Snapshot {
             servers,
             counters,
             os,
+        }
+    }
+
+    /// A pool with nothing in it: every family, without samples of its own.
+    fn empty() -> Snapshot {
+        let zero = |h: Histogram| HistogramTotals { cumulative: vec![0; h.bounds().len()], sum_seconds: 0.0, count: 0 };
+        Snapshot {
+            state: 1,
+            pipeline: 0,
+            max_connections: 0,
+            active: 0,
+            total: 0,
+            slots: Vec::new(),
+            limits: Vec::new(),
+            awaiting: 0,
+            clients_active: 0,
+            last_wait: 0.0,
+            servers: Vec::new(),
+            counters: [0; EVENTS],
+            histograms: Histogram::ALL.iter().map(|&h| (h, zero(h))).collect(),
+            os: (String::new(), 0, 0, 0),
         }
     }
 
@@ -273,32 +292,15 @@ fn histogram_family(h: Histogram) -> (&'static str, &'static str) {
     }
 }
 
-/// Every family `render` writes, with its help text, for the HTML overview.
-pub fn families() -> Vec<(&'static str, &'static str)> {
-    let mut all = vec![
-        ("pgagroal_state", "The state of pgagroal"),
-        ("pgagroal_pipeline_mode", "The pipeline mode"),
-        ("pgagroal_server_error", "Error of the server"),
-        ("pgagroal_failed_servers", "The number of failed servers"),
-    ];
-    all.extend(LOG_FAMILIES.iter().map(|(n, _, h)| (*n, *h)));
-    all.extend([
-        ("pgagroal_active_connections", "The number of active connections"),
-        ("pgagroal_total_connections", "The total number of connections"),
-        ("pgagroal_max_connections", "The maximum number of connections"),
-        ("pgagroal_connection", "Connection information"),
-        ("pgagroal_limit", "Limit for a database / user pair"),
-        ("pgagroal_limit_awaiting", "Clients waiting for a connection of a database / user pair"),
-        ("pgagroal_connection_awaiting", "Clients waiting for a connection"),
-        ("pgagroal_wait_time", "The last client's wait for a connection"),
-        ("pgagroal_client_wait", "Clients waiting for a connection"),
-        ("pgagroal_client_active", "Clients connected"),
-    ]);
-    all.extend(EVENT_FAMILIES.iter().chain(NETWORK_FAMILIES).map(|(n, _, h)| (*n, *h)));
-    all.push(("pgagroal_actor_restarts_total", "Restarts of a crashed or hung actor"));
-    all.extend(Histogram::ALL.iter().map(|&h| histogram_family(h)));
-    all.push(("pgagroal_os_info", "The operating system"));
-    all
+/// Every family `render` writes, with its help text (from the `# HELP`
+/// lines of a pool with nothing in it), for the HTML overview.
+pub fn families() -> Vec<(String, String)> {
+    render(&Snapshot::empty())
+        .lines()
+        .filter_map(|l| l.strip_prefix("# HELP "))
+        .filter_map(|l| l.split_once(' '))
+        .map(|(name, help)| (name.to_string(), help.to_string()))
+        .collect()
 }
 
 /// The HTML overview (`GET /`).

@@ -229,6 +229,22 @@ pub struct SlotInfo {
     pub appname: String,
 }
 
+impl SlotInfo {
+    /// As `status details` and the metrics show a slot: one holding no
+    /// connection (NOTINIT) shows no names and no times, whatever its last
+    /// connection left behind.
+    pub fn shown(mut self) -> SlotInfo {
+        if self.word.state == SlotState::NotInit {
+            self.user.clear();
+            self.database.clear();
+            self.appname.clear();
+            self.created_ms = 0;
+            self.last_used_ms = 0;
+        }
+        self
+    }
+}
+
 impl Slot {
     pub fn load(&self) -> Word {
         Word::decode(self.word.load(Ordering::Acquire))
