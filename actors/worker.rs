@@ -79,6 +79,9 @@ pub struct Session<'a> {
     /// When start-up and authentication must be over
     /// (`authentication_timeout` after the client connected).
     pub auth_deadline: Instant,
+    /// The client's `application_name`, packed as slots store it once for
+    /// every connection the session takes.
+    pub appname: pgagroal::shmem::PackedName,
 }
 
 impl Session<'_> {
@@ -231,6 +234,7 @@ fn serve_client(
     }
     let rule = rule.and_then(|r| view.limits.entries.get(r).map(|e| (r, e.max_size)));
     let plan = policy::plan(entry.method, view.creds.known(&startup.user), view.config.main.allow_unknown_users);
+    let appname = pgagroal::shmem::PackedName::new(startup.application_name.as_deref().unwrap_or_default());
     let session = Session {
         config: view.config,
         creds: view.creds,
@@ -244,6 +248,7 @@ fn serve_client(
         transaction: view.config.main.effective_pipeline() == Pipeline::Transaction,
         rule,
         auth_deadline,
+        appname,
     };
     let outcome = authenticate_and_serve(&session, &client, leftover, reuse, plan, &peer);
     pgagroal::shmem::counters::observe(pgagroal::shmem::counters::Histogram::SessionTime, began.elapsed());

@@ -68,7 +68,7 @@ fn find(
                     pgagroal::shmem::counters::record(pgagroal::shmem::counters::Event::ConnectionGet);
                     pgagroal::shmem::counters::observe(Histogram::WaitTime, began.elapsed());
                     if let Some(slot) = s.region.slots().get(conn.id) {
-                        slot.set_appname(&PackedName::new(s.startup.application_name.as_deref().unwrap_or_default()));
+                        slot.set_appname(&s.appname);
                     }
                     return Ok(conn);
                 }
