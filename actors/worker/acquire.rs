@@ -58,7 +58,8 @@ fn find(
     access: &Access,
     entry: Option<usize>,
 ) -> Result<Conn, &'static str> {
-    let began = Instant::now();
+    // The clock is read only when the wait is recorded.
+    let began = pgagroal::shmem::counters::enabled().then(Instant::now);
     let mut wait = Waiting::new(s, entry);
     loop {
         if wait.may_claim() {
@@ -66,7 +67,9 @@ fn find(
                 Claimed::Conn(conn) => {
                     wait.served();
                     pgagroal::shmem::counters::record(pgagroal::shmem::counters::Event::ConnectionGet);
-                    pgagroal::shmem::counters::observe(Histogram::WaitTime, began.elapsed());
+                    if let Some(began) = began {
+                        pgagroal::shmem::counters::observe(Histogram::WaitTime, began.elapsed());
+                    }
                     if let Some(slot) = s.region.slots().get(conn.id) {
                         slot.set_appname(&s.appname);
                     }

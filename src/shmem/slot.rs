@@ -296,10 +296,14 @@ impl Slot {
     }
 
     /// Record the application name of the client taking the connection;
-    /// owner only.
+    /// owner only. Words that already hold the name are not written again:
+    /// a transaction-pipeline client takes the same connection over and
+    /// over, and a store would take the line away from every scanner.
     pub fn set_appname(&self, name: &PackedName) {
         for (cell, w) in self.appname.iter().zip(name.0) {
-            cell.store(w, Ordering::Relaxed);
+            if cell.load(Ordering::Relaxed) != w {
+                cell.store(w, Ordering::Relaxed);
+            }
         }
     }
 
