@@ -174,6 +174,7 @@ fn serve_client(
     pid: i32,
 ) {
     let log = log.new(o!("client" => peer.host()));
+    let _socket = SocketShown::new(view.region, reuse.entry);
     // Accepted non-blocking, with TCP_NODELAY and SO_KEEPALIVE inherited
     // from the listener.
     let client = Sock::adopt(client);
@@ -256,6 +257,31 @@ fn serve_client(
         info!(session.log, "disconnect"; "reason" => outcome);
     } else {
         debug!(session.log, "session ended"; "reason" => outcome);
+    }
+}
+
+/// With metrics on, the worker's client entry says it serves a client
+/// socket (`pgagroal_client_sockets`) for as long as this lives.
+struct SocketShown<'r> {
+    region: &'r Region,
+    entry: Option<usize>,
+}
+
+impl<'r> SocketShown<'r> {
+    fn new(region: &'r Region, entry: Option<usize>) -> Self {
+        let entry = entry.filter(|_| pgagroal::shmem::counters::enabled());
+        if let Some(entry) = entry {
+            region.clients().set_socket(entry, true);
+        }
+        SocketShown { region, entry }
+    }
+}
+
+impl Drop for SocketShown<'_> {
+    fn drop(&mut self) {
+        if let Some(entry) = self.entry {
+            self.region.clients().set_socket(entry, false);
+        }
     }
 }
 

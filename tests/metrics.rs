@@ -84,6 +84,15 @@ fn value(body: &str, series: &str) -> f64 {
         .unwrap_or_else(|| panic!("no sample {series} in\n{body}"))
 }
 
+/// The value of the first sample whose line starts with `prefix`.
+fn first_sample(body: &str, prefix: &str) -> f64 {
+    body.lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit_once(' '))
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or_else(|| panic!("no sample starting {prefix} in\n{body}"))
+}
+
 fn scrape(port: u16) -> String {
     let r = get(port, "/metrics");
     assert_eq!(r.status, 200, "{}", r.body);
@@ -170,6 +179,18 @@ fn counters_move_with_traffic_survive_a_crash_and_clear() {
     assert_eq!(value(&after, "pgagroal_transaction_duration_seconds_count") - timed_tx, 5.0, "{after}");
     assert!(value(&after, "pgagroal_query_duration_seconds_sum") > 0.0);
     assert!(value(&after, "pgagroal_logging_info") > 0.0);
+    // One server connection served all five sessions.
+    let queries_on_0 = format!(
+        "pgagroal_connection_query_count{{id=\"0\",user=\"{MD5_USER}\",database=\"{db}\",application_name=\"\"}}"
+    );
+    assert_eq!(value(&after, &queries_on_0), 5.0, "{after}");
+    let major: f64 = {
+        let mut c = pooler.connect_to(db);
+        first_value(&mut c, "SELECT current_setting('server_version_num')::int / 10000").parse().expect("a version")
+    };
+    assert_eq!(first_sample(&after, "pgagroal_server_version{"), major, "{after}");
+    assert_eq!(first_sample(&after, "pgagroal_server_health{"), 1.0, "{after}");
+    assert_eq!(first_sample(&after, "pgagroal_server_error{"), 0.0, "{after}");
 
     // A held connection and a client waiting for it.
     let mut held = pooler.connect_to(db);
@@ -182,7 +203,9 @@ fn counters_move_with_traffic_survive_a_crash_and_clear() {
             config.connect(postgres::NoTls).map(|_| ())
         })
     };
-    pooler.wait_for(|| value(&scrape(port), "pgagroal_connection_awaiting") == 1.0, "the waiting client shows");
+    // Earlier sessions' workers may still be closing their sockets.
+    let shown = |b: &str| value(b, "pgagroal_connection_awaiting") == 1.0 && value(b, "pgagroal_client_sockets") == 2.0;
+    pooler.wait_for(|| shown(&scrape(port)), "the waiting client shows");
     let body = scrape(port);
     assert_eq!(value(&body, "pgagroal_active_connections"), 1.0);
     assert_eq!(value(&body, "pgagroal_client_wait"), 1.0);
@@ -191,8 +214,19 @@ fn counters_move_with_traffic_survive_a_crash_and_clear() {
         "pgagroal_connection{{id=\"0\",user=\"{MD5_USER}\",database=\"{db}\",application_name=\"\",state=\"in_use\"}}"
     );
     assert_eq!(value(&body, &in_use), 1.0);
+    let pool = format!("{{database=\"{db}\",user=\"{MD5_USER}\"}}");
+    assert_eq!(value(&body, &format!("pgagroal_pool_cl_active{pool}")), 1.0, "{body}");
+    assert_eq!(value(&body, &format!("pgagroal_pool_cl_waiting{pool}")), 1.0, "{body}");
+    assert_eq!(value(&body, &format!("pgagroal_pool_sv_active{pool}")), 1.0, "{body}");
+    assert_eq!(value(&body, &format!("pgagroal_pool_sv_idle{pool}")), 0.0, "{body}");
+    assert!(value(&body, &format!("pgagroal_pool_maxwait_seconds{pool}")) > 0.0, "{body}");
     drop(held);
     waiter.join().expect("waiter").expect("the waiting client got the connection");
+    pooler.wait_for(|| value(&scrape(port), "pgagroal_client_sockets") == 0.0, "every client socket is closed");
+    let served = scrape(port);
+    assert_eq!(value(&served, &format!("pgagroal_pool_cl_waiting{pool}")), 0.0, "{served}");
+    assert_eq!(value(&served, &format!("pgagroal_pool_cl_active{pool}")), 0.0, "{served}");
+    assert_eq!(value(&served, &format!("pgagroal_pool_sv_idle{pool}")), 1.0, "{served}");
 
     // The actor dies; what it reports does not.
     let actor = pooler.wait_for_service("metrics");
@@ -263,6 +297,7 @@ fn tls_scrapes_and_a_301_for_plain_http() {
 const UPSTREAM_COUNTERS: &[&str] = &[
     "pgagroal_server_error",
     "pgagroal_max_connections",
+    "pgagroal_connection_query_count",
     "pgagroal_connection_error",
     "pgagroal_connection_kill",
     "pgagroal_connection_remove",

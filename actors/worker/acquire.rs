@@ -199,6 +199,8 @@ struct Waiting<'s, 'a> {
     /// Futex value read before the last look, so a wake-up in between is not lost.
     seen: u32,
     release_seen: u32,
+    /// The client entry says it waits (metrics on, and it slept once).
+    shown_waiting: bool,
 }
 
 /// Longest sleep between two looks at the client while waiting in line.
@@ -209,7 +211,17 @@ impl<'s, 'a> Waiting<'s, 'a> {
         let timeout = s.config.main.blocking_timeout;
         let deadline = (!timeout.is_zero()).then(|| Instant::now() + timeout);
         let queue = s.rule.map_or(0, |(rule, _)| rule + 1);
-        let mut w = Waiting { s, entry, queue, ticket: None, deadline, attempts: 0, seen: 0, release_seen: 0 };
+        let mut w = Waiting {
+            s,
+            entry,
+            queue,
+            ticket: None,
+            deadline,
+            attempts: 0,
+            seen: 0,
+            release_seen: 0,
+            shown_waiting: false,
+        };
         // Nobody jumps the queue: with others waiting, a newcomer takes a
         // ticket before it looks.
         if w.deadline.is_some() && !s.region.queue(w.queue).is_empty() {
@@ -256,6 +268,18 @@ impl<'s, 'a> Waiting<'s, 'a> {
         }
     }
 
+    /// Before the first sleep, with metrics on: the client entry says since
+    /// when the client waits (for `pgagroal_pool_cl_waiting` and maxwait).
+    fn show_waiting(&mut self) {
+        if !self.shown_waiting
+            && let Some(entry) = self.entry
+            && pgagroal::shmem::counters::enabled()
+        {
+            self.s.region.clients().set_waiting(entry, pgagroal::shmem::pools::monotonic_micros());
+            self.shown_waiting = true;
+        }
+    }
+
     /// Wait for a release; Err when the wait is over without a slot.
     fn sleep(&mut self, client: &Sock) -> Result<(), &'static str> {
         let queue = self.s.region.queue(self.queue);
@@ -265,6 +289,7 @@ impl<'s, 'a> Waiting<'s, 'a> {
             if self.attempts > self.s.config.main.max_retries {
                 return Err("pool full");
             }
+            self.show_waiting();
             std::thread::sleep(Duration::from_millis(1 << self.attempts.min(8)));
             return Ok(());
         };
@@ -282,6 +307,7 @@ impl<'s, 'a> Waiting<'s, 'a> {
             return Err("pool full");
         }
         let left = deadline - now;
+        self.show_waiting();
         match (self.ticket, self.entry) {
             (Some(_), Some(entry)) => queue.wait(entry, self.seen, QUEUE_SLICE.min(left)),
             _ => self.s.region.header().wait_release(self.release_seen, WAIT_SLICE.min(left)),
@@ -298,6 +324,9 @@ impl<'s, 'a> Waiting<'s, 'a> {
 impl Drop for Waiting<'_, '_> {
     fn drop(&mut self) {
         self.leave();
+        if let (true, Some(entry)) = (self.shown_waiting, self.entry) {
+            self.s.region.clients().set_waiting(entry, 0);
+        }
     }
 }
 

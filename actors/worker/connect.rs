@@ -30,6 +30,8 @@ pub struct Started {
     pub cached: Vec<u8>,
     pub backend_pid: i32,
     pub backend_secret: u32,
+    /// The major version in the server's `server_version` report.
+    pub server_version: Option<u32>,
 }
 
 pub fn connect_server(server: &ServerConfig, config: &Config, deadline: Instant) -> std::io::Result<Sock> {
@@ -92,12 +94,18 @@ fn next_message<'b>(sock: &Sock, buf: &'b mut Vec<u8>, deadline: Instant) -> Res
 /// and ReadyForQuery. The ParameterStatus set and BackendKeyData are
 /// returned (a client is greeted with its own version of them).
 fn finish_startup(sock: &Sock, buf: &mut Vec<u8>, deadline: Instant) -> Result<Started, StartupFail> {
-    let mut started = Started { cached: Vec::with_capacity(512), backend_pid: 0, backend_secret: 0 };
+    let mut started =
+        Started { cached: Vec::with_capacity(512), backend_pid: 0, backend_secret: 0, server_version: None };
     loop {
         let f = next_message(sock, buf, deadline).map_err(StartupFail::Io)?;
         let (raw, len) = (f.raw, f.len());
         match backend::parse(&f).map_err(|e| StartupFail::Protocol(e.to_string()))? {
-            BackendMessage::ParameterStatus { .. } => started.cached.extend_from_slice(raw),
+            BackendMessage::ParameterStatus { name, value } => {
+                if name == b"server_version" {
+                    started.server_version = pgagroal::shmem::pools::major_version(value);
+                }
+                started.cached.extend_from_slice(raw);
+            }
             BackendMessage::BackendKeyData { pid, secret } => {
                 let mut four = [0u8; 4];
                 if let Some(first) = secret.get(..4) {

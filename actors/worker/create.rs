@@ -69,11 +69,19 @@ pub fn connect_new(
     let started: Started = match started {
         Ok(started) => {
             pgagroal::shmem::counters::record(pgagroal::shmem::counters::Event::ConnectionSuccess);
+            let server = table.get(conn.id).map_or(0, |slot| slot.server() as usize);
+            if let Some(facts) = pgagroal::shmem::counters::server(server) {
+                facts.connected(conn.server_method as u32, started.server_version);
+            }
             pgagroal::shmem::counters::observe(pgagroal::shmem::counters::Histogram::ConnectTime, began.elapsed());
             started
         }
         Err(failure) => {
             pgagroal::shmem::counters::record(pgagroal::shmem::counters::Event::ConnectionError);
+            let server = table.get(conn.id).map_or(0, |slot| slot.server() as usize);
+            if let Some(facts) = pgagroal::shmem::counters::server(server) {
+                facts.failed();
+            }
             kill(s, conn.id, conn.word, Some(&conn.sock), false);
             return Err(failure);
         }
@@ -147,6 +155,9 @@ fn reach_server(s: &Session<'_>, client: &Sock, claim: Claim) -> Result<Sock, &'
             }
             Err(e) => {
                 warn!(s.log, "cannot connect to server"; "server" => &server.name, "error" => &e);
+                if let Some(facts) = pgagroal::shmem::counters::server(index) {
+                    facts.failed();
+                }
                 let from = [ServerState::Primary, ServerState::NotInit, ServerState::NotInitPrimary];
                 if failover
                     && (states.change(index, &from, ServerState::Failover)

@@ -83,6 +83,13 @@ pub fn serve(s: &Session<'_>, client: &Sock, client_buf: Vec<u8>, reuse: &mut Re
     let key = (s.pid, u32::from_be_bytes(secret).max(1));
     if let Some(entry) = reuse.entry {
         s.region.clients().begin_client(entry, key.1);
+        if pgagroal::shmem::counters::enabled() {
+            let (database, user) = (
+                pgagroal::shmem::PackedName::new(&s.startup.database),
+                pgagroal::shmem::PackedName::new(&s.startup.user),
+            );
+            s.region.clients().set_pool(entry, pgagroal::shmem::counters::intern_pool(&database, &user));
+        }
     }
     let reason = serve_with_key(s, client, client_buf, reuse, &access, key);
     if let Some(entry) = reuse.entry {
@@ -131,8 +138,13 @@ fn serve_with_key(
         disconnect_after: (main.disconnect_client > 0).then(|| Duration::from_secs(main.disconnect_client)),
         force: main.disconnect_client_force,
     };
-    let end = relay::run(client, &conn.sock, client_buf, &mut reuse.buffers, mode);
+    let end = relay::run(client, &conn.sock, client_buf, &mut reuse.buffers, mode, counted(s, &conn));
     finish(s, conn, end, reuse)
+}
+
+/// The connection's slot, where its queries are counted, when metrics are on.
+pub fn counted<'r>(s: &Session<'r>, conn: &Conn) -> Option<&'r pgagroal::shmem::slot::Slot> {
+    pgagroal::shmem::counters::enabled().then(|| s.region.slots().get(conn.id)).flatten()
 }
 
 /// Whether the session reset (`server_reset_query`) returns every setting

@@ -15,6 +15,7 @@ use pgagroal::metrics::latency::Latency;
 use pgagroal::protocol::tracker::{Direction, Tracker};
 use pgagroal::protocol::{encode, sqlstate};
 use pgagroal::shmem::counters::{self, Event, Histogram};
+use pgagroal::shmem::slot::Slot;
 use std::io::ErrorKind;
 
 /// Size of each relay buffer.
@@ -135,9 +136,19 @@ const VIOLATION: &str = "client protocol violation";
 
 const READABLE: libc::c_short = libc::POLLIN | libc::POLLHUP | libc::POLLERR;
 
-pub fn run(client: &Sock, server: &Sock, leftover: Vec<u8>, buffers: &mut Buffers, mode: Mode) -> End {
+/// Relay until the session or transaction ends. `slot` is the server
+/// connection's record, given when metrics are on: the queries it answers
+/// are counted there too.
+pub fn run(
+    client: &Sock,
+    server: &Sock,
+    leftover: Vec<u8>,
+    buffers: &mut Buffers,
+    mode: Mode,
+    slot: Option<&Slot>,
+) -> End {
     let waiter = Waiter { epoll: buffers.epoll.as_mut(), active: false, wakeups: 0 };
-    relay(client, server, leftover, &mut buffers.bufs, waiter, mode)
+    relay(client, server, leftover, &mut buffers.bufs, waiter, mode, slot)
 }
 
 /// Wake-ups after which a session moves from poll(2) to the worker's epoll
@@ -214,6 +225,7 @@ fn relay(
     bufs: &mut [Vec<u8>; 2],
     mut waiter: Waiter<'_>,
     mode: Mode,
+    slot: Option<&Slot>,
 ) -> End {
     let mut up = Pending::default();
     let mut down = Pending::default();
@@ -332,6 +344,11 @@ fn relay(
                     }
                     count(Event::NetworkSent, n as u64);
                     count(Event::Query, st.ready_count - queries);
+                    if let Some(slot) = slot
+                        && st.ready_count != queries
+                    {
+                        slot.count_queries(st.ready_count - queries);
+                    }
                     count(Event::Transaction, st.idle_count - transactions);
                     if let Some(latency) = latency.as_mut()
                         && st.ready_count != queries

@@ -51,7 +51,14 @@ pub fn run(
             }
         };
         pgagroal::fail_point!("worker-mid-transaction");
-        match relay::run(client, &conn.sock, std::mem::take(&mut buf), &mut reuse.buffers, mode) {
+        match relay::run(
+            client,
+            &conn.sock,
+            std::mem::take(&mut buf),
+            &mut reuse.buffers,
+            mode,
+            pool::counted(s, &conn),
+        ) {
             End::Idle { client: ct, server: st } => {
                 let hash = if ct.session_change || st.session_change { params::UNKNOWN } else { s.params.hash() };
                 pool::give_back(s, reuse, conn, Some(hash));

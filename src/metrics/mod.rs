@@ -13,4 +13,5 @@ pub mod cache;
 pub mod exposition;
 pub mod http;
 pub mod latency;
+pub mod pools;
 pub mod report;

@@ -3,10 +3,12 @@
 //! running configuration, rendered as upstream's families.
 
 use super::exposition::{Exposition, Kind};
+use super::pools::PoolRow;
 use crate::config::Config;
 use crate::config::limits::Limits;
 use crate::shmem::Region;
 use crate::shmem::counters::{EVENTS, Event, Histogram, HistogramTotals};
+use crate::shmem::pools::{Health, ServerReport, auth_label, monotonic_micros};
 use crate::shmem::region::shutdown;
 use crate::shmem::servers::ServerState;
 use crate::shmem::slot::SlotState;
@@ -20,6 +22,16 @@ pub struct SlotRow {
     pub user: String,
     pub database: String,
     pub appname: String,
+    /// Queries the connection answered (metrics on).
+    pub queries: u64,
+}
+
+/// One configured server as the server families show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerRow {
+    pub name: String,
+    pub state: ServerState,
+    pub facts: ServerReport,
 }
 
 /// One limits entry as `pgagroal_limit` shows it.
@@ -52,8 +64,12 @@ pub struct Snapshot {
     pub clients_active: u64,
     /// The last client's wait for a connection, in seconds.
     pub last_wait: f64,
-    /// Each server section's name and state.
-    pub servers: Vec<(String, &'static str)>,
+    /// Client sockets workers serve (upstream's `client_sockets`).
+    pub client_sockets: u64,
+    /// Per (database, user) pool.
+    pub pools: Vec<PoolRow>,
+    /// Each server section.
+    pub servers: Vec<ServerRow>,
     pub counters: [u64; EVENTS],
     /// Each histogram, summed.
     pub histograms: Vec<(Histogram, HistogramTotals)>,
@@ -72,7 +88,7 @@ impl Snapshot {
             shutdown::GRACEFUL => 2,
             _ => 3,
         };
-        let slots = table
+        let slots: Vec<SlotRow> = table
             .iter()
             .map(|(id, slot)| {
                 let info = slot.info().shown();
@@ -82,6 +98,7 @@ impl Snapshot {
                     user: info.user,
                     database: info.database,
                     appname: info.appname,
+                    queries: info.queries,
                 }
             })
             .collect();
@@ -101,14 +118,28 @@ impl Snapshot {
             .collect::<Vec<_>>();
         let awaiting = (0..=limits.len()).map(|q| region.queue(q).len()).sum();
         let states = header.servers(config.servers.len());
-        let servers = config.servers.iter().enumerate().map(|(i, s)| (s.name.clone(), states.get(i).name())).collect();
         let block = region.counters();
+        let unknown = ServerReport { errors: 0, health: Health::Unknown, auth: None, version: None };
+        let servers = config
+            .servers
+            .iter()
+            .enumerate()
+            .map(|(i, s)| ServerRow {
+                name: s.name.clone(),
+                state: states.get(i),
+                facts: block.server(i).map_or(unknown, |f| f.report()),
+            })
+            .collect();
+        let sockets = region.clients().sockets();
+        let pools = super::pools::rows(&sockets, |p| block.pools().names(p), &slots, monotonic_micros());
         let mut counters = [0u64; EVENTS];
         for (i, c) in counters.iter_mut().enumerate() {
             *c = block.total_at(i);
         }
         let histograms = Histogram::ALL.iter().map(|&h| (h, block.histogram(h))).collect();
         Snapshot {
+            client_sockets: sockets.len() as u64,
+            pools,
             histograms,
             clients_active: region.clients().active_clients(),
             last_wait: block.last_wait().as_secs_f64(),
@@ -139,6 +170,8 @@ impl Snapshot {
             limits: Vec::new(),
             awaiting: 0,
             clients_active: 0,
+            client_sockets: 0,
+            pools: Vec::new(),
             last_wait: 0.0,
             servers: Vec::new(),
             counters: [0; EVENTS],
@@ -211,13 +244,13 @@ pub fn render(s: &Snapshot) -> String {
         Kind::Gauge,
         s.pipeline,
     );
-    e.family("pgagroal_server_error", "Error of the server", Kind::Counter);
-    for (name, state) in &s.servers {
-        let failed = u64::from(*state == ServerState::Failed.name());
-        e.sample("pgagroal_server_error", &[("name", name), ("state", state)], failed);
-    }
-    let failed = s.servers.iter().filter(|(_, state)| *state == ServerState::Failed.name()).count();
-    e.single("pgagroal_failed_servers", "The number of failed servers", Kind::Gauge, failed);
+    e.single(
+        "pgagroal_server_reset_query_behavior_on_failure",
+        "What happens when server_reset_query fails (0 discard: the connection is always closed)",
+        Kind::Gauge,
+        0,
+    );
+    servers(&mut e, &s.servers);
     for (name, event, help) in LOG_FAMILIES {
         e.single(name, help, Kind::Gauge, s.count(*event));
     }
@@ -236,6 +269,17 @@ pub fn render(s: &Snapshot) -> String {
         ];
         e.sample("pgagroal_connection", &labels, u32::from(slot.state != SlotState::NotInit.name()));
     }
+    e.family("pgagroal_connection_query_count", "Queries a connection has answered", Kind::Counter);
+    for slot in &s.slots {
+        let id = slot.id.to_string();
+        let labels = [
+            ("id", id.as_str()),
+            ("user", slot.user.as_str()),
+            ("database", slot.database.as_str()),
+            ("application_name", slot.appname.as_str()),
+        ];
+        e.sample("pgagroal_connection_query_count", &labels, slot.queries);
+    }
     e.family("pgagroal_limit", "Limit for a database / user pair", Kind::Gauge);
     for l in &s.limits {
         for (kind, value) in [("min", l.min), ("initial", l.initial), ("max", l.max), ("active", l.active)] {
@@ -250,6 +294,9 @@ pub fn render(s: &Snapshot) -> String {
     e.single("pgagroal_wait_time", "The last client's wait for a connection, in seconds", Kind::Gauge, s.last_wait);
     e.single("pgagroal_client_wait", "Clients waiting for a connection", Kind::Gauge, s.awaiting);
     e.single("pgagroal_client_active", "Clients connected", Kind::Gauge, s.clients_active);
+    e.single("pgagroal_client_sockets", "Client sockets being served", Kind::Gauge, s.client_sockets);
+    e.single("pgagroal_self_sockets", "Server connections pgagroal holds open", Kind::Gauge, s.total);
+    pools(&mut e, &s.pools);
     for (name, event, help) in EVENT_FAMILIES {
         e.single(name, help, Kind::Counter, s.count(*event));
     }
@@ -269,6 +316,57 @@ pub fn render(s: &Snapshot) -> String {
     let (major, minor, patch) = (major.to_string(), minor.to_string(), patch.to_string());
     e.sample("pgagroal_os_info", &[("os", os), ("major", &major), ("minor", &minor), ("patch", &patch)], 1);
     e.finish()
+}
+
+/// The server families: upstream's errors, health, version and streaming.
+fn servers(e: &mut Exposition, servers: &[ServerRow]) {
+    e.family("pgagroal_server_error", "New connections to the server that could not be made", Kind::Counter);
+    for s in servers {
+        e.sample("pgagroal_server_error", &[("name", &s.name), ("state", s.state.label())], s.facts.errors);
+    }
+    e.family(
+        "pgagroal_server_streaming",
+        "Whether a standby streams from its primary (-1 primary, 0 no, 1 yes; standbys are not checked)",
+        Kind::Gauge,
+    );
+    for s in servers.iter().filter(|s| s.state == ServerState::Primary) {
+        e.sample("pgagroal_server_streaming", &[("name", &s.name)], -1);
+    }
+    let failed = servers.iter().filter(|s| s.state == ServerState::Failed).count();
+    e.single("pgagroal_failed_servers", "The number of failed servers", Kind::Gauge, failed);
+    e.family(
+        "pgagroal_server_health",
+        "The server's health as the last new connection found it (0 down, 1 up, 2 unknown)",
+        Kind::Gauge,
+    );
+    for s in servers {
+        let health = if s.state == ServerState::Failed { Health::Down } else { s.facts.health };
+        e.sample("pgagroal_server_health", &[("server", &s.name), ("auth", auth_label(s.facts.auth))], health.value());
+    }
+    e.family("pgagroal_server_version", "The PostgreSQL major version of the server", Kind::Gauge);
+    for s in servers {
+        if let Some(version) = s.facts.version {
+            e.sample("pgagroal_server_version", &[("server", &s.name)], version);
+        }
+    }
+}
+
+/// PgBouncer's SHOW POOLS as gauges, per (database, user) (beyond upstream).
+fn pools(e: &mut Exposition, pools: &[PoolRow]) {
+    type Gauge = fn(&PoolRow) -> f64;
+    let families: [(&str, &str, Gauge); 5] = [
+        ("pgagroal_pool_cl_active", "Clients of the pool served or idle between requests", |p| p.cl_active as f64),
+        ("pgagroal_pool_cl_waiting", "Clients of the pool waiting for a server connection", |p| p.cl_waiting as f64),
+        ("pgagroal_pool_sv_active", "Server connections of the pool in use by a client", |p| p.sv_active as f64),
+        ("pgagroal_pool_sv_idle", "Server connections of the pool pooled and free", |p| p.sv_idle as f64),
+        ("pgagroal_pool_maxwait_seconds", "How long the pool's longest-waiting client has waited", |p| p.maxwait),
+    ];
+    for (name, help, value) in families {
+        e.family(name, help, Kind::Gauge);
+        for p in pools {
+            e.sample(name, &[("database", &p.database), ("user", &p.user)], value(p));
+        }
+    }
 }
 
 /// A histogram's family name and help.

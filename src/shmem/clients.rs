@@ -34,6 +34,28 @@ pub struct ClientEntry {
     /// Futex word the worker sleeps on while it waits in the queue for a
     /// connection; bumped to wake it (see [`super::queue`]).
     wake: AtomicU32,
+    /// With metrics on: [`SOCKET`] while the worker serves a client's
+    /// socket, with the client's (database, user) pair in [`super::pools`]
+    /// in the low bits once it is known (0 there: none, or the registry
+    /// full). Written by the worker only.
+    pool: AtomicU32,
+    /// When the client began to wait for a connection, in
+    /// [`super::pools::monotonic_micros`]; 0 while it does not wait.
+    waiting_since: AtomicU64,
+}
+
+/// Flag in [`ClientEntry::pool`]: the worker serves a client socket.
+const SOCKET: u32 = 1 << 31;
+
+/// One client socket as the metrics count it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientView {
+    /// Its pair in [`super::pools`] (0 none or not known yet).
+    pub pool: u32,
+    /// Past start-up and authentication, with a minted key.
+    pub logged_in: bool,
+    /// Since when it waits for a connection (monotonic microseconds).
+    pub waiting_since: Option<u64>,
 }
 
 /// Which server connection serves the client, and how many cancels are on
@@ -105,6 +127,8 @@ impl<'a> ClientTable<'a> {
         for e in self.entries.iter().filter(|e| e.pid.load(Ordering::Acquire) == pid) {
             e.secret.store(0, Ordering::Release);
             e.binding.store(Binding::UNBOUND.encode(), Ordering::Release);
+            e.pool.store(0, Ordering::Relaxed);
+            e.waiting_since.store(0, Ordering::Relaxed);
             e.pid.store(0, Ordering::Release);
         }
         self.wake();
@@ -127,7 +151,46 @@ impl<'a> ClientTable<'a> {
     pub fn end_client(&self, entry: usize) {
         if let Some(e) = self.entries.get(entry) {
             e.secret.store(0, Ordering::Release);
+            e.waiting_since.store(0, Ordering::Relaxed);
         }
+    }
+
+    /// The entry's worker took a client socket (`open`) or is done with it.
+    pub fn set_socket(&self, entry: usize, open: bool) {
+        if let Some(e) = self.entries.get(entry) {
+            e.pool.store(if open { SOCKET } else { 0 }, Ordering::Relaxed);
+        }
+    }
+
+    /// Which (database, user) pair the entry's client came for.
+    pub fn set_pool(&self, entry: usize, pool: u32) {
+        if let Some(e) = self.entries.get(entry) {
+            e.pool.store(SOCKET | (pool & !SOCKET), Ordering::Relaxed);
+        }
+    }
+
+    /// The entry's client waits for a connection from `since` (monotonic
+    /// microseconds; 0 when it stops waiting).
+    pub fn set_waiting(&self, entry: usize, since: u64) {
+        if let Some(e) = self.entries.get(entry) {
+            e.waiting_since.store(since, Ordering::Relaxed);
+        }
+    }
+
+    /// Every client socket a worker serves (recorded with metrics on).
+    pub fn sockets(&self) -> Vec<ClientView> {
+        self.entries
+            .iter()
+            .filter_map(|e| {
+                let pool = e.pool.load(Ordering::Relaxed);
+                let since = e.waiting_since.load(Ordering::Relaxed);
+                (pool & SOCKET != 0).then(|| ClientView {
+                    pool: pool & !SOCKET,
+                    logged_in: e.secret.load(Ordering::Relaxed) != 0,
+                    waiting_since: (since != 0).then_some(since),
+                })
+            })
+            .collect()
     }
 
     /// The client is now served by `slot`. Only the entry's worker binds,

@@ -11,6 +11,8 @@
 //! at hand (the logger) can count too: the region the process runs with is
 //! installed once ([`install`]) and inherited by every forked child.
 
+use super::pools::{POOL_ENTRIES, PoolEntry, PoolTable, ServerFacts};
+use super::slot::PackedName;
 use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 
 /// Shards the counters are spread over.
@@ -143,6 +145,10 @@ pub struct CounterBlock {
     /// The last client's wait for a connection, in microseconds (upstream's
     /// `pgagroal_wait_time`).
     last_wait_micros: AtomicU64,
+    /// The (database, user) pairs of clients, for the per-pool gauges.
+    pools: [PoolEntry; POOL_ENTRIES],
+    /// What the workers learnt about each configured server.
+    servers: [ServerFacts; crate::config::MAX_SERVERS],
 }
 
 impl CounterBlock {
@@ -205,9 +211,20 @@ impl CounterBlock {
         std::time::Duration::from_micros(self.last_wait_micros.load(Ordering::Relaxed))
     }
 
+    /// The registry of clients' (database, user) pairs.
+    pub fn pools(&self) -> PoolTable<'_> {
+        PoolTable::new(&self.pools)
+    }
+
+    /// What is known of the configured server at `index`.
+    pub fn server(&self, index: usize) -> Option<&ServerFacts> {
+        self.servers.get(index)
+    }
+
     /// Zero every counter and histogram (`clear prometheus`).
     pub fn clear(&self) {
         self.last_wait_micros.store(0, Ordering::Relaxed);
+        self.servers.iter().for_each(ServerFacts::clear);
         for shard in &self.shards {
             for cell in shard.cells.iter().chain(shard.histograms.iter().flatten()) {
                 cell.store(0, Ordering::Relaxed);
@@ -269,6 +286,18 @@ fn installed() -> Option<&'static CounterBlock> {
     // dropped, and the region uninstalls it before it unmaps. Every field is
     // an atomic, valid for any bit pattern and only accessed atomically.
     (!block.is_null()).then(|| unsafe { &*block })
+}
+
+/// Register a client's (database, user) pair; its index plus one, or 0
+/// (no metrics, or the registry is full).
+pub fn intern_pool(database: &PackedName, user: &PackedName) -> u32 {
+    installed().map_or(0, |block| block.pools().intern(database, user))
+}
+
+/// What is recorded about the configured server at `index` (None without
+/// metrics).
+pub fn server(index: usize) -> Option<&'static ServerFacts> {
+    installed().and_then(|block| block.server(index))
 }
 
 /// Count `n` of `event`.

@@ -17,6 +17,7 @@
 pub mod auth_kind;
 pub mod clients;
 pub mod counters;
+pub mod pools;
 pub mod queue;
 pub mod region;
 pub mod servers;

@@ -48,6 +48,17 @@ impl ServerState {
         }
     }
 
+    /// As upstream's metrics label it.
+    pub fn label(self) -> &'static str {
+        match self {
+            ServerState::NotInit | ServerState::NotInitPrimary => "not_init",
+            ServerState::Primary => "primary",
+            ServerState::Replica => "replica",
+            ServerState::Failover => "failover",
+            ServerState::Failed => "failed",
+        }
+    }
+
     fn usable(self) -> bool {
         !matches!(self, ServerState::Failover | ServerState::Failed)
     }

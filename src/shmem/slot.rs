@@ -212,6 +212,11 @@ pub struct Slot {
     /// The `application_name` of the client that last took the connection
     /// (for `status details`); written by the owner when it takes it.
     appname: [AtomicU64; NAME_WORDS],
+    /// Queries the connection has answered (`pgagroal_connection_query_count`),
+    /// counted by its owner while metrics are on; zeroed for a new connection.
+    /// On a line of its own with the tail of `appname`, which scanners
+    /// looking for a reusable connection never read.
+    queries: AtomicU64,
 }
 
 /// What a slot holds, read by its owner or by a scanner after an Acquire load.
@@ -227,6 +232,7 @@ pub struct SlotInfo {
     pub user: String,
     pub database: String,
     pub appname: String,
+    pub queries: u64,
 }
 
 impl SlotInfo {
@@ -238,6 +244,7 @@ impl SlotInfo {
             self.user.clear();
             self.database.clear();
             self.appname.clear();
+            self.queries = 0;
             self.created_ms = 0;
             self.last_used_ms = 0;
         }
@@ -293,6 +300,12 @@ impl Slot {
         self.tls_owner.store(0, Ordering::Relaxed);
         self.set_replay(&Replay::default());
         self.set_appname(&PackedName::default());
+        self.queries.store(0, Ordering::Relaxed);
+    }
+
+    /// Count `n` queries answered on the connection; owner only.
+    pub fn count_queries(&self, n: u64) {
+        self.queries.fetch_add(n, Ordering::Relaxed);
     }
 
     /// Record the application name of the client taking the connection;
@@ -461,6 +474,7 @@ impl Slot {
             user: name(&self.user),
             database: name(&self.database),
             appname: name(&self.appname),
+            queries: self.queries.load(Ordering::Relaxed),
         }
     }
 }

@@ -49,3 +49,16 @@ fn names_pack_and_match() {
     assert_eq!((info.user.as_str(), info.database.as_str(), info.backend_pid), ("alice", "app", 42));
     assert_eq!(PackedName::new(&"x".repeat(100)).to_string_lossy().len(), 63);
 }
+
+#[test]
+fn the_query_counter_is_off_the_lines_scanners_read() {
+    let line = |offset: usize| offset / 64;
+    let queries = line(std::mem::offset_of!(Slot, queries));
+    let read_by_scanners = [
+        std::mem::offset_of!(Slot, word),
+        std::mem::offset_of!(Slot, auth),
+        std::mem::offset_of!(Slot, user) + NAME_BYTES - 1,
+        std::mem::offset_of!(Slot, database) + NAME_BYTES - 1,
+    ];
+    assert!(read_by_scanners.iter().all(|&o| line(o) < queries), "{queries}");
+}
