@@ -10,6 +10,7 @@
 //! - [`latency`]: query and transaction latency from the relay's trackers.
 
 pub mod cache;
+pub mod certs;
 pub mod exposition;
 pub mod http;
 pub mod latency;

@@ -2,6 +2,7 @@
 //! memory (slots, wait queues, server states, event counters) and the
 //! running configuration, rendered as upstream's families.
 
+use super::certs::{CertFacts, CertSource};
 use super::exposition::{Exposition, Kind};
 use super::pools::PoolRow;
 use crate::config::Config;
@@ -75,6 +76,10 @@ pub struct Snapshot {
     pub histograms: Vec<(Histogram, HistogramTotals)>,
     /// Operating system name and kernel version.
     pub os: (String, u32, u32, u32),
+    /// The configured certificate files and what they hold.
+    pub certs: Vec<(CertSource, CertFacts)>,
+    /// Seconds since the epoch when the snapshot was taken.
+    pub now_unix: i64,
 }
 
 impl Snapshot {
@@ -137,7 +142,24 @@ impl Snapshot {
             *c = block.total_at(i);
         }
         let histograms = Histogram::ALL.iter().map(|&h| (h, block.histogram(h))).collect();
+        let sources = super::certs::sources(
+            config.main.tls_cert_file.as_deref(),
+            config.main.metrics_cert_file.as_deref(),
+            config.servers.iter().map(|s| (s.name.as_str(), s.tls_cert_file.as_deref())),
+        );
+        let certs = sources
+            .into_iter()
+            .map(|source| {
+                let facts = super::certs::inspect(&source.path);
+                (source, facts)
+            })
+            .collect();
+        let now_unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
         Snapshot {
+            certs,
+            now_unix,
             client_sockets: sockets.len() as u64,
             pools,
             histograms,
@@ -177,6 +199,8 @@ impl Snapshot {
             counters: [0; EVENTS],
             histograms: Histogram::ALL.iter().map(|&h| (h, zero(h))).collect(),
             os: (String::new(), 0, 0, 0),
+            certs: Vec::new(),
+            now_unix: 0,
         }
     }
 
@@ -315,6 +339,7 @@ pub fn render(s: &Snapshot) -> String {
     e.family("pgagroal_os_info", "The operating system", Kind::Gauge);
     let (major, minor, patch) = (major.to_string(), minor.to_string(), patch.to_string());
     e.sample("pgagroal_os_info", &[("os", os), ("major", &major), ("minor", &minor), ("patch", &patch)], 1);
+    super::certs::render(&mut e, &s.certs, s.now_unix);
     e.finish()
 }
 

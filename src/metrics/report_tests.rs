@@ -69,6 +69,8 @@ fn snapshot() -> Snapshot {
             .map(|&h| (h, HistogramTotals { cumulative: vec![1; h.bounds().len()], sum_seconds: 0.5, count: 2 }))
             .collect(),
         os: ("Linux".into(), 6, 1, 0),
+        certs: Vec::new(),
+        now_unix: 0,
     }
 }
 
@@ -103,6 +105,7 @@ fn every_family_has_help_and_type_and_upstream_labels() {
         "pgagroal_server_reset_query_behavior_on_failure 0",
         "pgagroal_connection_query_count{id=\"0\",user=\"u\",database=\"db\",application_name=\"psql\"} 9",
         "pgagroal_client_sockets 4",
+        "pgagroal_certificates_total 0",
         "pgagroal_self_sockets 2",
         "pgagroal_pool_cl_active{database=\"db\",user=\"u\"} 2",
         "pgagroal_pool_cl_waiting{database=\"db\",user=\"u\"} 1",
