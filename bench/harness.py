@@ -31,7 +31,7 @@ from pgbench_run import run_pgbench
 from poolers import PgBouncer, Pgagroal, Profile, TargetError, find_pgbouncer, version_of
 from scraper import Scraper
 
-from runtime import (REPO, MidRunSample, find_pg_bindir, git_info, ignore_signals, interrupt_on_signals, now,
+from runtime import (REPO, MidRunSample, find_pg_bindir, recording_cost, git_info, ignore_signals, interrupt_on_signals, now,
                      print_run, raise_fd_limit, read_cpu_model, read_loadavg, read_meminfo, results_dir,
                      write_outputs)
 
@@ -512,6 +512,8 @@ def main(argv):
     try:
         harness.setup()
         harness.run_workloads()
+        if "select-8-metrics" in args.selected:
+            harness.results["recording_cost"] = recording_cost(harness.bin_dir)
         if not args.skip_memory:
             harness.run_memory()
         harness.results["status"] = "done"

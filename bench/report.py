@@ -76,7 +76,13 @@ def metrics_overhead(results):
     tps, cpu = paired("tps"), paired("cpu_s_per_1k_tx")
     on_med, off_med = on["median"]["pgagroal"], off["median"]["pgagroal"]
     within = tps is not None and cpu is not None and tps >= 0.98 and cpu <= 1.02
-    return {"tps_on_vs_off": tps, "cpu_per_tx_on_vs_off": cpu, "rounds_paired": len(pairs),
+    # The direct measurement: nanoseconds the recording calls take per
+    # transaction, against pgagroal's CPU per transaction with metrics off.
+    ns = (results.get("recording_cost") or {}).get("ns_per_transaction")
+    cpu_off = off_med.get("cpu_s_per_1k_tx")
+    share = ns / (cpu_off * 1e6) if ns and cpu_off else None
+    return {"recording_ns_per_tx": ns, "recording_share_of_cpu": share,
+            "tps_on_vs_off": tps, "cpu_per_tx_on_vs_off": cpu, "rounds_paired": len(pairs),
             "tps_ratio_of_medians": _ratio(on_med["tps"], off_med["tps"]),
             "cpu_ratio_of_medians": _ratio(on_med["cpu_s_per_1k_tx"], off_med["cpu_s_per_1k_tx"]),
             "within_2_percent": within}
@@ -90,7 +96,10 @@ def metrics_overhead_line(results):
             f"rounds' ratios): TPS {_fmt(o['tps_on_vs_off'], '.3f')}x, "
             f"CPU per transaction {_fmt(o['cpu_per_tx_on_vs_off'], '.3f')}x "
             f"({'within' if o['within_2_percent'] else 'NOT within'} 2 %); ratio of the medians: "
-            f"TPS {_fmt(o['tps_ratio_of_medians'], '.3f')}x, CPU {_fmt(o['cpu_ratio_of_medians'], '.3f')}x")
+            f"TPS {_fmt(o['tps_ratio_of_medians'], '.3f')}x, CPU {_fmt(o['cpu_ratio_of_medians'], '.3f')}x; "
+            f"measured directly: {_fmt(o.get('recording_ns_per_tx'), '.0f')} ns per transaction = "
+            f"{_fmt(o.get('recording_share_of_cpu') and 100 * o['recording_share_of_cpu'], '.2f')} % "
+            f"of pgagroal's CPU per transaction")
 
 
 # --- tables -----------------------------------------------------------------

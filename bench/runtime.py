@@ -3,6 +3,7 @@ about the machine and the checkout, the file-descriptor limit, signals, and
 writing the results."""
 
 import datetime
+import json
 import os
 import resource
 import shutil
@@ -146,6 +147,20 @@ def results_dir(args):
         REPO, "bench", "results", datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
     os.makedirs(path, exist_ok=True)
     return path
+
+
+def recording_cost(bin_dir):
+    """What recording metrics costs one transaction, measured directly by
+    the recording_cost example built beside the binaries (bench/run builds
+    it); None when it is not there or fails."""
+    path = os.path.join(bin_dir, "examples", "recording_cost")
+    if not os.access(path, os.X_OK):
+        return None
+    try:
+        out = subprocess.run([path], capture_output=True, text=True, timeout=120, check=True).stdout
+        return json.loads(out)
+    except (subprocess.SubprocessError, OSError, ValueError):
+        return None
 
 
 def write_outputs(results, out_dir):
