@@ -513,7 +513,7 @@ def main(argv):
         harness.setup()
         harness.run_workloads()
         if "select-8-metrics" in args.selected:
-            harness.results["recording_cost"] = recording_cost(harness.bin_dir)
+            harness.results["recording_cost"] = recording_cost(harness.source_bin_dir)
         if not args.skip_memory:
             harness.run_memory()
         harness.results["status"] = "done"
