@@ -27,6 +27,13 @@ pub struct SlotRow {
     pub queries: u64,
 }
 
+impl SlotRow {
+    /// The labels naming the slot's connection, `id` being its id as text.
+    fn labels<'a>(&'a self, id: &'a str) -> [(&'static str, &'a str); 4] {
+        [("id", id), ("user", &self.user), ("database", &self.database), ("application_name", &self.appname)]
+    }
+}
+
 /// One configured server as the server families show it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerRow {
@@ -154,12 +161,9 @@ impl Snapshot {
                 (source, facts)
             })
             .collect();
-        let now_unix = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
         Snapshot {
             certs,
-            now_unix,
+            now_unix: crate::sys::now_secs(),
             client_sockets: sockets.len() as u64,
             pools,
             histograms,
@@ -284,25 +288,14 @@ pub fn render(s: &Snapshot) -> String {
     e.family("pgagroal_connection", "Connection information", Kind::Gauge);
     for slot in &s.slots {
         let id = slot.id.to_string();
-        let labels = [
-            ("id", id.as_str()),
-            ("user", slot.user.as_str()),
-            ("database", slot.database.as_str()),
-            ("application_name", slot.appname.as_str()),
-            ("state", slot.state),
-        ];
+        let [id, user, database, appname] = slot.labels(&id);
+        let labels = [id, user, database, appname, ("state", slot.state)];
         e.sample("pgagroal_connection", &labels, u32::from(slot.state != SlotState::NotInit.name()));
     }
     e.family("pgagroal_connection_query_count", "Queries a connection has answered", Kind::Counter);
     for slot in &s.slots {
         let id = slot.id.to_string();
-        let labels = [
-            ("id", id.as_str()),
-            ("user", slot.user.as_str()),
-            ("database", slot.database.as_str()),
-            ("application_name", slot.appname.as_str()),
-        ];
-        e.sample("pgagroal_connection_query_count", &labels, slot.queries);
+        e.sample("pgagroal_connection_query_count", &slot.labels(&id), slot.queries);
     }
     e.family("pgagroal_limit", "Limit for a database / user pair", Kind::Gauge);
     for l in &s.limits {
