@@ -8,6 +8,7 @@
 use crate::net::{FrameFail, IoFail, Sock, TlsFail};
 use pgagroal::auth::exchange::{ClientExchange, Expect, Failure, Proven, Random, Step};
 use pgagroal::auth::policy::Ask;
+use pgagroal::disconnect::Disconnect;
 use pgagroal::protocol::startup::{self, Startup, StartupError, StartupPacket};
 use pgagroal::protocol::{encode, frontend, sqlstate};
 use pgagroal::shmem::counters::{Event, record};
@@ -41,14 +42,14 @@ pub enum First {
 }
 
 /// Read SSLRequest / GSSENCRequest until a StartupMessage or a
-/// CancelRequest arrives; TLS is offered when `tls` is given. None means the
-/// frontend is done (closed, refused or too slow).
+/// CancelRequest arrives; TLS is offered when `tls` is given. Err says why
+/// the frontend is done (closed, refused or too slow).
 pub fn read_startup(
     mut client: Sock,
     tls: Option<&Arc<rustls::ServerConfig>>,
     deadline: Instant,
     log: &slog::Logger,
-) -> Option<First> {
+) -> Result<First, Disconnect> {
     let mut buf = Vec::with_capacity(512);
     let mut negotiated = 0;
     loop {
@@ -66,36 +67,36 @@ pub fn read_startup(
                                 sqlstate::PROTOCOL_VIOLATION,
                                 "invalid startup packet layout: repeated encryption request",
                             );
-                            return None;
+                            return Err(Disconnect::ClientProtocolViolation);
                         }
                         match (packet, tls) {
                             (StartupPacket::SslRequest, Some(config)) => {
-                                client.write_all(b"S", Some(deadline)).ok()?;
+                                client.write_all(b"S", Some(deadline)).map_err(|_| Disconnect::ClientError)?;
                                 client = match client.accept_tls(config.clone(), deadline) {
                                     Ok(tls) => tls,
                                     Err(TlsFail::Io(IoFail::Timeout)) => {
                                         info!(log, "authentication timeout"; "step" => "TLS handshake");
-                                        return None;
+                                        return Err(Disconnect::AuthTimeout);
                                     }
                                     Err(e) => {
                                         info!(log, "TLS handshake with the client failed"; "error" => %e);
-                                        return None;
+                                        return Err(Disconnect::TlsFailed);
                                     }
                                 };
                             }
                             // GSS encryption is never offered, TLS only when configured.
-                            _ => client.write_all(b"N", Some(deadline)).ok()?,
+                            _ => client.write_all(b"N", Some(deadline)).map_err(|_| Disconnect::ClientError)?,
                         }
                     }
-                    StartupPacket::Cancel { pid, secret } => return Some(First::Cancel { pid, secret }),
+                    StartupPacket::Cancel { pid, secret } => return Ok(First::Cancel { pid, secret }),
                     StartupPacket::Startup(s) => {
                         if s.minor > 0 {
                             let unknown: Vec<&str> =
                                 s.params.iter().map(|(k, _)| k.as_str()).filter(|k| k.starts_with("_pq_.")).collect();
                             let nego = encode::negotiate_protocol_version(startup::PROTOCOL_3_0, &unknown);
-                            client.write_all(&nego, Some(deadline)).ok()?;
+                            client.write_all(&nego, Some(deadline)).map_err(|_| Disconnect::ClientError)?;
                         }
-                        return Some(First::Startup { client, startup: s, leftover: buf });
+                        return Ok(First::Startup { client, startup: s, leftover: buf });
                     }
                 }
             }
@@ -103,16 +104,16 @@ pub fn read_startup(
                 Ok(_) => {}
                 Err(IoFail::Eof) => {
                     debug!(log, "client closed before start-up");
-                    return None;
+                    return Err(Disconnect::LoginAbandoned);
                 }
                 Err(IoFail::Timeout) => {
                     refuse(&client, sqlstate::QUERY_CANCELED, "canceling authentication due to timeout");
                     info!(log, "authentication timeout"; "step" => "waiting for the startup packet");
-                    return None;
+                    return Err(Disconnect::AuthTimeout);
                 }
                 Err(IoFail::Io(e)) => {
                     debug!(log, "client read failed during start-up"; "error" => %e);
-                    return None;
+                    return Err(Disconnect::ClientError);
                 }
             },
             Err(e) => {
@@ -123,7 +124,7 @@ pub fn read_startup(
                 };
                 info!(log, "bad startup packet"; "error" => %e);
                 refuse(&client, code, &e.to_string());
-                return None;
+                return Err(Disconnect::ClientProtocolViolation);
             }
         }
     }
@@ -149,18 +150,18 @@ pub fn read_answer(
     client: &Sock,
     client_buf: &mut Vec<u8>,
     deadline: Instant,
-) -> Result<usize, &'static str> {
+) -> Result<usize, Disconnect> {
     let answer = match client.read_frame(client_buf, frontend::MAX_AUTH_MESSAGE, Some(deadline)) {
         Ok(f) => f,
-        Err(FrameFail::Io(IoFail::Eof)) => return Err("client left during authentication"),
+        Err(FrameFail::Io(IoFail::Eof)) => return Err(Disconnect::LoginAbandoned),
         Err(FrameFail::Io(IoFail::Timeout)) => {
             info!(who.log, "authentication timeout"; "step" => "waiting for the client's password");
             refuse(client, sqlstate::QUERY_CANCELED, "canceling authentication due to timeout");
-            return Err("authentication timeout");
+            return Err(Disconnect::AuthTimeout);
         }
         Err(e) => {
             refuse(client, sqlstate::PROTOCOL_VIOLATION, &format!("invalid authentication response: {e}"));
-            return Err("bad authentication response");
+            return Err(Disconnect::ClientProtocolViolation);
         }
     };
     match answer.tag {
@@ -172,7 +173,7 @@ pub fn read_answer(
                 sqlstate::PROTOCOL_VIOLATION,
                 &format!("expected password response, got message type {tag}"),
             );
-            Err("bad authentication response")
+            Err(Disconnect::ClientProtocolViolation)
         }
     }
 }
@@ -186,14 +187,14 @@ pub fn check(
     ask: Ask,
     expect: Expect,
     deadline: Instant,
-) -> Result<Proven, &'static str> {
+) -> Result<Proven, Disconnect> {
     let mocked = matches!(expect, Expect::Mock(_));
     let (mut exchange, mut step) = ClientExchange::start(ask, who.user, expect, random());
     loop {
         match step {
             Step::Send(bytes) => {
                 if client.write_all(&bytes, Some(deadline)).is_err() {
-                    return Err("client left during authentication");
+                    return Err(Disconnect::LoginAbandoned);
                 }
                 let len = read_answer(who, client, client_buf, deadline)?;
                 let body = client_buf.get(5..len).unwrap_or_default();
@@ -202,7 +203,7 @@ pub fn check(
             }
             Step::Done { send, proven } => {
                 if !send.is_empty() && client.write_all(&send, Some(deadline)).is_err() {
-                    return Err("client left during authentication");
+                    return Err(Disconnect::LoginAbandoned);
                 }
                 record(Event::AuthSuccess);
                 return Ok(proven);
@@ -210,13 +211,13 @@ pub fn check(
             Step::Failed(Failure::WrongPassword) => {
                 record(Event::AuthBadPassword);
                 wrong_password(who, client);
-                return Err(if mocked { "user not served" } else { "wrong password" });
+                return Err(if mocked { Disconnect::UnknownUser } else { Disconnect::AuthFailed });
             }
             Step::Failed(Failure::Protocol(text)) => {
                 record(Event::AuthError);
                 info!(who.log, "client broke the authentication exchange"; "error" => &text);
                 refuse(client, sqlstate::PROTOCOL_VIOLATION, &text);
-                return Err("client protocol violation during authentication");
+                return Err(Disconnect::ClientProtocolViolation);
             }
         }
     }

@@ -129,12 +129,12 @@ fn serve(
     let Ok(client) = Sock::new(fd) else { return };
     let deadline = Instant::now() + settings.config.main.authentication_timeout;
     let (client, startup, mut buf) = match frontend::read_startup(client, tls, deadline, &log) {
-        Some(First::Startup { client, startup, leftover }) => (client, startup, leftover),
-        Some(First::Cancel { .. }) => {
+        Ok(First::Startup { client, startup, leftover }) => (client, startup, leftover),
+        Ok(First::Cancel { .. }) => {
             debug!(log, "a cancel request on the management port");
             return;
         }
-        None => return,
+        Err(_) => return,
     };
     let log = log.new(o!("user" => startup.user.clone()));
     let transport = Transport::Tcp { addr: addr.ip(), tls: client.is_tls() };
@@ -157,7 +157,7 @@ fn serve(
     };
     let who = Who { user: &startup.user, log: &log };
     if let Err(reason) = frontend::check(who, &client, &mut buf, Ask::Scram, expect, deadline) {
-        info!(log, "admin login failed"; "reason" => reason);
+        info!(log, "admin login failed"; "reason" => reason.describe());
         return;
     }
     if client.write_all(&encode::authentication_ok(), Some(deadline)).is_err() {

@@ -28,6 +28,7 @@ use pgagroal::auth::policy::{self, Ask, Plan};
 use pgagroal::auth::scram::ScramSecret;
 use pgagroal::config::limits::Limits;
 use pgagroal::config::{Config, Pipeline};
+use pgagroal::disconnect::Disconnect;
 use pgagroal::hba::{Hba, HbaEntry, Transport};
 use pgagroal::ipc::{Mailbox, Received};
 use pgagroal::msg::worker::{FromWorker, Peer, ToWorker, WorkerPush};
@@ -164,7 +165,8 @@ fn wait_for_client(mailbox: &WorkerMailbox) -> Result<(OwnedFd, Peer), String> {
     }
 }
 
-/// One client, from its first byte to its last.
+/// One client, from its first byte to its last: serve it, then count and
+/// log why it left.
 fn serve_client(
     view: &Context<'_>,
     client: OwnedFd,
@@ -174,26 +176,52 @@ fn serve_client(
     pid: i32,
 ) {
     let log = log.new(o!("client" => peer.host()));
-    let _socket = SocketShown::new(view.region, reuse.entry);
+    let socket = SocketShown::new(view.region, reuse.entry);
     // Accepted non-blocking, with TCP_NODELAY and SO_KEEPALIVE inherited
     // from the listener.
     let client = Sock::adopt(client);
-
     let began = Instant::now();
     let auth_deadline = began + view.config.main.authentication_timeout;
     // No TLS on the Unix socket, as PostgreSQL.
     let tls = view.tls.clients.as_ref().filter(|_| peer.ip().is_some());
-    let (client, mut startup, leftover) = match crate::frontend::read_startup(client, tls, auth_deadline, &log) {
-        Some(First::Startup { client, startup, leftover }) => (client, startup, leftover),
-        Some(First::Cancel { pid, secret }) => {
-            return connect::forward_cancel(view.config, view.region, pid, &secret, &log);
+    let (why, session_log) = match crate::frontend::read_startup(client, tls, auth_deadline, &log) {
+        Ok(First::Startup { client, startup, leftover }) => {
+            let log = log.new(o!("user" => startup.user.clone(), "database" => startup.database.clone()));
+            let why = serve_startup(view, &client, (startup, leftover), &peer, reuse, &log, (pid, began));
+            (why, Some(log))
         }
-        None => return,
+        Ok(First::Cancel { pid, secret }) => {
+            connect::forward_cancel(view.config, view.region, pid, &secret, &log);
+            (Disconnect::CancelRequest, None)
+        }
+        Err(why) => (why, None),
     };
-    let log = log.new(o!("user" => startup.user.clone(), "database" => startup.database.clone()));
+    // Counted while the client entry still shows the socket: whoever waits
+    // for `pgagroal_client_sockets` to fall sees the reason counted.
+    pgagroal::shmem::counters::disconnected(why);
+    drop(socket);
+    match session_log {
+        Some(log) if view.config.main.log_disconnections => info!(log, "disconnect"; "reason" => why.describe()),
+        Some(log) => debug!(log, "session ended"; "reason" => why.describe()),
+        None => debug!(log, "connection ended"; "reason" => why.describe()),
+    }
+}
 
-    let Some(entry) = admit(&client, view.hba, view.region, &peer, &startup, &log) else {
-        return;
+/// Serve a client that has sent its startup packet; returns why it left.
+/// `(pid, began)`: the worker's pid and when the client connected.
+fn serve_startup(
+    view: &Context<'_>,
+    client: &Sock,
+    (mut startup, leftover): (Startup, Vec<u8>),
+    peer: &Peer,
+    reuse: &mut pool::Reuse,
+    log: &slog::Logger,
+    (pid, began): (i32, Instant),
+) -> Disconnect {
+    let auth_deadline = began + view.config.main.authentication_timeout;
+    let entry = match admit(client, view.hba, view.region, peer, &startup, log) {
+        Ok(entry) => entry,
+        Err(why) => return why,
     };
     let states = view.region.header().servers(view.config.servers.len());
     let server = states.primary().or(Some(0)).and_then(|i| view.config.servers.get(i));
@@ -215,8 +243,8 @@ fn serve_client(
                 ParamError::Option(_) => sqlstate::SYNTAX_ERROR,
                 ParamError::Name(_) => sqlstate::UNDEFINED_OBJECT,
             };
-            refuse(&client, code, &e.to_string());
-            return;
+            refuse(client, code, &e.to_string());
+            return Disconnect::StartupRefused;
         }
     };
     // An alias names the real database; the server only ever sees that.
@@ -227,11 +255,11 @@ fn serve_client(
     if [&requested, &startup.database].iter().any(|db| header.is_disabled(&pgagroal::shmem::PackedName::new(db))) {
         info!(log, "database is disabled");
         refuse(
-            &client,
+            client,
             sqlstate::TOO_MANY_CONNECTIONS,
             &format!("connection refused: database \"{requested}\" is disabled"),
         );
-        return;
+        return Disconnect::StartupRefused;
     }
     let rule = rule.and_then(|r| view.limits.entries.get(r).map(|e| (r, e.max_size)));
     let plan = policy::plan(entry.method, view.creds.known(&startup.user), view.config.main.allow_unknown_users);
@@ -242,7 +270,7 @@ fn serve_client(
         tls: view.tls,
         region: view.region,
         mailbox: &view.mailbox,
-        log,
+        log: log.clone(),
         pid,
         startup,
         params,
@@ -251,13 +279,9 @@ fn serve_client(
         auth_deadline,
         appname,
     };
-    let outcome = authenticate_and_serve(&session, &client, leftover, reuse, plan, &peer);
+    let outcome = authenticate_and_serve(&session, client, leftover, reuse, plan, peer);
     pgagroal::shmem::counters::observe(pgagroal::shmem::counters::Histogram::SessionTime, began.elapsed());
-    if session.config.main.log_disconnections {
-        info!(session.log, "disconnect"; "reason" => outcome);
-    } else {
-        debug!(session.log, "session ended"; "reason" => outcome);
-    }
+    outcome
 }
 
 /// With metrics on, the worker's client entry says it serves a client
@@ -294,11 +318,11 @@ fn admit<'h>(
     peer: &Peer,
     s: &Startup,
     log: &slog::Logger,
-) -> Option<&'h HbaEntry> {
+) -> Result<&'h HbaEntry, Disconnect> {
     let shutdown = region.header().shutdown.load(std::sync::atomic::Ordering::Relaxed);
     if shutdown != pgagroal::shmem::region::shutdown::RUNNING {
         refuse(client, sqlstate::CANNOT_CONNECT_NOW, "the connection pool is shutting down");
-        return None;
+        return Err(Disconnect::ShuttingDown);
     }
     let replication =
         s.params.iter().any(|(k, v)| k == "replication" && !matches!(v.as_str(), "false" | "off" | "no" | "0"));
@@ -308,7 +332,7 @@ fn admit<'h>(
             sqlstate::FEATURE_NOT_SUPPORTED,
             "replication connections are not supported through the connection pool",
         );
-        return None;
+        return Err(Disconnect::StartupRefused);
     }
     let transport = match peer.ip() {
         Some(addr) => Transport::Tcp { addr, tls: client.is_tls() },
@@ -323,7 +347,7 @@ fn admit<'h>(
             &format!("no pgagroal_hba.conf entry for {}", describe(peer, s)),
         );
     }
-    entry
+    entry.ok_or(Disconnect::HbaRejected)
 }
 
 fn describe(peer: &Peer, s: &Startup) -> String {
@@ -339,19 +363,19 @@ fn authenticate_and_serve(
     reuse: &mut pool::Reuse,
     plan: Plan,
     peer: &Peer,
-) -> &'static str {
+) -> Disconnect {
     let user = s.startup.user.as_str();
     let access = match plan {
         Plan::Rejected => {
             info!(s.log, "rejected by hba");
             let text = format!("pgagroal_hba.conf rejects connection for {}", describe(peer, &s.startup));
             refuse(client, sqlstate::INVALID_AUTHORIZATION, &text);
-            return "rejected by hba";
+            return Disconnect::HbaRejected;
         }
         Plan::UnknownUser => {
             info!(s.log, "user not served: not in the users file and allow_unknown_users = off");
             refuse(client, sqlstate::INVALID_AUTHORIZATION, &format!("role \"{user}\" does not exist"));
-            return "user not served";
+            return Disconnect::UnknownUser;
         }
         Plan::Mock(ask) => {
             let _ = crate::frontend::check(
@@ -362,11 +386,11 @@ fn authenticate_and_serve(
                 Expect::Mock(s.creds.mock(user)),
                 s.auth_deadline,
             );
-            return "user not served";
+            return Disconnect::UnknownUser;
         }
         Plan::PassThrough { floor } => pool::Access::PassThrough(floor),
         Plan::CheckLikeServer => {
-            let Some(password) = s.creds.server_password(user) else { return "no password for the user" };
+            let Some(password) = s.creds.server_password(user) else { return Disconnect::UnknownUser };
             pool::Access::Pooler { secret: LoginSecret::Password(password.as_str().to_string()), then_check: true }
         }
         Plan::Check(ask) => match check_first(s, client, &mut buf, ask) {
@@ -390,7 +414,7 @@ pub fn vault_expect(s: &Session<'_>, ask: Ask) -> Expect {
 
 /// The pooler's own check before any connection is taken; returns what the
 /// pooler logs in to PostgreSQL with.
-fn check_first(s: &Session<'_>, client: &Sock, buf: &mut Vec<u8>, ask: Ask) -> Result<LoginSecret, &'static str> {
+fn check_first(s: &Session<'_>, client: &Sock, buf: &mut Vec<u8>, ask: Ask) -> Result<LoginSecret, Disconnect> {
     let user = s.startup.user.as_str();
     if let Some(server_password) = s.creds.server_password(user) {
         crate::frontend::check(s.who(), client, buf, ask, vault_expect(s, ask), s.auth_deadline)?;
@@ -421,13 +445,13 @@ fn check_first(s: &Session<'_>, client: &Sock, buf: &mut Vec<u8>, ask: Ask) -> R
                 Expect::Mock(s.creds.mock(user)),
                 s.auth_deadline,
             )?;
-            return Err("wrong password");
+            return Err(Disconnect::AuthFailed);
         }
     };
     match crate::frontend::check(s.who(), client, buf, ask, expect, s.auth_deadline)? {
         Proven::Password(password) => Ok(LoginSecret::Password(password)),
         Proven::ClientKey { client_key, server_key } => Ok(LoginSecret::ClientKey { client_key, server_key }),
-        Proven::Md5 => md5_hash.map(LoginSecret::Md5Hash).ok_or("no secret to log in with"),
-        Proven::Nothing => Err("no secret to log in with"),
+        Proven::Md5 => md5_hash.map(LoginSecret::Md5Hash).ok_or(Disconnect::Internal),
+        Proven::Nothing => Err(Disconnect::Internal),
     }
 }

@@ -6,6 +6,7 @@
 //!
 //! - [`config`]: `pgagroal.conf` (INI dialect or TOML) and command-line file
 //!   resolution, with errors that name file, line, key and expectation.
+//! - [`disconnect`]: the closed set of reasons a client's connection ends.
 //! - [`hba`]: `pgagroal_hba.conf` parsing and first-match lookup.
 //! - [`protocol`]: the PostgreSQL wire codec: the startup packet parser,
 //!   backend message parsing, a frame tracker for relayed byte streams, and
@@ -34,6 +35,7 @@
 pub mod arena;
 pub mod auth;
 pub mod config;
+pub mod disconnect;
 pub mod failpoint;
 pub mod hba;
 pub mod ipc;

@@ -14,6 +14,7 @@ use mio::unix::SourceFd;
 use mio::{Interest, Token};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid};
+use pgagroal::disconnect::Disconnect;
 use pgagroal::ipc::{Mailbox, MailboxError, Received};
 use pgagroal::msg::management::{FromManagement, ToManagement};
 use pgagroal::msg::metrics::{FromMetrics, ToMetrics};
@@ -21,6 +22,7 @@ use pgagroal::msg::pool::PoolAnswer;
 use pgagroal::msg::service::{FromService, ServiceKind, ToService};
 use pgagroal::msg::worker::{FromWorker, Peer, ToWorker};
 use pgagroal::msg::{Down, Lifecycle, LifecycleReply, Never, Outcome, RequestId, Up};
+use pgagroal::shmem::counters;
 use slog::{debug, error, warn};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::time::Instant;
@@ -341,7 +343,12 @@ impl Supervisor {
         }
         let header = self.region.header();
         header.forget_idle(pid);
-        for entry in self.region.clients().entries_of(pid) {
+        let clients = self.region.clients();
+        for entry in clients.entries_of(pid) {
+            // A dead worker could not count why its client left.
+            if abnormal.is_some() && clients.has_socket(entry) {
+                counters::disconnected(Disconnect::WorkerCrashed);
+            }
             self.region.cancel_waits_of(entry);
         }
         header.release_rule_locks(pid);
@@ -352,6 +359,7 @@ impl Supervisor {
             _ => {
                 if let Some(how) = &abnormal {
                     warn!(self.log, "worker ended abnormally"; "worker" => pid, "how" => how);
+                    counters::record(counters::Event::RestartWorker);
                 }
             }
         }

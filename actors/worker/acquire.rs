@@ -12,6 +12,7 @@ use super::reset::{check_alive, settle_reset};
 use super::{Session, refuse};
 use crate::net::Sock;
 use pgagroal::config::Validation;
+use pgagroal::disconnect::Disconnect;
 use pgagroal::protocol::sqlstate;
 use pgagroal::shmem::counters::Histogram;
 use pgagroal::shmem::{AuthKind, Claim, PackedName, Ticket};
@@ -42,7 +43,7 @@ pub fn acquire(
     client_buf: &mut Vec<u8>,
     reuse: &mut Reuse,
     access: &Access,
-) -> Result<Conn, &'static str> {
+) -> Result<Conn, Disconnect> {
     let conn = find(s, client, client_buf, &mut reuse.fds, access, reuse.entry)?;
     if let Some(entry) = reuse.entry {
         s.region.clients().bind(entry, conn.id, conn.word.generation);
@@ -57,7 +58,7 @@ fn find(
     fds: &mut Fds,
     access: &Access,
     entry: Option<usize>,
-) -> Result<Conn, &'static str> {
+) -> Result<Conn, Disconnect> {
     // The clock is read only when the wait is recorded.
     let began = pgagroal::shmem::counters::enabled().then(Instant::now);
     let mut wait = Waiting::new(s, entry);
@@ -84,7 +85,7 @@ fn find(
             }
         }
         if let Err(reason) = wait.sleep(client) {
-            if reason == "pool full" {
+            if reason == Disconnect::PoolFull {
                 info!(s.log, "connection pool is full");
                 pgagroal::shmem::counters::record(pgagroal::shmem::counters::Event::ConnectionTimeout);
                 refuse(client, sqlstate::TOO_MANY_CONNECTIONS, "connection pool is full");
@@ -101,7 +102,7 @@ enum Claimed {
     Conn(Conn),
     /// A slot was taken but its connection could not be made; the client
     /// has been told.
-    Failed(&'static str),
+    Failed(Disconnect),
     /// A pooled connection was dead or one was closed to make room: look again.
     Retry,
     /// Nothing to take.
@@ -281,13 +282,13 @@ impl<'s, 'a> Waiting<'s, 'a> {
     }
 
     /// Wait for a release; Err when the wait is over without a slot.
-    fn sleep(&mut self, client: &Sock) -> Result<(), &'static str> {
+    fn sleep(&mut self, client: &Sock) -> Result<(), Disconnect> {
         let queue = self.s.region.queue(self.queue);
         let Some(deadline) = self.deadline else {
             // blocking_timeout = 0: a few quick retries, then give up.
             self.attempts += 1;
             if self.attempts > self.s.config.main.max_retries {
-                return Err("pool full");
+                return Err(Disconnect::PoolFull);
             }
             self.show_waiting();
             std::thread::sleep(Duration::from_millis(1 << self.attempts.min(8)));
@@ -304,7 +305,7 @@ impl<'s, 'a> Waiting<'s, 'a> {
         let now = Instant::now();
         if now >= deadline {
             self.leave();
-            return Err("pool full");
+            return Err(Disconnect::PoolFull);
         }
         let left = deadline - now;
         self.show_waiting();
@@ -315,7 +316,7 @@ impl<'s, 'a> Waiting<'s, 'a> {
         let mut fds = [libc::pollfd { fd: client.raw(), events: libc::POLLIN, revents: 0 }];
         if crate::net::poll(&mut fds, 0).unwrap_or(0) > 0 && !client.idle_and_open() {
             self.leave();
-            return Err("client left while waiting");
+            return Err(Disconnect::WaitAbandoned);
         }
         Ok(())
     }

@@ -6,6 +6,7 @@ use super::Session;
 use crate::frontend;
 use crate::net::Sock;
 use pgagroal::auth::{ct::ct_eq, sasl};
+use pgagroal::disconnect::Disconnect;
 use pgagroal::shmem::{AuthKind, Replay};
 use sha2::{Digest, Sha256};
 use std::time::Instant;
@@ -20,14 +21,14 @@ pub fn replay(
     kind: AuthKind,
     stored: Replay,
     deadline: Instant,
-) -> Result<(), &'static str> {
+) -> Result<(), Disconnect> {
     let request = match kind {
         AuthKind::PassThroughPassword => sasl::authentication_cleartext_password().to_vec(),
         AuthKind::PassThroughMd5 => sasl::authentication_md5_password(stored.md5_salt).to_vec(),
         _ => return Ok(()),
     };
     if client.write_all(&request, Some(deadline)).is_err() {
-        return Err("client left during authentication");
+        return Err(Disconnect::LoginAbandoned);
     }
     let len = frontend::read_answer(s.who(), client, client_buf, deadline)?;
     let digest: [u8; 32] = Sha256::digest(&client_buf[..len]).into();
@@ -36,6 +37,6 @@ pub fn replay(
         Ok(())
     } else {
         frontend::wrong_password(s.who(), client);
-        Err("wrong password")
+        Err(Disconnect::AuthFailed)
     }
 }

@@ -11,6 +11,7 @@ use crate::net::{FrameFail, Sock};
 use pgagroal::auth::login::{LoginError, LoginSecret, LoginStep, ServerLogin};
 use pgagroal::auth::policy::{self, Floor};
 use pgagroal::config::{Config, ServerConfig};
+use pgagroal::disconnect::Disconnect;
 use pgagroal::protocol::backend::{self, BackendMessage, auth_code};
 use pgagroal::protocol::frame::{self, Frame};
 use pgagroal::protocol::{encode, sqlstate};
@@ -78,11 +79,11 @@ pub fn open_server(s: &Session<'_>, index: usize, server: &ServerConfig, deadlin
 }
 
 /// What the client is sent for a server's start-up failure.
-pub fn server_failure(client: &Sock, to_client: &mut Vec<u8>, e: &FrameFail) -> &'static str {
+pub fn server_failure(client: &Sock, to_client: &mut Vec<u8>, e: &FrameFail) -> Disconnect {
     let text = format!("server connection failed during start-up: {e}");
     encode::append_error_response(to_client, "FATAL", sqlstate::CONNECTION_FAILURE, &text);
     let _ = client.write_all(to_client, Some(Instant::now() + Duration::from_secs(1)));
-    "server failed during start-up"
+    Disconnect::ServerLoginFailed
 }
 
 /// Read the server's next whole message into `buf`.
@@ -230,7 +231,7 @@ pub fn relay_login(
     conn: &mut Conn,
     floor: Floor,
     deadline: Instant,
-) -> Result<Started, &'static str> {
+) -> Result<Started, Disconnect> {
     let user = s.startup.user.as_str();
     // Only user and database: the client's settings are applied afterwards
     // (see settings.rs), so that RESET ALL returns the server's defaults.
@@ -252,7 +253,7 @@ pub fn relay_login(
             Err(e) => {
                 encode::append_error_response(&mut to_client, "FATAL", sqlstate::PROTOCOL_VIOLATION, &e.to_string());
                 let _ = client.write_all(&to_client, Some(deadline));
-                return Err("server protocol violation");
+                return Err(Disconnect::ServerError);
             }
         };
         let BackendMessage::Authentication { code, data } = message else {
@@ -262,14 +263,14 @@ pub fn relay_login(
             let refused = matches!(message, BackendMessage::ErrorResponse(_));
             to_client.extend_from_slice(&buf[..len]);
             let _ = client.write_all(&to_client, Some(deadline));
-            return Err(if refused { "server refused" } else { "server protocol violation" });
+            return Err(if refused { Disconnect::ServerLoginFailed } else { Disconnect::ServerError });
         };
         if first.is_none() {
             first = Some(code);
             if !policy::can_relay(code) {
                 info!(s.log, "server asked for an unsupported authentication method"; "code" => code);
                 refuse(client, sqlstate::INVALID_AUTHORIZATION, "unsupported security model");
-                return Err("unsupported authentication");
+                return Err(Disconnect::ServerLoginFailed);
             }
             if !floor.admits(code) {
                 info!(s.log, "server asks for less than the hba line demands"; "server_request" => code);
@@ -282,7 +283,7 @@ pub fn relay_login(
                         floor.name()
                     ),
                 );
-                return Err("hba method not met by the server");
+                return Err(Disconnect::HbaRejected);
             }
             let kind = policy::pass_through_kind(code);
             conn.auth = kind;
@@ -305,7 +306,7 @@ pub fn relay_login(
                 to_client.extend_from_slice(&buf[..len]);
                 buf.drain(..len);
                 if client.write_all(&to_client, Some(deadline)).is_err() {
-                    return Err("client left during authentication");
+                    return Err(Disconnect::LoginAbandoned);
                 }
                 to_client.clear();
                 let answer = crate::frontend::read_answer(s.who(), client, client_buf, deadline)?;
@@ -320,7 +321,7 @@ pub fn relay_login(
             other => {
                 info!(s.log, "server asked for an unsupported authentication method"; "code" => other);
                 refuse(client, sqlstate::INVALID_AUTHORIZATION, "unsupported security model");
-                return Err("unsupported authentication");
+                return Err(Disconnect::ServerLoginFailed);
             }
         }
     }
@@ -329,7 +330,7 @@ pub fn relay_login(
     match finish_startup(&conn.sock, &mut buf, deadline) {
         Ok(started) => {
             if !to_client.is_empty() && client.write_all(&to_client, Some(deadline)).is_err() {
-                return Err("client left during start-up");
+                return Err(Disconnect::LoginAbandoned);
             }
             Ok(started)
         }
@@ -337,7 +338,7 @@ pub fn relay_login(
             info!(s.log, "server start-up failed"; "reason" => fail.describe());
             to_client.extend_from_slice(&fail.for_client());
             let _ = client.write_all(&to_client, Some(deadline));
-            Err("server failed during start-up")
+            Err(Disconnect::ServerLoginFailed)
         }
     }
 }

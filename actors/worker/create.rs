@@ -8,6 +8,7 @@ use super::connect::{self, Started};
 use super::pool::{Access, Conn, kill};
 use super::{Session, refuse};
 use crate::net::Sock;
+use pgagroal::disconnect::Disconnect;
 use pgagroal::protocol::sqlstate;
 use pgagroal::shmem::{AuthKind, Claim, PackedName, Replay, SlotState};
 use slog::{debug, info, warn};
@@ -20,7 +21,7 @@ pub fn connect_new(
     client_buf: &mut Vec<u8>,
     claim: Claim,
     access: &Access,
-) -> Result<Conn, &'static str> {
+) -> Result<Conn, Disconnect> {
     let table = s.region.slots();
     let began = Instant::now();
     let sock = match reach_server(s, client, claim) {
@@ -61,7 +62,7 @@ pub fn connect_new(
                 Err(fail) => {
                     warn!(s.log, "the pooler's login to the server failed"; "reason" => fail.describe());
                     let _ = client.write_all(&fail.for_client(), Some(Instant::now() + Duration::from_secs(1)));
-                    Err("server login failed")
+                    Err(Disconnect::ServerLoginFailed)
                 }
             }
         }
@@ -104,7 +105,7 @@ pub fn connect_new(
             warn!(s.log, "slot changed during connection set-up"; "slot" => conn.id.0, "error" => %e);
             refuse(client, sqlstate::INTERNAL_ERROR, "connection slot was reclaimed during set-up");
             conn.sock.shutdown();
-            return Err("slot lost");
+            return Err(Disconnect::Internal);
         }
     }
     debug!(s.log, "new server connection"; "slot" => conn.id.0, "backend_pid" => started.backend_pid);
@@ -118,14 +119,14 @@ pub fn connect_new(
 /// `failover_script`) and the client, like every client while the failover
 /// runs, is refused with 53300 `server failover`. The slot records the
 /// server; the client has been told of any failure.
-fn reach_server(s: &Session<'_>, client: &Sock, claim: Claim) -> Result<Sock, &'static str> {
+fn reach_server(s: &Session<'_>, client: &Sock, claim: Claim) -> Result<Sock, Disconnect> {
     use pgagroal::shmem::servers::{self, ServerState};
     let states = s.region.header().servers(s.config.servers.len());
     let now = states.all();
     let failover = s.config.main.failover;
     if failover && now.contains(&ServerState::Failover) {
         refuse(client, sqlstate::TOO_MANY_CONNECTIONS, "server failover");
-        return Err("server failover");
+        return Err(Disconnect::ServerUnavailable);
     }
     let mut order = servers::candidates(&now);
     if order.is_empty() {
@@ -133,7 +134,7 @@ fn reach_server(s: &Session<'_>, client: &Sock, claim: Claim) -> Result<Sock, &'
     }
     let Some(&last) = order.last() else {
         refuse(client, sqlstate::CONNECTION_FAILURE, "no server is available");
-        return Err("no server");
+        return Err(Disconnect::ServerUnavailable);
     };
     for index in order {
         let Some(server) = s.config.servers.get(index) else { continue };
@@ -165,15 +166,15 @@ fn reach_server(s: &Session<'_>, client: &Sock, claim: Claim) -> Result<Sock, &'
                 {
                     warn!(s.log, "server unreachable: failover"; "server" => &server.name);
                     refuse(client, sqlstate::TOO_MANY_CONNECTIONS, "server failover");
-                    return Err("server failover");
+                    return Err(Disconnect::ServerUnavailable);
                 }
                 if index == last {
                     refuse(client, sqlstate::CONNECTION_FAILURE, &e);
-                    return Err("server unreachable");
+                    return Err(Disconnect::ServerUnavailable);
                 }
             }
         }
     }
     refuse(client, sqlstate::CONNECTION_FAILURE, "no server is available");
-    Err("no server")
+    Err(Disconnect::ServerUnavailable)
 }

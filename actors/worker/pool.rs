@@ -12,6 +12,7 @@ use super::{HOUSEKEEPING_TIMEOUT, Session};
 use crate::net::Sock;
 use pgagroal::auth::login::LoginSecret;
 use pgagroal::auth::policy::{self, Floor};
+use pgagroal::disconnect::Disconnect;
 use pgagroal::protocol::{encode, params};
 use pgagroal::shmem::servers::ServerState;
 use pgagroal::shmem::{AuthKind, AuthKinds, Region, Replay, SlotId, SlotState, Word};
@@ -77,7 +78,7 @@ impl Access {
 }
 
 /// Serve the client from start to end; returns why the session ended.
-pub fn serve(s: &Session<'_>, client: &Sock, client_buf: Vec<u8>, reuse: &mut Reuse, access: Access) -> &'static str {
+pub fn serve(s: &Session<'_>, client: &Sock, client_buf: Vec<u8>, reuse: &mut Reuse, access: Access) -> Disconnect {
     let mut secret = [0u8; 4];
     pgagroal::sys::fill_random(&mut secret);
     let key = (s.pid, u32::from_be_bytes(secret).max(1));
@@ -105,7 +106,7 @@ fn serve_with_key(
     reuse: &mut Reuse,
     access: &Access,
     key: (i32, u32),
-) -> &'static str {
+) -> Disconnect {
     let conn = match super::acquire::acquire(s, client, &mut client_buf, reuse, access) {
         Ok(conn) => conn,
         Err(reason) => return reason,
@@ -164,7 +165,7 @@ fn admit_on(
     client_buf: &mut Vec<u8>,
     conn: Conn,
     access: &Access,
-) -> Result<Conn, (&'static str, Conn)> {
+) -> Result<Conn, (Disconnect, Conn)> {
     if conn.client_authenticated {
         return Ok(conn);
     }
@@ -216,7 +217,7 @@ fn greet(
     conn: Conn,
     reported: &[(String, String)],
     key: (i32, u32),
-) -> Result<Conn, (&'static str, Conn)> {
+) -> Result<Conn, (Disconnect, Conn)> {
     let mut out = Vec::with_capacity(conn.startup.len() + 32);
     if !conn.client_authenticated {
         out.extend_from_slice(&encode::authentication_ok());
@@ -227,7 +228,7 @@ fn greet(
         slot.touch(pgagroal::sys::now_ms());
     }
     if client.write_all(&out, Some(Instant::now() + HOUSEKEEPING_TIMEOUT)).is_err() {
-        return Err(("client left during start-up", conn));
+        return Err((Disconnect::LoginAbandoned, conn));
     }
     debug!(s.log, "session on pooled connection"; "slot" => conn.id.0);
     Ok(conn)
@@ -242,7 +243,7 @@ pub fn settings_failed(
     reuse: &mut Reuse,
     conn: Conn,
     failure: settings::Failure,
-) -> &'static str {
+) -> Disconnect {
     debug!(s.log, "settings could not be applied to the connection"; "slot" => conn.id.0);
     let _ = client.write_all(failure.for_client(), Some(Instant::now() + Duration::from_secs(1)));
     if failure.is_broken() {
@@ -251,7 +252,7 @@ pub fn settings_failed(
     } else {
         give_back(s, reuse, conn, None);
     }
-    "settings refused by the server"
+    Disconnect::SettingsRefused
 }
 
 /// Return a clean slot: IN_USE -> FREE, recording the settings it holds
@@ -313,10 +314,10 @@ pub fn give_back(s: &Session<'_>, reuse: &mut Reuse, conn: Conn, params: Option<
 }
 
 /// After the relay: reset and return the connection, or terminate it.
-pub fn finish(s: &Session<'_>, conn: Conn, end: End, reuse: &mut Reuse) -> &'static str {
+pub fn finish(s: &Session<'_>, conn: Conn, end: End, reuse: &mut Reuse) -> Disconnect {
     match end {
         End::Client { how, client, mut server, clean } => {
-            if how == relay::DISCONNECTED_FORCE && server.ready_count < client.sync_points {
+            if how == Disconnect::SessionTimeout && server.ready_count < client.sync_points {
                 // Stop what the backend runs before waiting for its answers.
                 super::connect::cancel_slot(s.config, s.region, conn.id, conn.word.generation, &s.log);
             }
@@ -356,7 +357,7 @@ pub fn finish(s: &Session<'_>, conn: Conn, end: End, reuse: &mut Reuse) -> &'sta
         End::Idle { .. } | End::Server(_) => {
             let reason = match end {
                 End::Server(reason) => reason,
-                _ => "relay stopped between transactions",
+                _ => Disconnect::Internal,
             };
             unbind(s, reuse.entry);
             kill(s, conn.id, conn.word, Some(&conn.sock), false);

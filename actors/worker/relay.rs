@@ -11,6 +11,7 @@
 //! (PR_SET_PDEATHSIG).
 
 use crate::net::{Epoll, Sock, poll};
+use pgagroal::disconnect::Disconnect;
 use pgagroal::metrics::latency::Latency;
 use pgagroal::protocol::tracker::{Direction, Tracker};
 use pgagroal::protocol::{encode, sqlstate};
@@ -26,9 +27,9 @@ pub enum End {
     /// The client left; the trackers tell whether the server side is clean.
     /// `clean` is false when the client broke the protocol, after which the
     /// server may hold part of a message.
-    Client { how: &'static str, client: Tracker, server: Tracker, clean: bool },
+    Client { how: Disconnect, client: Tracker, server: Tracker, clean: bool },
     /// The server connection failed or closed.
-    Server(&'static str),
+    Server(Disconnect),
     /// With [`Mode::stop_at_idle`]: the transaction is over, the server idle
     /// and nothing is owed either way.
     Idle { client: Tracker, server: Tracker },
@@ -48,10 +49,6 @@ pub struct Mode {
     pub disconnect_after: Option<std::time::Duration>,
     pub force: bool,
 }
-
-/// Why `disconnect_client` ends a session.
-pub const DISCONNECTED_IDLE: &str = "disconnect_client: idle too long";
-pub const DISCONNECTED_FORCE: &str = "disconnect_client_force: connected too long";
 
 /// The relay's two buffers, allocated once per worker and reused by every
 /// session; their capacity is not initialised up front. A direction takes
@@ -130,9 +127,6 @@ impl Pending {
         Ok(())
     }
 }
-
-/// Why a session ends when the client sends a malformed message.
-const VIOLATION: &str = "client protocol violation";
 
 const READABLE: libc::c_short = libc::POLLIN | libc::POLLHUP | libc::POLLERR;
 
@@ -234,7 +228,7 @@ fn relay(
     } else {
         (Tracker::new(Direction::Frontend), Tracker::new(Direction::Backend))
     };
-    let mut leaving: Option<&'static str> = None;
+    let mut leaving: Option<Disconnect> = None;
     let started = std::time::Instant::now();
     // Query and transaction latency, when metrics are on.
     let mut latency = pgagroal::shmem::counters::enabled().then(|| Latency::new(0, 0));
@@ -257,20 +251,20 @@ fn relay(
         if let Some(how) = leaving
             && up.is_empty()
         {
-            return End::Client { how, client: ct, server: st, clean: how != VIOLATION };
+            return End::Client { how, client: ct, server: st, clean: how != Disconnect::ClientProtocolViolation };
         }
         if up.flush(bufs, server).is_err() {
-            return End::Server("server connection failed");
+            return End::Server(Disconnect::ServerError);
         }
         if down.flush(bufs, client).is_err() {
-            return End::Client { how: "client connection failed", client: ct, server: st, clean: true };
+            return End::Client { how: Disconnect::ClientError, client: ct, server: st, clean: true };
         }
         // TLS records waiting for the socket go out first.
         if flush_tls(server).is_err() {
-            return End::Server("server connection failed");
+            return End::Server(Disconnect::ServerError);
         }
         if flush_tls(client).is_err() {
-            return End::Client { how: "client connection failed", client: ct, server: st, clean: true };
+            return End::Client { how: Disconnect::ClientError, client: ct, server: st, clean: true };
         }
         if mode.stop_at_idle
             && leaving.is_none()
@@ -306,12 +300,12 @@ fn relay(
             && leaving.is_none()
         {
             let (how, code) = if mode.force {
-                (DISCONNECTED_FORCE, sqlstate::ADMIN_SHUTDOWN)
+                (Disconnect::SessionTimeout, sqlstate::ADMIN_SHUTDOWN)
             } else {
-                (DISCONNECTED_IDLE, sqlstate::IDLE_SESSION_TIMEOUT)
+                (Disconnect::IdleTimeout, sqlstate::IDLE_SESSION_TIMEOUT)
             };
             if down.is_empty() && st.at_boundary() {
-                let text = format!("terminating connection: {how}");
+                let text = format!("terminating connection: {}", how.describe());
                 let _ = client.write_all(
                     &encode::error_response("FATAL", code, &text),
                     Some(now + std::time::Duration::from_secs(1)),
@@ -327,7 +321,7 @@ fn relay(
         } else {
             match waiter.wait(client, server, want, timeout_ms) {
                 Ok(ready) => ready,
-                Err(_) => return End::Server("waiting on the sockets failed"),
+                Err(_) => return End::Server(Disconnect::Internal),
             }
         };
         if ready[0] & READABLE != 0 || ready[1] & READABLE != 0 {
@@ -336,11 +330,11 @@ fn relay(
 
         if ready[1] & READABLE != 0 && down.is_empty() {
             match down.fill(bufs, &up, server) {
-                Ok(0) => return End::Server("server closed the connection"),
+                Ok(0) => return End::Server(Disconnect::ServerClosed),
                 Ok(n) => {
                     let (queries, transactions) = (st.ready_count, st.idle_count);
                     if st.scan(down.bytes(bufs)).is_err() {
-                        return End::Server("server protocol violation");
+                        return End::Server(Disconnect::ServerError);
                     }
                     count(Event::NetworkSent, n as u64);
                     count(Event::Query, st.ready_count - queries);
@@ -360,17 +354,17 @@ fn relay(
                         }
                     }
                     if down.flush(bufs, client).is_err() {
-                        return End::Client { how: "client connection failed", client: ct, server: st, clean: true };
+                        return End::Client { how: Disconnect::ClientError, client: ct, server: st, clean: true };
                     }
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => {}
-                Err(_) => return End::Server("server connection failed"),
+                Err(_) => return End::Server(Disconnect::ServerError),
             }
         }
 
         if ready[0] & READABLE != 0 && up.is_empty() && leaving.is_none() {
             match up.fill(bufs, &down, client) {
-                Ok(0) => leaving = Some("client closed the connection"),
+                Ok(0) => leaving = Some(Disconnect::ClientClosed),
                 Ok(n) => {
                     count(Event::NetworkReceived, n as u64);
                     let requests = ct.sync_points;
@@ -382,11 +376,11 @@ fn relay(
                     }
                     up.truncate(bufs, keep);
                     if up.flush(bufs, server).is_err() {
-                        return End::Server("server connection failed");
+                        return End::Server(Disconnect::ServerError);
                     }
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => {}
-                Err(_) => leaving = Some("client connection failed"),
+                Err(_) => leaving = Some(Disconnect::ClientError),
             }
         }
     }
@@ -411,11 +405,11 @@ fn flush_tls(sock: &Sock) -> Result<(), ()> {
 
 /// Follow client bytes; returns how many of them are to be forwarded (a
 /// Terminate and anything after it, or a malformed message, are not).
-fn accept_client_bytes(ct: &mut Tracker, bytes: &[u8], leaving: &mut Option<&'static str>, client: &Sock) -> usize {
+fn accept_client_bytes(ct: &mut Tracker, bytes: &[u8], leaving: &mut Option<Disconnect>, client: &Sock) -> usize {
     match ct.scan(bytes) {
         Ok(None) => bytes.len(),
         Ok(Some(terminate_at)) => {
-            *leaving = Some("client sent Terminate");
+            *leaving = Some(Disconnect::ClientTerminate);
             terminate_at
         }
         Err(e) => {
@@ -424,7 +418,7 @@ fn accept_client_bytes(ct: &mut Tracker, bytes: &[u8], leaving: &mut Option<&'st
                 &encode::error_response("FATAL", sqlstate::PROTOCOL_VIOLATION, &message),
                 Some(std::time::Instant::now() + std::time::Duration::from_secs(1)),
             );
-            *leaving = Some(VIOLATION);
+            *leaving = Some(Disconnect::ClientProtocolViolation);
             e.offset
         }
     }

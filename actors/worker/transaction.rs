@@ -14,6 +14,7 @@ use super::pool::{self, Access, Conn, Reuse};
 use super::relay::{self, End};
 use super::{Session, settings};
 use crate::net::{IoFail, Sock};
+use pgagroal::disconnect::Disconnect;
 use pgagroal::protocol::frontend::TERMINATE;
 use pgagroal::protocol::params;
 
@@ -25,7 +26,7 @@ pub fn run(
     reuse: &mut Reuse,
     access: &Access,
     conn: Conn,
-) -> &'static str {
+) -> Disconnect {
     let mode = relay::Mode { stop_at_idle: true, inspect: true, disconnect_after: None, force: false };
     // A client that has logged in and sent nothing yet holds no connection.
     let mut current = if buf.is_empty() {
@@ -42,7 +43,7 @@ pub fn run(
                     return reason;
                 }
                 if buf.first() == Some(&TERMINATE) {
-                    return "client sent Terminate";
+                    return Disconnect::ClientTerminate;
                 }
                 match checkout(s, client, &mut buf, reuse, access) {
                     Ok(conn) => conn,
@@ -69,14 +70,14 @@ pub fn run(
 }
 
 /// Wait for the client's next bytes (no connection is held meanwhile).
-fn next_request(client: &Sock, buf: &mut Vec<u8>) -> Result<(), &'static str> {
+fn next_request(client: &Sock, buf: &mut Vec<u8>) -> Result<(), Disconnect> {
     loop {
         match client.read_some(buf, None) {
             Ok(_) if !buf.is_empty() => return Ok(()),
             Ok(_) => {}
-            Err(IoFail::Eof) => return Err("client closed the connection"),
+            Err(IoFail::Eof) => return Err(Disconnect::ClientClosed),
             Err(IoFail::Timeout) => {}
-            Err(IoFail::Io(_)) => return Err("client connection failed"),
+            Err(IoFail::Io(_)) => return Err(Disconnect::ClientError),
         }
     }
 }
@@ -88,7 +89,7 @@ fn checkout(
     buf: &mut Vec<u8>,
     reuse: &mut Reuse,
     access: &Access,
-) -> Result<Conn, &'static str> {
+) -> Result<Conn, Disconnect> {
     let conn = super::acquire::acquire(s, client, buf, reuse, access)?;
     match settings::bring_in_line(s, &conn) {
         Ok(_) => Ok(conn),

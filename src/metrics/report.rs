@@ -7,6 +7,7 @@ use super::exposition::{Exposition, Kind};
 use super::pools::PoolRow;
 use crate::config::Config;
 use crate::config::limits::Limits;
+use crate::disconnect::{DISCONNECTS, Disconnect};
 use crate::shmem::Region;
 use crate::shmem::counters::{EVENTS, Event, Histogram, HistogramTotals};
 use crate::shmem::pools::{Health, ServerReport, auth_label, monotonic_micros};
@@ -79,6 +80,8 @@ pub struct Snapshot {
     /// Each server section.
     pub servers: Vec<ServerRow>,
     pub counters: [u64; EVENTS],
+    /// Client connections ended, by reason.
+    pub disconnects: [u64; DISCONNECTS],
     /// Each histogram, summed.
     pub histograms: Vec<(Histogram, HistogramTotals)>,
     /// Operating system name and kernel version.
@@ -148,6 +151,7 @@ impl Snapshot {
         for (i, c) in counters.iter_mut().enumerate() {
             *c = block.total_at(i);
         }
+        let disconnects = Disconnect::ALL.map(|why| block.disconnects(why));
         let histograms = Histogram::ALL.iter().map(|&h| (h, block.histogram(h))).collect();
         let sources = super::certs::sources(
             config.main.tls_cert_file.as_deref(),
@@ -179,6 +183,7 @@ impl Snapshot {
             awaiting,
             servers,
             counters,
+            disconnects,
             os,
         }
     }
@@ -201,6 +206,7 @@ impl Snapshot {
             last_wait: 0.0,
             servers: Vec::new(),
             counters: [0; EVENTS],
+            disconnects: [0; DISCONNECTS],
             histograms: Histogram::ALL.iter().map(|&h| (h, zero(h))).collect(),
             os: (String::new(), 0, 0, 0),
             certs: Vec::new(),
@@ -255,6 +261,7 @@ const RESTARTS: &[(&str, Event)] = &[
     ("maintenance", Event::RestartMaintenance),
     ("management", Event::RestartManagement),
     ("metrics", Event::RestartMetrics),
+    ("worker", Event::RestartWorker),
 ];
 
 /// The exposition of a snapshot.
@@ -323,6 +330,10 @@ pub fn render(s: &Snapshot) -> String {
     e.family("pgagroal_actor_restarts_total", "Restarts of a crashed or hung actor, by actor", Kind::Counter);
     for (actor, event) in RESTARTS {
         e.sample("pgagroal_actor_restarts_total", &[("actor", actor)], s.count(*event));
+    }
+    e.family("pgagroal_client_disconnects_total", "Client connections ended, by reason", Kind::Counter);
+    for why in Disconnect::ALL {
+        e.sample("pgagroal_client_disconnects_total", &[("reason", why.label())], s.disconnects[why as usize]);
     }
     for (h, totals) in &s.histograms {
         let (name, help) = histogram_family(*h);

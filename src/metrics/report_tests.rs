@@ -5,6 +5,9 @@ fn snapshot() -> Snapshot {
     counters[Event::ConnectionGet as usize] = 7;
     counters[Event::LogWarn as usize] = 2;
     counters[Event::RestartIdle as usize] = 1;
+    counters[Event::RestartWorker as usize] = 6;
+    let mut disconnects = [0u64; DISCONNECTS];
+    disconnects[Disconnect::PoolFull as usize] = 8;
     Snapshot {
         state: 1,
         pipeline: 1,
@@ -64,6 +67,7 @@ fn snapshot() -> Snapshot {
             },
         ],
         counters,
+        disconnects,
         histograms: Histogram::ALL
             .iter()
             .map(|&h| (h, HistogramTotals { cumulative: vec![1; h.bounds().len()], sum_seconds: 0.5, count: 2 }))
@@ -113,6 +117,9 @@ fn every_family_has_help_and_type_and_upstream_labels() {
         "pgagroal_pool_sv_idle{database=\"db\",user=\"u\"} 0",
         "pgagroal_pool_maxwait_seconds{database=\"db\",user=\"u\"} 1.5",
         "pgagroal_actor_restarts_total{actor=\"idle\"} 1",
+        "pgagroal_actor_restarts_total{actor=\"worker\"} 6",
+        "pgagroal_client_disconnects_total{reason=\"pool_full\"} 8",
+        "pgagroal_client_disconnects_total{reason=\"client_terminate\"} 0",
         "pgagroal_os_info{os=\"Linux\",major=\"6\",minor=\"1\",patch=\"0\"} 1",
         "# TYPE pgagroal_max_connections counter",
         "pgagroal_client_wait_seconds_bucket{le=\"0.0001\"} 1",

@@ -162,6 +162,12 @@ impl<'a> ClientTable<'a> {
         }
     }
 
+    /// Whether the entry's worker serves a client socket (recorded with
+    /// metrics on).
+    pub fn has_socket(&self, entry: usize) -> bool {
+        self.entries.get(entry).is_some_and(|e| e.pool.load(Ordering::Relaxed) & SOCKET != 0)
+    }
+
     /// Which (database, user) pair the entry's client came for.
     pub fn set_pool(&self, entry: usize, pool: u32) {
         if let Some(e) = self.entries.get(entry) {

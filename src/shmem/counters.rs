@@ -1,5 +1,6 @@
 //! Event counters in shared memory, for the metrics server: connection
-//! events, authentication outcomes, log lines by level and actor restarts.
+//! events, authentication outcomes, log lines by level, actor restarts and
+//! client disconnects by reason.
 //!
 //! Recording is one relaxed `fetch_add` on a cache line of the recording
 //! process's own shard (chosen from its pid when it starts, so no system
@@ -13,6 +14,7 @@
 
 use super::pools::{POOL_ENTRIES, PoolEntry, PoolTable, ServerFacts};
 use super::slot::PackedName;
+use crate::disconnect::{DISCONNECTS, Disconnect};
 use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 
 /// Shards the counters are spread over.
@@ -66,10 +68,13 @@ pub enum Event {
     RestartMaintenance,
     RestartManagement,
     RestartMetrics,
+    /// A worker that died abnormally (it is replaced, not restarted with
+    /// its client).
+    RestartWorker,
 }
 
 /// Number of [`Event`]s.
-pub const EVENTS: usize = Event::RestartMetrics as usize + 1;
+pub const EVENTS: usize = Event::RestartWorker as usize + 1;
 
 /// What is measured in time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,6 +132,8 @@ type HistogramCells = [AtomicU64; MAX_BUCKETS + 2];
 pub struct Shard {
     cells: [AtomicU64; EVENTS],
     histograms: [HistogramCells; HISTOGRAMS],
+    /// Client connections ended, by reason.
+    disconnects: [AtomicU64; DISCONNECTS],
 }
 
 /// A histogram summed over the shards, as the exposition wants it.
@@ -206,6 +213,18 @@ impl CounterBlock {
         }
     }
 
+    /// Count one client connection ended for `why` in `shard`.
+    pub fn add_disconnect(&self, shard: usize, why: Disconnect) {
+        if let Some(s) = self.shards.get(shard % SHARDS) {
+            s.disconnects[why as usize].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Client connections ended for `why`, summed over the shards.
+    pub fn disconnects(&self, why: Disconnect) -> u64 {
+        self.shards.iter().map(|s| s.disconnects[why as usize].load(Ordering::Relaxed)).fold(0, u64::wrapping_add)
+    }
+
     /// The last client's wait for a connection.
     pub fn last_wait(&self) -> std::time::Duration {
         std::time::Duration::from_micros(self.last_wait_micros.load(Ordering::Relaxed))
@@ -226,7 +245,8 @@ impl CounterBlock {
         self.last_wait_micros.store(0, Ordering::Relaxed);
         self.servers.iter().for_each(ServerFacts::clear);
         for shard in &self.shards {
-            for cell in shard.cells.iter().chain(shard.histograms.iter().flatten()) {
+            let cells = shard.cells.iter().chain(shard.histograms.iter().flatten()).chain(&shard.disconnects);
+            for cell in cells {
                 cell.store(0, Ordering::Relaxed);
             }
         }
@@ -300,6 +320,13 @@ pub fn server(index: usize) -> Option<&'static ServerFacts> {
     installed().and_then(|block| block.server(index))
 }
 
+/// Count one client connection ended for `why`.
+pub fn disconnected(why: Disconnect) {
+    if let Some(block) = installed() {
+        block.add_disconnect(SHARD.load(Ordering::Relaxed), why);
+    }
+}
+
 /// Count `n` of `event`.
 pub fn add(event: Event, n: u64) {
     if let Some(block) = installed() {
@@ -318,13 +345,18 @@ mod tests {
         block.add(0, Event::ConnectionGet, 2);
         block.add(5, Event::ConnectionGet, 3);
         block.add(SHARDS + 1, Event::AuthSuccess, 1);
+        block.add_disconnect(3, Disconnect::PoolFull);
+        block.add_disconnect(4, Disconnect::PoolFull);
+        assert_eq!(block.disconnects(Disconnect::PoolFull), 2);
+        assert_eq!(block.disconnects(Disconnect::ClientTerminate), 0);
         assert_eq!(block.total(Event::ConnectionGet), 5);
         assert_eq!(block.total(Event::AuthSuccess), 1);
         assert_eq!(block.total(Event::LogFatal), 0);
         block.clear();
         assert_eq!(block.total(Event::ConnectionGet), 0);
+        assert_eq!(block.disconnects(Disconnect::PoolFull), 0);
         assert_eq!(std::mem::size_of::<Shard>() % 64, 0);
-        assert_eq!(EVENTS, 28);
+        assert_eq!(EVENTS, 29);
     }
 
     #[test]

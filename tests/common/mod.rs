@@ -13,6 +13,7 @@
 #![allow(dead_code)]
 
 pub mod certs;
+pub mod http;
 pub mod load;
 pub mod pooler;
 pub mod tools;
