@@ -178,7 +178,7 @@ fn main() -> ExitCode {
 fn run(settings: supervisor::Settings, pidfile: &Path) -> i32 {
     let log = pgagroal::log::logger();
     let main = &settings.config.main;
-    let region = match pgagroal::shmem::Region::create(main.max_connections) {
+    let region = match pgagroal::shmem::Region::create(main.max_connections, main.prepared_statement_capacity()) {
         Ok(r) => r,
         Err(e) => {
             slog::crit!(log, "cannot create shared memory"; "error" => %e);

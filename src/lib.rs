@@ -22,6 +22,8 @@
 //! - [`supervision`]: the supervisor's restart policy (backoff, crash
 //!   loops, ping deadlines).
 //! - [`mgmt`]: the management protocol spoken by `pgagroal-cli`.
+//! - [`prepared`]: named prepared statements under the transaction
+//!   pipeline: the client's names, server-side names and the rewriting.
 //! - [`log`]: the synchronous, lock-free slog drain (console, file with
 //!   rotation, syslog; text or JSON lines).
 //! - [`sys`]: small, audited wrappers over libc for fds and sockets.
@@ -44,6 +46,7 @@ pub mod metrics;
 pub mod mgmt;
 pub mod msg;
 pub mod pool;
+pub mod prepared;
 pub mod proctitle;
 pub mod protocol;
 pub mod shmem;

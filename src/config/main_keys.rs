@@ -115,6 +115,10 @@ pub struct MainConfig {
     pub disconnect_client_force: bool,
     /// Attempts at a slot when `blocking_timeout` is 0.
     pub max_retries: u32,
+    /// Transaction pipeline: named prepared statements kept on each server
+    /// connection (least recently used closed beyond it); 0 turns the
+    /// rewriting of named statements off.
+    pub max_prepared_statements: usize,
     pub validation: Validation,
     /// Period of background validation.
     pub background_interval: Duration,
@@ -184,6 +188,7 @@ impl Default for MainConfig {
             disconnect_client: 0,
             disconnect_client_force: false,
             max_retries: 5,
+            max_prepared_statements: 200,
             validation: Validation::Off,
             background_interval: Duration::from_secs(300),
             idle_timeout: Duration::ZERO,
@@ -205,6 +210,10 @@ impl Default for MainConfig {
         }
     }
 }
+
+/// Largest `max_prepared_statements`: each server connection's table of
+/// statements is sized from it in shared memory.
+pub const MAX_PREPARED_STATEMENTS: usize = 10_000;
 
 /// What `set` did with a key.
 #[derive(Debug, PartialEq, Eq)]
@@ -347,6 +356,13 @@ impl MainConfig {
             "disconnect_client" => self.disconnect_client = value::parse_int(raw, "a number of seconds (0 = off)")?,
             "disconnect_client_force" => self.disconnect_client_force = value::parse_bool(raw)?,
             "max_retries" => self.max_retries = value::parse_int(raw, "a number of retries")?,
+            "max_prepared_statements" => {
+                let n: usize = value::parse_int(raw, "a number of statements 0-10000 (0 = off)")?;
+                if n > MAX_PREPARED_STATEMENTS {
+                    return Err("a number of statements 0-10000 (0 = off)".into());
+                }
+                self.max_prepared_statements = n;
+            }
             _ if NOT_YET_EFFECTIVE.contains(&key) => {
                 self.unapplied.insert(key.to_string(), raw.to_string());
                 return Ok(Outcome::NotYetEffective);
@@ -365,6 +381,12 @@ impl MainConfig {
             _ => return Ok(false),
         }
         Ok(true)
+    }
+
+    /// Prepared statements kept per server connection: only the
+    /// transaction pipeline tracks them.
+    pub fn prepared_statement_capacity(&self) -> usize {
+        if self.effective_pipeline() == Pipeline::Transaction { self.max_prepared_statements } else { 0 }
     }
 
     /// The listen backlog actually used.

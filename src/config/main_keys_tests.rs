@@ -39,6 +39,7 @@ fn checked_only_keys_keep_their_values() {
         ("background_interval", "1m"),
         ("idle_timeout", "10m"),
         ("max_connection_age", "1h"),
+        ("max_prepared_statements", "0"),
     ] {
         assert_eq!(c.set(key, raw), Ok(Outcome::Applied), "{key}");
     }
@@ -54,4 +55,8 @@ fn checked_only_keys_keep_their_values() {
     assert!(c.set("validation", "sometimes").is_err());
     assert!(c.set("disconnect_client", "-1").is_err());
     assert!(c.set("failover", "maybe").is_err());
+    assert_eq!(c.max_prepared_statements, 0);
+    assert_eq!(MainConfig::default().max_prepared_statements, 200);
+    assert!(c.set("max_prepared_statements", "10001").is_err());
+    assert!(c.set("max_prepared_statements", "-1").is_err());
 }

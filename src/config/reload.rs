@@ -34,6 +34,7 @@ pub fn merge(running: &Config, mut new: Config) -> Reloaded {
         port => "port",
         unix_socket_dir => "unix_socket_dir",
         max_connections => "max_connections",
+        max_prepared_statements => "max_prepared_statements",
         log_type => "log_type",
         log_path => "log_path",
         log_mode => "log_mode",

@@ -90,6 +90,7 @@ fn main_section(config: &Config) -> Map<String, Value> {
     put("background_interval", json!(m.background_interval.as_secs()));
     put("max_retries", json!(m.max_retries));
     put("max_connections", json!(m.max_connections));
+    put("max_prepared_statements", json!(m.max_prepared_statements));
     put("allow_unknown_users", json!(m.allow_unknown_users));
     put("authentication_timeout", duration(m.authentication_timeout));
     put("pipeline", named(operations_keys::code_of_pipeline(m.pipeline), m.pipeline.name()));

@@ -50,7 +50,7 @@ fn word(sql: &[u8], i: usize) -> (&[u8], usize) {
 }
 
 /// Skip whitespace, `--` comments and (nested) `/* */` comments.
-fn skip_blank(sql: &[u8], mut i: usize) -> usize {
+pub(crate) fn skip_blank(sql: &[u8], mut i: usize) -> usize {
     loop {
         while i < sql.len() && (sql[i].is_ascii_whitespace() || sql[i] == b'(') {
             i += 1;
@@ -85,7 +85,7 @@ fn skip_block_comment(sql: &[u8], mut i: usize) -> usize {
 }
 
 /// The position after the next `;` that is outside quotes and comments.
-fn next_statement(sql: &[u8], mut i: usize) -> usize {
+pub(crate) fn next_statement(sql: &[u8], mut i: usize) -> usize {
     while i < sql.len() {
         match sql[i] {
             b';' => return i + 1,

@@ -12,6 +12,8 @@
 //!   connection.
 //! - [`servers`]: the configured servers' states (primary, failed, ...).
 //! - [`slot`]: one slot record and its compare-and-swap state machine.
+//! - [`statements`]: each server connection's prepared statements, for
+//!   the transaction pipeline.
 //! - [`table`]: scans over the slots that claim one.
 
 pub mod auth_kind;
@@ -22,6 +24,7 @@ pub mod queue;
 pub mod region;
 pub mod servers;
 pub mod slot;
+pub mod statements;
 pub mod table;
 
 pub use clients::{Binding, CancelTarget, ClientTable};

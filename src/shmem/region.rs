@@ -9,6 +9,7 @@ use super::clients::{CLIENT_ENTRIES, ClientEntry, ClientTable};
 use super::counters::CounterBlock;
 use super::queue::WaitQueue;
 use super::slot::{NAME_WORDS, PackedName, Slot};
+use super::statements::{StatementCell, Statements, StatementsHead, cells_for};
 use super::table::SlotTable;
 use std::io;
 use std::os::fd::FromRawFd;
@@ -17,7 +18,7 @@ use std::sync::atomic::{AtomicI32, AtomicU8, AtomicU32, AtomicU64, Ordering};
 /// "PGAGROAL" in ASCII.
 pub const MAGIC: u64 = 0x5047_4147_524f_414c;
 /// Bumped whenever the layout of [`Header`] or [`Slot`] changes.
-pub const LAYOUT_VERSION: u32 = 10;
+pub const LAYOUT_VERSION: u32 = 11;
 /// Workers that may wait for a client at once (more idle ones exit).
 pub const IDLE_WORKERS: usize = 64;
 
@@ -280,6 +281,8 @@ pub mod shutdown {
 pub struct Region {
     map: memmap2::MmapMut,
     slot_count: usize,
+    /// `max_prepared_statements`: each slot's statement table is sized for it.
+    statement_capacity: usize,
 }
 
 impl Drop for Region {
@@ -310,10 +313,22 @@ fn slots_offset() -> usize {
     header_size() + clients_size() + queue_size() + counters_size()
 }
 
+/// Where the statement tables' heads start, after the slots.
+fn statement_heads_offset(slot_count: usize) -> usize {
+    slots_offset() + slot_count * std::mem::size_of::<Slot>()
+}
+
+/// Where the statement tables' cells start, after their heads.
+fn statement_cells_offset(slot_count: usize) -> usize {
+    statement_heads_offset(slot_count) + slot_count * std::mem::size_of::<StatementsHead>()
+}
+
 impl Region {
-    /// Create the region for `slot_count` slots, zeroed (every slot NOTINIT).
-    pub fn create(slot_count: usize) -> io::Result<Region> {
-        let len = slots_offset() + slot_count * std::mem::size_of::<Slot>();
+    /// Create the region for `slot_count` slots, zeroed (every slot NOTINIT),
+    /// each with a table for `statement_capacity` prepared statements.
+    pub fn create(slot_count: usize, statement_capacity: usize) -> io::Result<Region> {
+        let cells = slot_count * cells_for(statement_capacity);
+        let len = statement_cells_offset(slot_count) + cells * std::mem::size_of::<StatementCell>();
         // SAFETY: the name is a valid NUL-terminated string and the flags are valid.
         let raw = unsafe { libc::memfd_create(c"pgagroal-shm".as_ptr(), libc::MFD_CLOEXEC) };
         if raw < 0 {
@@ -325,7 +340,7 @@ impl Region {
         // SAFETY: the memfd is private to this process tree; its size is only
         // set here, so the mapping never refers past the end of the file.
         let map = unsafe { memmap2::MmapOptions::new().len(len).map_mut(&file)? };
-        let region = Region { map, slot_count };
+        let region = Region { map, slot_count, statement_capacity };
         // SAFETY: the mapping is at least header_size() bytes, page aligned
         // (so aligned for Header), and a fresh memfd is zero-filled, which is
         // a valid Header. No other process exists yet.
@@ -361,6 +376,27 @@ impl Region {
             std::slice::from_raw_parts(self.map.as_ptr().add(slots_offset()) as *const Slot, self.slot_count)
         };
         SlotTable::new(slots)
+    }
+
+    /// Slot `slot`'s prepared statements (None for a slot out of range).
+    pub fn statements(&self, slot: usize) -> Option<Statements<'_>> {
+        if slot >= self.slot_count {
+            return None;
+        }
+        let per_slot = cells_for(self.statement_capacity);
+        // SAFETY: create() sized the mapping for slot_count heads after the
+        // slots and slot_count * per_slot cells after them, at offsets that
+        // are multiples of 64 (Slot's size and StatementsHead's); slot is in
+        // range. Both types hold only atomics, valid for any bit pattern,
+        // and are only accessed atomically.
+        let (head, cells) = unsafe {
+            let head =
+                &*(self.map.as_ptr().add(statement_heads_offset(self.slot_count)) as *const StatementsHead).add(slot);
+            let first = (self.map.as_ptr().add(statement_cells_offset(self.slot_count)) as *const StatementCell)
+                .add(slot * per_slot);
+            (head, std::slice::from_raw_parts(first, per_slot))
+        };
+        Some(Statements::new(head, cells, self.statement_capacity))
     }
 
     pub fn clients(&self) -> ClientTable<'_> {

@@ -3,7 +3,7 @@ use crate::shmem::slot::SlotState;
 
 #[test]
 fn idle_list_takes_each_worker_once() {
-    let region = Region::create(1).expect("region");
+    let region = Region::create(1, 0).expect("region");
     let h = region.header();
     assert!(h.offer_idle(10) && h.offer_idle(11));
     assert_eq!(h.idle_count(), 2);
@@ -19,7 +19,7 @@ fn idle_list_takes_each_worker_once() {
 
 #[test]
 fn rule_locks_exclude_and_dead_holders_are_replaced() {
-    let region = Region::create(1).expect("region");
+    let region = Region::create(1, 0).expect("region");
     let h = region.header();
     let me = std::process::id() as i32;
     {
@@ -38,7 +38,7 @@ fn rule_locks_exclude_and_dead_holders_are_replaced() {
 
 #[test]
 fn disabled_databases() {
-    let region = Region::create(1).expect("region");
+    let region = Region::create(1, 0).expect("region");
     let h = region.header();
     let (a, b) = (PackedName::new("a"), PackedName::new("b"));
     assert!(!h.is_disabled(&a));
@@ -61,7 +61,7 @@ fn disabled_databases() {
 
 #[test]
 fn region_is_shared_across_fork() {
-    let region = Region::create(4).expect("region");
+    let region = Region::create(4, 3).expect("region");
     assert_eq!(region.header().magic, MAGIC);
     let slots = region.slots();
     assert_eq!(slots.len(), 4);
@@ -70,7 +70,8 @@ fn region_is_shared_across_fork() {
     let pid = unsafe { libc::fork() };
     assert!(pid >= 0);
     if pid == 0 {
-        let ok = slots.claim_empty(std::process::id() as i32).is_some();
+        let ok = slots.claim_empty(std::process::id() as i32).is_some()
+            && region.statements(3).is_some_and(|t| t.insert(42));
         // SAFETY: _exit is always safe to call in a forked child.
         unsafe { libc::_exit(if ok { 0 } else { 1 }) };
     }
@@ -79,4 +80,8 @@ fn region_is_shared_across_fork() {
     unsafe { libc::waitpid(pid, &mut status, 0) };
     assert_eq!(libc::WEXITSTATUS(status), 0);
     assert_eq!(slots.counts().get(SlotState::Init), 1, "the child's claim is visible to the parent");
+    let tables: Vec<_> = (0..4).map(|i| region.statements(i).expect("a table per slot")).collect();
+    assert!(tables[3].contains(42) && !tables[2].contains(42), "each slot has its own table, shared");
+    assert_eq!(tables[0].capacity(), 3);
+    assert!(region.statements(4).is_none());
 }

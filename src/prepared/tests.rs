@@ -1,0 +1,184 @@
+//! The engine between clients and modelled backends: what each client gets
+//! must be what a direct connection would have given it.
+
+use super::Engine;
+use crate::shmem::statements::OwnedStatements;
+
+#[path = "../../proptests/prepared_model.rs"]
+mod model;
+
+use model::{Rewriter, front};
+
+type Harness = model::Harness<Engine>;
+
+impl Rewriter for Engine {
+    type Table = OwnedStatements;
+    fn table(capacity: usize) -> OwnedStatements {
+        OwnedStatements::new(capacity)
+    }
+    fn client_bytes(&mut self, bytes: &[u8], t: &OwnedStatements, to_server: &mut Vec<u8>, to_client: &mut Vec<u8>) {
+        Engine::client_bytes(self, bytes, &t.table(), to_server, to_client).expect("valid client bytes");
+    }
+    fn resume(&mut self, t: &OwnedStatements, to_server: &mut Vec<u8>, to_client: &mut Vec<u8>) {
+        Engine::resume(self, &t.table(), to_server, to_client).expect("valid client bytes");
+    }
+    fn server_bytes(&mut self, chunk: &[u8], t: &OwnedStatements, out: &mut Vec<u8>) -> bool {
+        Engine::server_bytes(self, chunk, &t.table(), out)
+    }
+    fn stalled(&self) -> bool {
+        Engine::stalled(self)
+    }
+    fn settled(&self) -> bool {
+        Engine::settled(self)
+    }
+}
+
+fn batch(parts: &[Vec<u8>]) -> Vec<u8> {
+    let mut v: Vec<u8> = parts.concat();
+    v.extend_from_slice(&front::sync());
+    v
+}
+
+fn run(name: &str) -> Vec<u8> {
+    batch(&[front::bind(name), front::execute()])
+}
+
+#[test]
+fn a_statement_follows_its_client_to_another_connection() {
+    let mut h = Harness::new(1, 2, 10);
+    h.send(0, 0, &batch(&[front::parse("S_1", "SELECT 1"), front::bind("S_1"), front::execute()]));
+    h.send(0, 1, &run("S_1"));
+    h.send(0, 1, &run("S_1"));
+    h.send(0, 0, &batch(&[front::describe("S_1")]));
+    h.check();
+    assert_eq!(h.servers[1].0.statements.len(), 1, "prepared once on the second connection");
+    let sent = String::from_utf8_lossy(&h.received[1]).into_owned();
+    assert_eq!(sent.matches('P').count(), 1, "{sent:?}");
+}
+
+#[test]
+fn equal_statements_are_shared_and_equal_names_are_not() {
+    let mut h = Harness::new(2, 1, 10);
+    h.send(0, 0, &batch(&[front::parse("a", "SELECT 1"), front::bind("a"), front::execute()]));
+    let before = h.received[0].len();
+    h.send(1, 0, &batch(&[front::parse("b", "SELECT 1")]));
+    assert_eq!(&h.received[0][before..], &front::sync()[..], "the shared statement is not prepared again");
+    h.send(1, 0, &batch(&[front::parse("a", "SELECT 2"), front::bind("a"), front::execute()]));
+    h.send(0, 0, &run("a"));
+    h.send(1, 0, &run("b"));
+    h.check();
+    assert_eq!(h.servers[0].0.statements.len(), 2);
+}
+
+#[test]
+fn duplicate_unknown_and_server_looking_names_fail_as_postgresql_says() {
+    let mut h = Harness::new(1, 1, 10);
+    h.send(0, 0, &batch(&[front::parse("s", "SELECT 1")]));
+    h.send(0, 0, &batch(&[front::parse("s", "SELECT 2"), front::bind("s"), front::execute()]));
+    h.send(0, 0, &batch(&[front::bind("nope"), front::execute()]));
+    h.send(0, 0, &batch(&[front::describe("pgagroal_00000000000000000000000000000001")]));
+    h.send(0, 0, &batch(&[front::close("pgagroal_x"), front::close("never")]));
+    h.send(0, 0, &run("s"));
+    h.check();
+}
+
+#[test]
+fn an_error_undoes_what_the_rest_of_its_batch_did() {
+    let mut h = Harness::new(2, 1, 10);
+    h.send(1, 0, &batch(&[front::parse("x", "SELECT 7")]));
+    // The server has SELECT 7: client 0's Parse would be answered by the
+    // pooler, but the Bind before it fails and the server skips it.
+    h.send(0, 0, &batch(&[front::bind("missing"), front::parse("y", "SELECT 7"), front::close("z")]));
+    h.send(0, 0, &run("y"));
+    h.send(0, 0, &batch(&[front::parse("y", "SELECT fail")]));
+    h.send(0, 0, &run("y"));
+    h.check();
+}
+
+#[test]
+fn least_recently_used_statements_are_closed_beyond_the_limit() {
+    let mut h = Harness::new(1, 1, 2);
+    for (name, text) in [("a", "SELECT 1"), ("b", "SELECT 2"), ("c", "SELECT 3")] {
+        h.send(0, 0, &batch(&[front::parse(name, text)]));
+        assert!(h.servers[0].0.statements.len() <= 2);
+    }
+    for round in 0..3 {
+        for name in ["a", "b", "c", "a"] {
+            h.send(0, 0, &run(name));
+            assert!(h.servers[0].0.statements.len() <= 2, "round {round}");
+        }
+    }
+    h.check();
+}
+
+#[test]
+fn deallocate_and_discard_act_on_the_clients_own_names() {
+    let mut h = Harness::new(2, 1, 10);
+    h.send(0, 0, &batch(&[front::parse("a", "SELECT 1"), front::parse("b", "SELECT 2")]));
+    h.send(1, 0, &batch(&[front::parse("a", "SELECT 1")]));
+    h.send(0, 0, &front::query("DEALLOCATE a"));
+    h.send(0, 0, &run("a"));
+    h.send(0, 0, &run("b"));
+    h.send(1, 0, &run("a"));
+    h.send(0, 0, &front::query("deallocate nothing"));
+    h.send(0, 0, &front::query("DISCARD ALL"));
+    h.send(0, 0, &run("b"));
+    h.send(1, 0, &run("a"));
+    h.send(0, 0, &batch(&[front::parse("a", "SELECT 1")]));
+    h.send(0, 0, &front::query("DEALLOCATE ALL"));
+    h.send(1, 0, &run("a"));
+    h.check();
+}
+
+#[test]
+fn pipelined_batches_wait_for_the_answers_they_depend_on() {
+    let mut h = Harness::new(1, 2, 10);
+    h.send(0, 0, &batch(&[front::parse("s", "SELECT 1"), front::parse("f", "SELECT 1 fail")]));
+    let mut pipeline = run("s");
+    pipeline.extend_from_slice(&run("s"));
+    pipeline.extend_from_slice(&batch(&[front::parse("t", "SELECT 2")]));
+    pipeline.extend_from_slice(&run("t"));
+    pipeline.extend_from_slice(&front::query("DEALLOCATE t"));
+    pipeline.extend_from_slice(&run("t"));
+    h.send(0, 1, &pipeline);
+    h.check();
+}
+
+#[test]
+fn answers_split_anywhere_come_out_the_same() {
+    for split in [1, 2, 3, 7] {
+        let mut h = Harness::new(1, 2, 1);
+        h.split = split;
+        h.send(0, 0, &batch(&[front::parse("a", "SELECT 1"), front::flush()]));
+        h.send(0, 0, &batch(&[front::parse("b", "SELECT 2"), front::bind("b"), front::execute()]));
+        h.send(0, 1, &run("a"));
+        h.send(0, 1, &run("b"));
+        h.send(0, 1, &batch(&[front::bind("nope")]));
+        h.send(0, 1, &batch(&[front::bind("pgagroal_1")]));
+        h.send(0, 0, &front::query("DEALLOCATE b"));
+        h.check();
+    }
+}
+
+#[test]
+fn an_abandoned_connection_forgets_what_it_may_lack() {
+    let owned = OwnedStatements::new(4);
+    let table = owned.table();
+    let mut engine = Engine::new();
+    let (mut to_server, mut to_client) = (Vec::new(), Vec::new());
+    let bytes = batch(&[front::parse("a", "SELECT 1")]);
+    engine.client_bytes(&bytes, &table, &mut to_server, &mut to_client).expect("valid");
+    assert_eq!(table.len(), 1, "counted on as soon as it is sent");
+    engine.abandon(&table);
+    assert!(table.is_empty() && engine.settled());
+    assert!(engine.statements().is_empty(), "the client's Parse was never answered");
+}
+
+#[test]
+fn impossible_lengths_are_refused() {
+    let owned = OwnedStatements::new(4);
+    let mut engine = Engine::new();
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    let bad = [b'B', 0, 0, 0, 2];
+    assert!(engine.client_bytes(&bad, &owned.table(), &mut a, &mut b).is_err());
+}
