@@ -23,6 +23,11 @@ pub fn connect_new(
     access: &Access,
 ) -> Result<Conn, Disconnect> {
     let table = s.region.slots();
+    // A new connection has no prepared statements, whatever the slot's last
+    // connection had.
+    if let Some(statements) = s.region.statements(claim.id.0 as usize) {
+        statements.clear();
+    }
     let began = Instant::now();
     let sock = match reach_server(s, client, claim) {
         Ok(sock) => sock,

@@ -139,7 +139,7 @@ fn serve_with_key(
         disconnect_after: (main.disconnect_client > 0).then(|| Duration::from_secs(main.disconnect_client)),
         force: main.disconnect_client_force,
     };
-    let end = relay::run(client, &conn.sock, client_buf, &mut reuse.buffers, mode, counted(s, &conn));
+    let end = relay::run(client, &conn.sock, client_buf, &mut reuse.buffers, mode, counted(s, &conn), None);
     finish(s, conn, end, reuse)
 }
 

@@ -10,17 +10,21 @@
 //! supervisor sends QUIT, and a dead one takes its workers with it
 //! (PR_SET_PDEATHSIG).
 
-use crate::net::{Epoll, Sock, poll};
+mod io;
+
+pub use io::Buffers;
+use io::{Pending, Waiter, flush_tls};
+
+use crate::net::Sock;
 use pgagroal::disconnect::Disconnect;
 use pgagroal::metrics::latency::Latency;
+use pgagroal::prepared::{Engine, EngineError};
 use pgagroal::protocol::tracker::{Direction, Tracker};
 use pgagroal::protocol::{encode, sqlstate};
 use pgagroal::shmem::counters::{self, Event, Histogram};
 use pgagroal::shmem::slot::Slot;
+use pgagroal::shmem::statements::Statements;
 use std::io::ErrorKind;
-
-/// Size of each relay buffer.
-const BUF: usize = 32 * 1024;
 
 /// How the relay stopped.
 pub enum End {
@@ -50,84 +54,6 @@ pub struct Mode {
     pub force: bool,
 }
 
-/// The relay's two buffers, allocated once per worker and reused by every
-/// session; their capacity is not initialised up front. A direction takes
-/// the first buffer unless the other direction holds it, so a session whose
-/// requests and answers alternate (almost all of them) keeps using one
-/// buffer, and an idle session has touched only one page of it.
-pub struct Buffers {
-    bufs: [Vec<u8>; 2],
-    /// The worker's epoll set, None where it could not be created (poll(2)
-    /// is used then).
-    epoll: Option<Epoll>,
-}
-
-impl Buffers {
-    pub fn new() -> Self {
-        Buffers { bufs: [Vec::with_capacity(BUF), Vec::with_capacity(BUF)], epoll: Epoll::new().ok() }
-    }
-}
-
-/// Bytes one direction read but has not yet written on:
-/// `bufs[held][start..]`.
-#[derive(Default)]
-struct Pending {
-    held: Option<usize>,
-    start: usize,
-}
-
-impl Pending {
-    fn is_empty(&self) -> bool {
-        self.held.is_none()
-    }
-
-    /// Read one chunk into a free buffer (`other` is the other direction).
-    fn fill(&mut self, bufs: &mut [Vec<u8>; 2], other: &Pending, from: &Sock) -> std::io::Result<usize> {
-        let index = if other.held == Some(0) { 1 } else { 0 };
-        let buf = &mut bufs[index];
-        buf.clear();
-        let n = from.read_append(buf)?;
-        if n > 0 {
-            self.held = Some(index);
-            self.start = 0;
-        }
-        Ok(n)
-    }
-
-    /// The bytes not yet written.
-    fn bytes<'b>(&self, bufs: &'b [Vec<u8>; 2]) -> &'b [u8] {
-        match self.held {
-            Some(i) => &bufs[i][self.start..],
-            None => &[],
-        }
-    }
-
-    /// Keep only the first `len` bytes read (the rest is not forwarded).
-    fn truncate(&mut self, bufs: &mut [Vec<u8>; 2], len: usize) {
-        if let Some(i) = self.held {
-            bufs[i].truncate(len);
-            if len == 0 {
-                self.held = None;
-            }
-        }
-    }
-
-    /// Write as much as the socket takes; Err on a failed socket.
-    fn flush(&mut self, bufs: &[Vec<u8>; 2], to: &Sock) -> Result<(), ()> {
-        let Some(i) = self.held else { return Ok(()) };
-        while self.start < bufs[i].len() {
-            match to.write(&bufs[i][self.start..]) {
-                Ok(n) => self.start += n,
-                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
-                Err(_) => return Err(()),
-            }
-        }
-        self.held = None;
-        self.start = 0;
-        Ok(())
-    }
-}
-
 const READABLE: libc::c_short = libc::POLLIN | libc::POLLHUP | libc::POLLERR;
 
 /// Relay until the session or transaction ends. `slot` is the server
@@ -140,75 +66,56 @@ pub fn run(
     buffers: &mut Buffers,
     mode: Mode,
     slot: Option<&Slot>,
+    prepared: Option<Prepared<'_, '_>>,
 ) -> End {
     let waiter = Waiter { epoll: buffers.epoll.as_mut(), active: false, wakeups: 0 };
-    relay(client, server, leftover, &mut buffers.bufs, waiter, mode, slot)
+    let rewrite = prepared.map(|p| Rewrite { p, scratch: &mut buffers.scratch, answers: &mut buffers.answers });
+    relay(client, server, leftover, &mut buffers.bufs, waiter, mode, (slot, rewrite))
 }
 
-/// Wake-ups after which a session moves from poll(2) to the worker's epoll
-/// set: registering costs four epoll_ctl calls per session, which a short
-/// session (a connection per transaction) would not earn back.
-const EPOLL_AFTER: u32 = 16;
-
-/// Waits for the client and server sockets: poll(2) at first, the epoll set
-/// once the session proves long. Leaves the epoll set empty when dropped.
-struct Waiter<'e> {
-    epoll: Option<&'e mut Epoll>,
-    active: bool,
-    wakeups: u32,
+/// Named prepared statements (transaction pipeline): the session's engine
+/// and the statements of the connection at hand.
+pub struct Prepared<'e, 't> {
+    pub engine: &'e mut Engine,
+    pub table: Statements<'t>,
 }
 
-impl Waiter<'_> {
-    /// Wait until client or server is ready for what is wanted of it;
-    /// returns their ready events (poll(2) flags).
-    fn wait(
-        &mut self,
-        client: &Sock,
-        server: &Sock,
-        want: [libc::c_short; 2],
-        timeout_ms: i32,
-    ) -> std::io::Result<[libc::c_short; 2]> {
-        self.wakeups = self.wakeups.saturating_add(1);
-        if !self.active
-            && self.wakeups >= EPOLL_AFTER
-            && let Some(e) = self.epoll.as_deref_mut()
-        {
-            match e.watch([client.raw(), server.raw()]) {
-                Ok(()) => self.active = true,
-                Err(_) => {
-                    e.clear();
-                    self.epoll = None;
-                }
-            }
-        }
-        match self.epoll.as_deref_mut().filter(|_| self.active) {
-            Some(e) => {
-                e.want(0, want[0] as u32)?;
-                e.want(1, want[1] as u32)?;
-                let ready = e.wait(timeout_ms)?;
-                Ok([ready[0] as libc::c_short, ready[1] as libc::c_short])
-            }
-            None => {
-                let mut fds = [
-                    libc::pollfd { fd: client.raw(), events: want[0], revents: 0 },
-                    libc::pollfd { fd: server.raw(), events: want[1], revents: 0 },
-                ];
-                poll(&mut fds, timeout_ms)?;
-                Ok([fds[0].revents, fds[1].revents])
-            }
-        }
+/// The engine with the buffers it writes into.
+struct Rewrite<'e, 't, 'b> {
+    p: Prepared<'e, 't>,
+    scratch: &'b mut Vec<u8>,
+    answers: &'b mut Vec<u8>,
+}
+
+impl Rewrite<'_, '_, '_> {
+    /// Client bytes just read into `up`: replaced by what goes to the
+    /// server; the pooler's own answers join `down`.
+    fn client(&mut self, up: &mut Pending, down: &mut Pending, bufs: &mut [Vec<u8>; 2]) -> Result<(), EngineError> {
+        self.scratch.clear();
+        self.answers.clear();
+        let result = self.p.engine.client_bytes(up.bytes(bufs), &self.p.table, self.scratch, self.answers);
+        up.replace(bufs, self.scratch);
+        down.append(bufs, up, self.answers);
+        result
     }
-}
 
-impl Drop for Waiter<'_> {
-    fn drop(&mut self) {
-        if self.active
-            && let Some(e) = self.epoll.as_deref_mut()
-        {
-            // Both sockets may outlive the session (the server's is pooled):
-            // never leave them registered.
-            e.clear();
+    /// Server bytes just read into `down`: replaced by what goes to the
+    /// client when anything changes. Client bytes that waited for them go
+    /// on into `up`.
+    fn server(&mut self, up: &mut Pending, down: &mut Pending, bufs: &mut [Vec<u8>; 2]) -> Result<(), EngineError> {
+        self.scratch.clear();
+        if self.p.engine.server_bytes(down.bytes(bufs), &self.p.table, self.scratch) {
+            down.replace(bufs, self.scratch);
         }
+        if !self.p.engine.stalled() {
+            return Ok(());
+        }
+        self.scratch.clear();
+        self.answers.clear();
+        let result = self.p.engine.resume(&self.p.table, self.scratch, self.answers);
+        up.append(bufs, down, self.scratch);
+        down.append(bufs, up, self.answers);
+        result
     }
 }
 
@@ -219,7 +126,7 @@ fn relay(
     bufs: &mut [Vec<u8>; 2],
     mut waiter: Waiter<'_>,
     mode: Mode,
-    slot: Option<&Slot>,
+    (slot, mut rewrite): (Option<&Slot>, Option<Rewrite<'_, '_, '_>>),
 ) -> End {
     let mut up = Pending::default();
     let mut down = Pending::default();
@@ -235,15 +142,17 @@ fn relay(
     let mut last_traffic = started;
 
     if !leftover.is_empty() {
-        let keep = accept_client_bytes(&mut ct, &leftover, &mut leaving, client);
+        up.append(bufs, &down, &leftover);
+        if let Some(r) = rewrite.as_mut()
+            && let Err(e) = r.client(&mut up, &mut down, bufs)
+        {
+            refuse_client_bytes(client, &e, &mut leaving);
+        }
+        let keep = accept_client_bytes(&mut ct, up.bytes(bufs), &mut leaving, client);
         if let Some(latency) = latency.as_mut() {
             latency.sent(ct.sync_points, started);
         }
-        if keep > 0 {
-            bufs[0].clear();
-            bufs[0].extend_from_slice(&leftover[..keep]);
-            up.held = Some(0);
-        }
+        up.truncate(bufs, keep);
     }
 
     loop {
@@ -272,12 +181,14 @@ fn relay(
             && down.is_empty()
             && ct.sync_points > 0
             && st.settled(&ct, b'I')
+            && rewrite.as_ref().is_none_or(|r| r.p.engine.settled())
             && !client.wants_write()
             && !server.wants_write()
         {
             return End::Idle { client: ct, server: st };
         }
-        let client_reads = up.is_empty() && leaving.is_none();
+        let stalled = rewrite.as_ref().is_some_and(|r| r.p.engine.stalled());
+        let client_reads = up.is_empty() && leaving.is_none() && !stalled;
         let server_reads = down.is_empty();
         let want = [
             if client_reads { libc::POLLIN } else { 0 }
@@ -353,6 +264,19 @@ fn relay(
                             counters::observe(Histogram::TransactionTime, tx);
                         }
                     }
+                    if let Some(r) = rewrite.as_mut() {
+                        let (before, requests) = (up.bytes(bufs).len(), ct.sync_points);
+                        if let Err(e) = r.server(&mut up, &mut down, bufs) {
+                            refuse_client_bytes(client, &e, &mut leaving);
+                        }
+                        let keep = accept_client_bytes(&mut ct, &up.bytes(bufs)[before..], &mut leaving, client);
+                        up.truncate(bufs, before + keep);
+                        if let Some(latency) = latency.as_mut()
+                            && ct.sync_points != requests
+                        {
+                            latency.sent(ct.sync_points, std::time::Instant::now());
+                        }
+                    }
                     if down.flush(bufs, client).is_err() {
                         return End::Client { how: Disconnect::ClientError, client: ct, server: st, clean: true };
                     }
@@ -362,12 +286,17 @@ fn relay(
             }
         }
 
-        if ready[0] & READABLE != 0 && up.is_empty() && leaving.is_none() {
+        if ready[0] & READABLE != 0 && client_reads {
             match up.fill(bufs, &down, client) {
                 Ok(0) => leaving = Some(Disconnect::ClientClosed),
                 Ok(n) => {
                     count(Event::NetworkReceived, n as u64);
                     let requests = ct.sync_points;
+                    if let Some(r) = rewrite.as_mut()
+                        && let Err(e) = r.client(&mut up, &mut down, bufs)
+                    {
+                        refuse_client_bytes(client, &e, &mut leaving);
+                    }
                     let keep = accept_client_bytes(&mut ct, up.bytes(bufs), &mut leaving, client);
                     if let Some(latency) = latency.as_mut()
                         && ct.sync_points != requests
@@ -393,14 +322,15 @@ fn count(event: Event, n: u64) {
     }
 }
 
-/// Send TLS records a socket holds (nothing for a plain one); a full
-/// socket is not an error.
-fn flush_tls(sock: &Sock) -> Result<(), ()> {
-    match sock.flush() {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == ErrorKind::WouldBlock => Ok(()),
-        Err(_) => Err(()),
-    }
+/// The engine could not read the client's bytes: the client is told and
+/// leaves (what was whole before the bad message has gone on).
+fn refuse_client_bytes(client: &Sock, e: &EngineError, leaving: &mut Option<Disconnect>) {
+    let message = format!("invalid frontend message: {e}");
+    let _ = client.write_all(
+        &encode::error_response("FATAL", sqlstate::PROTOCOL_VIOLATION, &message),
+        Some(std::time::Instant::now() + std::time::Duration::from_secs(1)),
+    );
+    *leaving = Some(Disconnect::ClientProtocolViolation);
 }
 
 /// Follow client bytes; returns how many of them are to be forwarded (a

@@ -15,6 +15,7 @@ use super::relay::{self, End};
 use super::{Session, settings};
 use crate::net::{IoFail, Sock};
 use pgagroal::disconnect::Disconnect;
+use pgagroal::prepared::Engine;
 use pgagroal::protocol::frontend::TERMINATE;
 use pgagroal::protocol::params;
 
@@ -28,6 +29,8 @@ pub fn run(
     conn: Conn,
 ) -> Disconnect {
     let mode = relay::Mode { stop_at_idle: true, inspect: true, disconnect_after: None, force: false };
+    // The client's named prepared statements, for every connection it gets.
+    let mut engine = (s.config.main.prepared_statement_capacity() > 0).then(Engine::new);
     // A client that has logged in and sent nothing yet holds no connection.
     let mut current = if buf.is_empty() {
         pool::give_back(s, reuse, conn, Some(s.params.hash()));
@@ -52,14 +55,25 @@ pub fn run(
             }
         };
         pgagroal::fail_point!("worker-mid-transaction");
-        match relay::run(
+        let table = s.region.statements(conn.id.0 as usize);
+        let prepared =
+            engine.as_mut().zip(table.as_ref()).map(|(engine, t)| relay::Prepared { engine, table: t.clone() });
+        let end = relay::run(
             client,
             &conn.sock,
             std::mem::take(&mut buf),
             &mut reuse.buffers,
             mode,
             pool::counted(s, &conn),
-        ) {
+            prepared,
+        );
+        if let (Some(engine), Some(table)) = (engine.as_mut(), table.as_ref())
+            && !(matches!(end, End::Idle { .. }) && engine.settled())
+        {
+            // What the connection has is not known for sure any more.
+            engine.abandon(table);
+        }
+        match end {
             End::Idle { client: ct, server: st } => {
                 let hash = if ct.session_change || st.session_change { params::UNKNOWN } else { s.params.hash() };
                 pool::give_back(s, reuse, conn, Some(hash));

@@ -44,6 +44,7 @@ pub fn cells_for(capacity: usize) -> usize {
 }
 
 /// One server connection's statements.
+#[derive(Clone)]
 pub struct Statements<'a> {
     head: &'a StatementsHead,
     cells: &'a [StatementCell],
