@@ -296,6 +296,19 @@ impl Sock {
         n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::WouldBlock
     }
 
+    /// Whether the peer has closed its end (or the socket failed): bytes
+    /// waiting to be read mean it is still there (a client may send its
+    /// next requests before it has the answers to the last).
+    pub fn closed_by_peer(&self) -> bool {
+        if self.has_buffered() {
+            return false;
+        }
+        let mut byte = [0u8; 1];
+        // SAFETY: byte is a valid 1-byte buffer.
+        let n = unsafe { libc::recv(self.raw(), byte.as_mut_ptr().cast(), 1, libc::MSG_PEEK | libc::MSG_DONTWAIT) };
+        n == 0 || (n < 0 && io::Error::last_os_error().kind() != io::ErrorKind::WouldBlock)
+    }
+
     /// shutdown(2) both ways: ends the connection for every process holding
     /// a copy. A TLS socket says close_notify first, when it can at once.
     pub fn shutdown(&self) {

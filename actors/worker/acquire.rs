@@ -314,7 +314,7 @@ impl<'s, 'a> Waiting<'s, 'a> {
             _ => self.s.region.header().wait_release(self.release_seen, WAIT_SLICE.min(left)),
         }
         let mut fds = [libc::pollfd { fd: client.raw(), events: libc::POLLIN, revents: 0 }];
-        if crate::net::poll(&mut fds, 0).unwrap_or(0) > 0 && !client.idle_and_open() {
+        if crate::net::poll(&mut fds, 0).unwrap_or(0) > 0 && client.closed_by_peer() {
             self.leave();
             return Err(Disconnect::WaitAbandoned);
         }
