@@ -21,73 +21,21 @@ import shutil
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 
 import idle_clients
 import processes
 import report
-from cluster import DATABASE, SCRAM_USER, SUPERUSER, Cluster
+from cluster import DATABASE, SUPERUSER, Cluster
 from pgbench_run import run_pgbench
-from poolers import PgBouncer, Pgagroal, Profile, TargetError, find_pgbouncer, version_of
+from poolers import PgBouncer, Pgagroal, Profile, TargetError, build_info, find_pgbouncer, version_of
 from scraper import Scraper
+from workloads import WORKLOADS
 
 from runtime import (REPO, MidRunSample, find_pg_bindir, recording_cost, git_info, ignore_signals, interrupt_on_signals, now,
                      print_run, raise_fd_limit, read_cpu_model, read_loadavg, read_meminfo, results_dir,
                      write_outputs)
 
 
-@dataclass(frozen=True)
-class Workload:
-    name: str
-    options: tuple            # pgbench options besides duration, host, port, user, logs
-    clients: int
-    pool: int
-    description: str
-    user: str = SUPERUSER
-    auth: str = "trust"
-    transaction: bool = False  # needs transaction pooling
-    duration: int = None       # seconds per run when --duration is not given (None: its default)
-    smoke: bool = True         # part of the smoke run's default selection
-    targets: tuple = report.TARGETS
-    metrics: bool = False      # pgagroal's metrics port on, scraped every second during the run
-
-    def profile(self):
-        return Profile(pool=self.pool, mode="transaction" if self.transaction else "session",
-                       auth=self.auth, max_clients=self.clients + 64, user=self.user,
-                       metrics=self.metrics)
-
-    def fds_needed(self):
-        """Open files a pooler (PgBouncer: one process) and pgbench need:
-        one per client and per server connection, and some to spare."""
-        return self.clients + self.pool + 64
-
-
-WORKLOADS = (
-    Workload("select-8", ("-S", "-c", "8", "-j", "2"), 8, 8,
-             "built-in select-only script, simple protocol"),
-    # select-8 again with pgagroal's metrics port on and scraped every
-    # second: the cost of recording metrics (report.metrics_overhead).
-    Workload("select-8-metrics", ("-S", "-c", "8", "-j", "2"), 8, 8,
-             "select-8 with pgagroal's metrics on, scraped every second",
-             metrics=True, targets=("pgagroal",)),
-    Workload("tpcb-8", ("-c", "8", "-j", "2"), 8, 8,
-             "built-in TPC-B-like script"),
-    Workload("extended-8", ("-S", "-M", "extended", "-c", "8", "-j", "2"), 8, 8,
-             "select-only, extended query protocol"),
-    Workload("churn-trust", ("-S", "-C", "-c", "8", "-j", "2"), 8, 8,
-             "select-only, a new connection per transaction, trust"),
-    Workload("churn-scram", ("-S", "-C", "-c", "8", "-j", "2"), 8, 8,
-             "select-only, a new connection per transaction, scram-sha-256",
-             user=SCRAM_USER, auth="scram-sha-256"),
-    Workload("many-clients", ("-S", "-c", "256", "-j", "2"), 256, 16,
-             "select-only, 256 clients on a pool of 16 (transaction pooling)",
-             transaction=True),
-    # Direct would be 1,000 backends on the machine's cores: that measures
-    # PostgreSQL, not the poolers.
-    Workload("many-clients-1000", ("-S", "-c", "1000", "-j", "2"), 1000, 16,
-             "select-only, 1,000 clients on a pool of 16 (transaction pooling), 30 s",
-             transaction=True, duration=30, smoke=False, targets=("pgbouncer", "pgagroal")),
-)
 TARGETS = report.TARGETS
 
 
@@ -132,6 +80,7 @@ class Harness:
         self.args = args
         self.bin_dir = os.environ.get("PGAGROAL_BIN_DIR") or os.path.join(REPO, "target", "release")
         self.source_bin_dir = self.bin_dir
+        self.pgbouncer = self.source_pgbouncer = None
         self.pg_bindir = os.environ.get("PG_BINDIR") or find_pg_bindir()
         self.run_user = processes.RunUser.pick()
         self.scram_password = secrets.token_hex(12)
@@ -184,8 +133,12 @@ class Harness:
             if not os.access(os.path.join(self.bin_dir, name), os.X_OK):
                 raise RuntimeError(f"{name} not found in {self.bin_dir} "
                                    "(set PGAGROAL_BIN_DIR or run through bench/run)")
-        find_pgbouncer()
+        self.pgbouncer = self.source_pgbouncer = find_pgbouncer()
+        if os.environ.get("PGBOUNCER_NOTE"):
+            self.warn(os.environ["PGBOUNCER_NOTE"])
         self.stage_binaries()
+        print(f"PgBouncer: {version_of(self.pgbouncer, '--version')} ({self.source_pgbouncer})",
+              flush=True)
         self.cluster = Cluster(self.pg_bindir, self.workdir, self.run_user, self.log_command)
         print(f"PostgreSQL: initdb and start on 127.0.0.1:{self.cluster.port} "
               f"(as {self.run_user.name if self.run_user else 'the current user'})", flush=True)
@@ -200,9 +153,10 @@ class Harness:
         self.detect_transaction_mode()
 
     def stage_binaries(self):
-        """The pooler runs as the unprivileged account, which may not be able
-        to enter the checkout (root's own 0700 home): run copies of the
-        binaries from the harness's work directory instead."""
+        """The poolers run as the unprivileged account, which may not be able
+        to enter the checkout (root's own 0700 home, where PgBouncer is built
+        too): run copies of the binaries from the harness's work directory
+        instead."""
         if not self.run_user:
             return
         staged = os.path.join(self.workdir, "bin")
@@ -214,6 +168,9 @@ class Harness:
                 os.chmod(os.path.join(staged, name), 0o755)
         self.results["pgagroal_binaries_staged_in"] = staged
         self.source_bin_dir, self.bin_dir = self.bin_dir, staged
+        self.pgbouncer = os.path.join(staged, "pgbouncer")
+        shutil.copy2(self.source_pgbouncer, self.pgbouncer)
+        os.chmod(self.pgbouncer, 0o755)
 
     def machine_info(self):
         uname = os.uname()
@@ -227,7 +184,9 @@ class Harness:
             "loadavg_at_start": read_loadavg(),
             "python": platform.python_version(),
             "postgresql": self.cluster.version(),
-            "pgbouncer": version_of(find_pgbouncer(), "--version"),
+            "pgbouncer": version_of(self.pgbouncer, "--version"),
+            "pgbouncer_binary": self.source_pgbouncer,
+            "pgbouncer_build": build_info(self.source_pgbouncer),
             "pgagroal": version_of(os.path.join(self.bin_dir, "pgagroal"), "--version"),
             "pgagroal_binaries": self.source_bin_dir,
             "binaries_built_by_harness": os.environ.get("PGAGROAL_BUILT") == "1",
@@ -241,8 +200,9 @@ class Harness:
         self.daemon_count += 1
         workdir = os.path.join(self.workdir, f"{self.daemon_count:03d}-{target}-{tag}")
         args = (workdir, self.run_user, self.cluster.port, profile, self.scram_password)
-        daemon = Pgagroal(self.bin_dir, *args) if target == "pgagroal" else PgBouncer(*args)
-        return daemon
+        if target == "pgagroal":
+            return Pgagroal(self.bin_dir, *args)
+        return PgBouncer(self.pgbouncer, *args)
 
     def record_config(self, target, daemon):
         key = f"{target}: {daemon.profile.label()}"

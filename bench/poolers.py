@@ -41,10 +41,20 @@ class Profile:
     max_clients: int = 100     # PgBouncer's max_client_conn
     user: str = SUPERUSER      # the user pgbench logs in as (in pgagroal's vault if one is made)
     metrics: bool = False      # pgagroal only: the metrics port on (and scraped by the harness)
+    prepared_statements: int = 0  # max_prepared_statements of both (0: left at their default)
 
     def label(self):
         metrics = ", metrics on" if self.metrics else ""
-        return f"pool {self.pool}, {self.mode}, {self.auth}, up to {self.max_clients} clients{metrics}"
+        prepared = (f", max_prepared_statements {self.prepared_statements}"
+                    if self.prepared_statements else "")
+        return (f"pool {self.pool}, {self.mode}, {self.auth}, up to {self.max_clients} clients"
+                f"{metrics}{prepared}")
+
+    def prepared_line(self):
+        """The max_prepared_statements line of either pooler's configuration
+        (the key has the same name in both), or nothing."""
+        n = self.prepared_statements
+        return f"max_prepared_statements = {n}\n" if n else ""
 
 
 def tail(path, lines=15):
@@ -221,7 +231,7 @@ port = {self.port}
 unix_socket_dir = {self.dir}
 max_connections = {p.pool}
 pipeline = {p.mode}
-{unknown_users}log_type = file
+{unknown_users}{p.prepared_line()}log_type = file
 log_path = {self.log_path}
 log_level = info
 log_connections = off
@@ -291,9 +301,9 @@ class PgBouncer(Daemon):
     # exit", which ends with status 1.
     stop_signal = signal.SIGINT
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, binary, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.binary = find_pgbouncer()
+        self.binary = binary
         self.log_path = os.path.join(self.dir, "pgbouncer.log")
 
     def write_config(self):
@@ -317,7 +327,7 @@ reserve_pool_size = 0
 max_db_connections = 0
 max_client_conn = {p.max_clients}
 server_reset_query = DISCARD ALL
-log_connections = 0
+{p.prepared_line()}log_connections = 0
 log_disconnections = 0
 """
         # With scram-sha-256 PgBouncer checks the client's password itself and
@@ -333,11 +343,30 @@ log_disconnections = 0
 
 
 def find_pgbouncer():
+    """The binary PGBOUNCER names (bench/run sets it to the one it built),
+    else the first pgbouncer on the PATH or in sbin."""
+    named = os.environ.get("PGBOUNCER")
+    if named:
+        if not os.access(named, os.X_OK):
+            raise TargetError(f"PGBOUNCER={named} is not an executable file")
+        return named
     found = shutil.which("pgbouncer") or shutil.which(
         "pgbouncer", path="/usr/sbin:/usr/local/sbin:/usr/bin")
     if not found:
-        raise TargetError("pgbouncer not found (bench/run installs it with apt-get)")
+        raise TargetError("pgbouncer not found (bench/run builds it; or set PGBOUNCER)")
     return found
+
+
+def build_info(binary):
+    """What bench/build-pgbouncer wrote beside the binary it built (source
+    tarball, its sha256, when, how many seconds), or None for any other
+    binary."""
+    path = os.path.join(os.path.dirname(os.path.dirname(binary)), "bench-build.txt")
+    try:
+        with open(path) as f:
+            return dict(line.rstrip("\n").split(": ", 1) for line in f if ": " in line)
+    except OSError:
+        return None
 
 
 def version_of(binary, flag):

@@ -181,6 +181,10 @@ def render(results):
                "(sum x)^2 / (n * sum x^2): 1 when all clients completed as many.")
     out.append("Failed tx and aborted (clients pgbench reports as aborted) are summed over "
                "all rounds; the other columns are medians of the clean rounds.")
+    machine = results.get("machine") or {}
+    if machine:
+        out.append(f"Versions: {machine.get('postgresql')}; {machine.get('pgbouncer')}; "
+                   f"{machine.get('pgagroal')}.")
     out.append("")
     out.append(workload_table(results))
     notes = [f"  {wl['name']}: n/a, {wl['reason']}" for wl in results["workloads"]
