@@ -27,6 +27,10 @@ const MAX_IDENTIFIER: usize = 63;
 
 /// Classify a simple Query's text.
 pub fn classify(sql: &[u8]) -> Command {
+    // Most texts name neither command: one pass over the bytes settles it.
+    if !mentions_drop(sql) {
+        return Command::Other { drops: false };
+    }
     let mut statements = Vec::new();
     let mut i = 0;
     while i < sql.len() {
@@ -50,9 +54,23 @@ pub fn classify(sql: &[u8]) -> Command {
     Command::Other { drops }
 }
 
+/// Whether `sql` has `deallocate` or `discard` anywhere (any case).
+fn mentions_drop(sql: &[u8]) -> bool {
+    sql.iter().enumerate().any(|(i, b)| {
+        (b | 0x20) == b'd' && {
+            let rest = &sql[i + 1..];
+            let word = |w: &[u8]| rest.len() >= w.len() && rest[..w.len()].eq_ignore_ascii_case(w);
+            word(b"eallocate") || word(b"iscard")
+        }
+    })
+}
+
 /// Whether any statement in `sql` (a Query's or a Parse's text) starts with
 /// DEALLOCATE or DISCARD.
 pub fn may_drop_statements(sql: &[u8]) -> bool {
+    if !mentions_drop(sql) {
+        return false;
+    }
     let mut i = 0;
     while i < sql.len() {
         let start = skip_blank(sql, i);
