@@ -14,6 +14,7 @@ the binaries; see docs/PERFORMANCE.md.
 import argparse
 import os
 import platform
+import re
 import resource
 import secrets
 import shlex
@@ -284,15 +285,25 @@ class Harness:
                 entry["reason"] = (f"needs {wl.fds_needed()} open files, the limit is {fd_limit} "
                                    "(raise ulimit -n); not run for any target")
                 self.fail(f"{wl.name}: {entry['reason']}")
+            if wl.prepared_statements and "pgbouncer" in wl.targets and not self.pgbouncer_prepares():
+                # Debian's PgBouncer (the fallback) predates max_prepared_statements.
+                entry["targets"] = [t for t in wl.targets if t != "pgbouncer"]
+                self.warn(f"{wl.name}: {version_of(self.pgbouncer, '--version')} has no "
+                          "max_prepared_statements (1.21 and later); run for pgagroal only")
             entries[wl.name] = entry
             self.results["workloads"].append(entry)
         for round_no in range(1, self.args.rounds + 1):
             for wl in selected:
                 if entries[wl.name]["status"] != "ran":
                     continue
-                for target in wl.targets:
+                for target in entries[wl.name]["targets"]:
                     record = self.run_one(wl, target, round_no)
                     entries[wl.name]["runs"][target].append(record)
+
+    def pgbouncer_prepares(self):
+        """Whether the PgBouncer in use knows max_prepared_statements (1.21+)."""
+        found = re.search(r"(\d+)\.(\d+)", version_of(self.pgbouncer, "--version") or "")
+        return bool(found) and (int(found.group(1)), int(found.group(2))) >= (1, 21)
 
     def duration(self, wl):
         """--duration if given, else the workload's own, else the default."""
