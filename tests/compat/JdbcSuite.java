@@ -137,6 +137,44 @@ public class JdbcSuite {
         }
     }
 
+    // Eight connections at once, each running its own server-prepared
+    // statement 50 times with its own inputs: more clients than a
+    // transaction pool's server connections. Returns how many results were
+    // right (400 expected).
+    static String concurrent() throws SQLException {
+        java.util.concurrent.atomic.AtomicInteger right = new java.util.concurrent.atomic.AtomicInteger();
+        List<Thread> threads = new ArrayList<>();
+        List<Throwable> errors = java.util.Collections.synchronizedList(new ArrayList<>());
+        for (int t = 0; t < 8; t++) {
+            final int me = t;
+            Thread thread = new Thread(() -> {
+                try (Connection c = connect();
+                     PreparedStatement ps = c.prepareStatement("SELECT ?::int * 1000 + " + me)) {
+                    for (int i = 0; i < 50; i++) {
+                        if (one(ps, i) == i * 1000 + me) {
+                            right.incrementAndGet();
+                        }
+                    }
+                } catch (Throwable e) {
+                    errors.add(e);
+                }
+            });
+            threads.add(thread);
+            thread.start();
+        }
+        for (Thread thread : threads) {
+            try {
+                thread.join();
+            } catch (InterruptedException e) {
+                throw new RuntimeException(e);
+            }
+        }
+        if (!errors.isEmpty()) {
+            throw new RuntimeException(errors.get(0));
+        }
+        return Integer.toString(right.get());
+    }
+
     public static void main(String[] args) throws SQLException {
         properties = args[0].split(",");
         List<String> parts = new ArrayList<>();
@@ -146,6 +184,7 @@ public class JdbcSuite {
                 case "prepared": value = prepared(); break;
                 case "batch": value = batch(); break;
                 case "appname": value = appname(); break;
+                case "concurrent": value = concurrent(); break;
                 default: throw new IllegalArgumentException(args[i]);
             }
             parts.add(quote(args[i]) + ": " + value);

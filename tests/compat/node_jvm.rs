@@ -162,9 +162,11 @@ fn pgjdbc_prepared_transaction_vault() {
         &pooler,
         "tx_prepared",
         "prepareThreshold=1,assumeMinServerVersion=9.0",
-        &["prepared", "batch", "appname"],
+        &["prepared", "batch", "appname", "concurrent"],
     );
     check_jdbc_prepared(&result["prepared"]);
+    // Eight connections over the pool's four server connections.
+    assert_eq!(result["concurrent"], 400, "{result}");
     assert_eq!(result["batch"], json!({"updated": 500, "failed": "23505", "count": 500, "sum": 125250}));
     let name = "compat-jdbc-tx_prepared";
     assert_eq!(result["appname"], json!({"show": name, "activity": name}));
