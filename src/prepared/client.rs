@@ -208,31 +208,42 @@ impl Engine {
     }
 
     fn bind(&mut self, message: &[u8], table: &Statements<'_>, to_server: &mut Vec<u8>, to_client: &mut Vec<u8>) {
-        let Some(b) = messages::bind(&message[HEADER_LEN..]).filter(|b| !b.statement.is_empty()) else {
-            return self.forward(Request::Bind, message, table, (to_server, to_client));
-        };
-        let Some(statement) = self.statements.get(b.statement).cloned() else {
-            return self.unknown(Request::Bind, b.statement, message, table, (to_server, to_client));
-        };
-        self.ensure(&statement, table, to_server, to_client);
-        messages::append_bind(to_server, b.portal, &statement.server_name, b.rest);
-        let action = Action::Renamed { server: statement.server_name.into(), client: b.statement.into() };
-        let entry = self.entry(Request::Bind, action, Vec::new());
-        self.push(entry, table, to_client);
+        match messages::bind(&message[HEADER_LEN..]).filter(|b| !b.statement.is_empty()) {
+            Some(b) => self.named(Request::Bind, b.statement, message, table, (to_server, to_client), |out, name| {
+                messages::append_bind(out, b.portal, name, b.rest)
+            }),
+            None => self.forward(Request::Bind, message, table, (to_server, to_client)),
+        }
     }
 
     fn describe(&mut self, message: &[u8], table: &Statements<'_>, to_server: &mut Vec<u8>, to_client: &mut Vec<u8>) {
-        let target = messages::target(&message[HEADER_LEN..]).filter(|t| t.kind == b'S' && !t.name.is_empty());
-        let Some(t) = target else {
-            return self.forward(Request::Describe, message, table, (to_server, to_client));
-        };
-        let Some(statement) = self.statements.get(t.name).cloned() else {
-            return self.unknown(Request::Describe, t.name, message, table, (to_server, to_client));
+        match messages::target(&message[HEADER_LEN..]).filter(|t| t.kind == b'S' && !t.name.is_empty()) {
+            Some(t) => self.named(Request::Describe, t.name, message, table, (to_server, to_client), |out, name| {
+                messages::append_target(out, b'D', b'S', name)
+            }),
+            None => self.forward(Request::Describe, message, table, (to_server, to_client)),
+        }
+    }
+
+    /// A Bind or Describe of the client's statement `name`: the connection
+    /// is made to have it, and `write` sends the message under its
+    /// server-side name.
+    fn named(
+        &mut self,
+        request: Request,
+        name: &[u8],
+        message: &[u8],
+        table: &Statements<'_>,
+        (to_server, to_client): (&mut Vec<u8>, &mut Vec<u8>),
+        write: impl FnOnce(&mut Vec<u8>, &[u8]),
+    ) {
+        let Some(statement) = self.statements.get(name).cloned() else {
+            return self.unknown(request, name, message, table, (to_server, to_client));
         };
         self.ensure(&statement, table, to_server, to_client);
-        messages::append_target(to_server, b'D', b'S', &statement.server_name);
-        let action = Action::Renamed { server: statement.server_name.into(), client: t.name.into() };
-        let entry = self.entry(Request::Describe, action, Vec::new());
+        write(to_server, &statement.server_name);
+        let action = Action::Renamed { server: statement.server_name.into(), client: name.into() };
+        let entry = self.entry(request, action, Vec::new());
         self.push(entry, table, to_client);
     }
 
