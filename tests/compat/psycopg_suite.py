@@ -56,6 +56,18 @@ def check_prepared(conn, tag):
     return {"doubled": doubled, "plus": plus, "inside": inside, "server_prepared": server}
 
 
+def check_evicted(conn, tag):
+    """psycopg's own cache kept at two statements: it drops the least
+    recently used one (DEALLOCATE, or Close with a newer libpq) while five
+    distinct statements take turns; every result is read back."""
+    conn.prepared_max = 2
+    results = []
+    for round in range(3):
+        for k in range(5):
+            results.append(conn.execute(f"SELECT %s::int + {k}", (round * 10,)).fetchone()[0])
+    return results
+
+
 def check_copy(conn, tag):
     name = f"psycopg_copy_{tag}"
     table(conn, name, "id int PRIMARY KEY, name text")

@@ -87,8 +87,11 @@ fn psycopg_transaction_vault() {
 #[test]
 fn psycopg_prepared_transaction_vault() {
     let pooler = Mode::TransactionVault.pooler();
-    let result = python(&pooler, Mode::TransactionVault, &[psycopg()], "psycopg_suite.py", &["0", "prepared"]);
+    let args = ["0", "prepared", "evicted"];
+    let result = python(&pooler, Mode::TransactionVault, &[psycopg()], "psycopg_suite.py", &args);
     check_psycopg_prepared(&result["prepared"]);
+    let evicted: Vec<i64> = (0..3).flat_map(|round| (0..5).map(move |k| round * 10 + k)).collect();
+    assert_eq!(result["evicted"], json!(evicted), "{result}");
     pooler.wait_idle();
 }
 
