@@ -8,6 +8,7 @@
 
 mod common;
 
+use common::http::{scrape, value};
 use common::wire::{Raw, field};
 use common::*;
 use std::time::Duration;
@@ -159,7 +160,8 @@ fn statements_follow_their_client_and_are_shared_by_equal_texts() {
 #[test]
 fn the_least_recently_used_statements_are_closed_at_the_limit() {
     const DB: &str = "prepared_lru";
-    let pooler = transaction_pool(DB, 1, "max_prepared_statements = 2\n");
+    let metrics = free_port();
+    let pooler = transaction_pool(DB, 1, &format!("max_prepared_statements = 2\nmetrics = {metrics}\n"));
     let mut c = connect(&pooler, DB);
     let statements: Vec<_> = (1..=4).map(|k| c.prepare(&format!("SELECT $1::int + {k}")).expect("prepare")).collect();
     for round in 0..5 {
@@ -170,6 +172,11 @@ fn the_least_recently_used_statements_are_closed_at_the_limit() {
             assert!(names.len() <= 2, "more than max_prepared_statements: {names:?}");
         }
     }
+    let body = scrape(metrics);
+    let count = |event: &str| value(&body, &format!("pgagroal_prepared_statements_total{{event=\"{event}\"}}"));
+    assert_eq!((count("client_parse"), count("bind")), (4.0, 20.0), "{body}");
+    assert!(count("eviction") > 0.0, "{body}");
+    assert_eq!(count("server_parse") - count("eviction"), 2.0, "two statements stay on the connection: {body}");
 }
 
 #[test]

@@ -67,6 +67,9 @@ pub fn run(
             pool::counted(s, &conn),
             prepared,
         );
+        if let Some(engine) = engine.as_mut() {
+            record(engine.take_activity());
+        }
         if let (Some(engine), Some(table)) = (engine.as_mut(), table.as_ref())
             && !(matches!(end, End::Idle { .. }) && engine.settled())
         {
@@ -79,6 +82,21 @@ pub fn run(
                 pool::give_back(s, reuse, conn, Some(hash));
             }
             end => return pool::finish(s, conn, end, reuse),
+        }
+    }
+}
+
+/// Count what the prepared-statement engine did (with metrics on).
+fn record(activity: pgagroal::prepared::Activity) {
+    use pgagroal::shmem::counters::{Event, add};
+    for (event, n) in [
+        (Event::PreparedClientParse, activity.client_parses),
+        (Event::PreparedServerParse, activity.server_parses),
+        (Event::PreparedBind, activity.binds),
+        (Event::PreparedEviction, activity.evictions),
+    ] {
+        if n > 0 {
+            add(event, n);
         }
     }
 }

@@ -264,6 +264,14 @@ const RESTARTS: &[(&str, Event)] = &[
     ("worker", Event::RestartWorker),
 ];
 
+/// `pgagroal_prepared_statements_total`'s `event` label for each counter.
+const PREPARED: &[(&str, Event)] = &[
+    ("client_parse", Event::PreparedClientParse),
+    ("server_parse", Event::PreparedServerParse),
+    ("bind", Event::PreparedBind),
+    ("eviction", Event::PreparedEviction),
+];
+
 /// The exposition of a snapshot.
 pub fn render(s: &Snapshot) -> String {
     let mut e = Exposition::new();
@@ -330,6 +338,14 @@ pub fn render(s: &Snapshot) -> String {
     e.family("pgagroal_actor_restarts_total", "Restarts of a crashed or hung actor, by actor", Kind::Counter);
     for (actor, event) in RESTARTS {
         e.sample("pgagroal_actor_restarts_total", &[("actor", actor)], s.count(*event));
+    }
+    e.family(
+        "pgagroal_prepared_statements_total",
+        "Named prepared statements under the transaction pipeline, by event",
+        Kind::Counter,
+    );
+    for (event, counter) in PREPARED {
+        e.sample("pgagroal_prepared_statements_total", &[("event", event)], s.count(*counter));
     }
     e.family("pgagroal_client_disconnects_total", "Client connections ended, by reason", Kind::Counter);
     for why in Disconnect::ALL {

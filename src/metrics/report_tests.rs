@@ -6,6 +6,7 @@ fn snapshot() -> Snapshot {
     counters[Event::LogWarn as usize] = 2;
     counters[Event::RestartIdle as usize] = 1;
     counters[Event::RestartWorker as usize] = 6;
+    counters[Event::PreparedEviction as usize] = 3;
     let mut disconnects = [0u64; DISCONNECTS];
     disconnects[Disconnect::PoolFull as usize] = 8;
     Snapshot {
@@ -119,6 +120,8 @@ fn every_family_has_help_and_type_and_upstream_labels() {
         "pgagroal_actor_restarts_total{actor=\"idle\"} 1",
         "pgagroal_actor_restarts_total{actor=\"worker\"} 6",
         "pgagroal_client_disconnects_total{reason=\"pool_full\"} 8",
+        "pgagroal_prepared_statements_total{event=\"eviction\"} 3",
+        "pgagroal_prepared_statements_total{event=\"bind\"} 0",
         "pgagroal_client_disconnects_total{reason=\"client_terminate\"} 0",
         "pgagroal_os_info{os=\"Linux\",major=\"6\",minor=\"1\",patch=\"0\"} 1",
         "# TYPE pgagroal_max_connections counter",

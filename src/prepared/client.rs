@@ -179,6 +179,7 @@ impl Engine {
             }
             return self.forward(Request::Parse, message, table, (to_server, to_client));
         }
+        self.activity.client_parses += 1;
         if let Some(existing) = self.statements.get(p.name).cloned() {
             // PostgreSQL reads the text before it finds the name taken: the
             // new text goes to the server under the existing statement's
@@ -200,6 +201,7 @@ impl Engine {
         self.make_room(table, to_server, to_client);
         self.close_on_server(&statement.server_name, table, to_server, to_client);
         messages::append_parse(to_server, &statement.server_name, &statement.body);
+        self.activity.server_parses += 1;
         if table.insert(statement.id) {
             effects.push(Effect::ServerAdded(statement.id));
         }
@@ -240,6 +242,9 @@ impl Engine {
         let Some(statement) = self.statements.get(name).cloned() else {
             return self.unknown(request, name, message, table, (to_server, to_client));
         };
+        if request == Request::Bind {
+            self.activity.binds += 1;
+        }
         self.ensure(&statement, table, to_server, to_client);
         write(to_server, &statement.server_name);
         let action = Action::Renamed { server: statement.server_name.into(), client: name.into() };
@@ -338,6 +343,7 @@ impl Engine {
         self.make_room(table, to_server, to_client);
         self.close_on_server(&statement.server_name, table, to_server, to_client);
         messages::append_parse(to_server, &statement.server_name, &statement.body);
+        self.activity.server_parses += 1;
         let effects = if table.insert(statement.id) { vec![Effect::ServerAdded(statement.id)] } else { Vec::new() };
         let entry = self.entry(Request::Parse, Action::Swallow, effects);
         self.push(entry, table, to_client);
@@ -348,6 +354,7 @@ impl Engine {
         while table.len() >= table.capacity().max(1) {
             let Some(oldest) = table.least_recently_used() else { return };
             table.remove(oldest);
+            self.activity.evictions += 1;
             self.close_on_server(&server_name(oldest), table, to_server, to_client);
         }
     }

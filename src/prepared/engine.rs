@@ -107,6 +107,19 @@ pub enum EngineError {
     BadLength { tag: u8, declared: u32 },
 }
 
+/// What the engine did, for the metrics: counts since they were last taken.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Activity {
+    /// The client's Parses of named statements.
+    pub client_parses: u64,
+    /// Parses of named statements sent to the server.
+    pub server_parses: u64,
+    /// Binds of named statements.
+    pub binds: u64,
+    /// Statements closed on the server to make room.
+    pub evictions: u64,
+}
+
 /// One client session's prepared statements and, while a connection is
 /// held, what is owed on it.
 #[derive(Debug, Default)]
@@ -128,11 +141,17 @@ pub struct Engine {
     pub(crate) stalled: bool,
     /// The server side's place in the byte stream.
     pub(crate) server: super::server::Framing,
+    pub(crate) activity: Activity,
 }
 
 impl Engine {
     pub fn new() -> Engine {
         Engine::default()
+    }
+
+    /// What was done since the last call.
+    pub fn take_activity(&mut self) -> Activity {
+        std::mem::take(&mut self.activity)
     }
 
     /// The client's named statements.

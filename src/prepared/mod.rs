@@ -31,7 +31,7 @@ pub mod statement;
 mod client;
 mod server;
 
-pub use engine::{Engine, EngineError};
+pub use engine::{Activity, Engine, EngineError};
 
 #[cfg(test)]
 mod tests;

@@ -71,10 +71,19 @@ pub enum Event {
     /// A worker that died abnormally (it is replaced, not restarted with
     /// its client).
     RestartWorker,
+    /// Transaction pipeline: a client's Parse of a named statement.
+    PreparedClientParse,
+    /// A Parse of a named statement sent to a server (the client's own, or
+    /// the pooler's for a connection that lacked the statement).
+    PreparedServerParse,
+    /// A Bind of a named statement.
+    PreparedBind,
+    /// A statement closed on a server beyond `max_prepared_statements`.
+    PreparedEviction,
 }
 
 /// Number of [`Event`]s.
-pub const EVENTS: usize = Event::RestartWorker as usize + 1;
+pub const EVENTS: usize = Event::PreparedEviction as usize + 1;
 
 /// What is measured in time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -356,7 +365,7 @@ mod tests {
         assert_eq!(block.total(Event::ConnectionGet), 0);
         assert_eq!(block.disconnects(Disconnect::PoolFull), 0);
         assert_eq!(std::mem::size_of::<Shard>() % 64, 0);
-        assert_eq!(EVENTS, 29);
+        assert_eq!(EVENTS, 33);
     }
 
     #[test]
