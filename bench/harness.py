@@ -11,7 +11,6 @@ Normally started through bench/run, which installs what is missing and builds
 the binaries; see docs/PERFORMANCE.md.
 """
 
-import argparse
 import os
 import platform
 import re
@@ -30,7 +29,7 @@ from cluster import DATABASE, SUPERUSER, Cluster
 from pgbench_run import run_pgbench
 from poolers import PgBouncer, Pgagroal, Profile, TargetError, build_info, find_pgbouncer, version_of
 from scraper import Scraper
-from workloads import WORKLOADS
+from workloads import WORKLOADS, parse_args
 
 from runtime import (REPO, MidRunSample, find_pg_bindir, recording_cost, git_info, ignore_signals, interrupt_on_signals, now,
                      print_run, raise_fd_limit, read_cpu_model, read_loadavg, read_meminfo, results_dir,
@@ -38,42 +37,6 @@ from runtime import (REPO, MidRunSample, find_pg_bindir, recording_cost, git_inf
 
 
 TARGETS = report.TARGETS
-
-
-def parse_args(argv):
-    parser = argparse.ArgumentParser(
-        prog="bench/run", description="pgagroal vs PgBouncer vs direct PostgreSQL (pgbench).")
-    parser.add_argument("--smoke", action="store_true",
-                        help="test the harness: 1 round x 2 s, 50 idle clients; "
-                             "exit non-zero on any failure")
-    parser.add_argument("--rounds", type=int, help="rounds (default 3; smoke 1)")
-    parser.add_argument("--duration", type=int,
-                        help="seconds per run (default 10, many-clients-1000 30; smoke 2); "
-                             "given, it applies to every workload")
-    parser.add_argument("--memory-clients", type=int,
-                        help="idle clients for the memory check (default 1000; smoke 50)")
-    parser.add_argument("--skip-memory", action="store_true", help="no memory check")
-    parser.add_argument("--workloads", help="comma-separated subset of: " +
-                        ", ".join(w.name for w in WORKLOADS) +
-                        " (default all; with --smoke all but " +
-                        ", ".join(w.name for w in WORKLOADS if not w.smoke) + ")")
-    parser.add_argument("--results-dir",
-                        help="where results go (default bench/results/<timestamp>)")
-    args = parser.parse_args(argv)
-    args.duration_given = args.duration is not None
-    args.rounds = args.rounds or (1 if args.smoke else 3)
-    args.duration = args.duration or (2 if args.smoke else 10)
-    args.memory_clients = args.memory_clients or (50 if args.smoke else 1000)
-    if args.rounds < 1 or args.duration < 1 or args.memory_clients < 1:
-        parser.error("--rounds, --duration and --memory-clients must be positive")
-    names = [w.name for w in WORKLOADS]
-    args.selected = [w.name for w in WORKLOADS if w.smoke or not args.smoke]
-    if args.workloads:
-        args.selected = [n.strip() for n in args.workloads.split(",") if n.strip()]
-        unknown = set(args.selected) - set(names)
-        if unknown:
-            parser.error(f"unknown workload(s): {', '.join(sorted(unknown))}")
-    return args
 
 
 class Harness:

@@ -1,7 +1,9 @@
 """The pgbench workloads: the options pgbench runs with, how many clients,
 the pool and pooling mode both poolers are given, and the targets each one
-runs against. docs/PERFORMANCE.md describes them."""
+runs against, and the command line that selects them. docs/PERFORMANCE.md
+describes them."""
 
+import argparse
 from dataclasses import dataclass
 
 import report
@@ -70,3 +72,39 @@ WORKLOADS = (
              "(transaction pooling, max_prepared_statements = 200)",
              transaction=True, prepared_statements=200, targets=("pgbouncer", "pgagroal")),
 )
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(
+        prog="bench/run", description="pgagroal vs PgBouncer vs direct PostgreSQL (pgbench).")
+    parser.add_argument("--smoke", action="store_true",
+                        help="test the harness: 1 round x 2 s, 50 idle clients; "
+                             "exit non-zero on any failure")
+    parser.add_argument("--rounds", type=int, help="rounds (default 3; smoke 1)")
+    parser.add_argument("--duration", type=int,
+                        help="seconds per run (default 10, many-clients-1000 30; smoke 2); "
+                             "given, it applies to every workload")
+    parser.add_argument("--memory-clients", type=int,
+                        help="idle clients for the memory check (default 1000; smoke 50)")
+    parser.add_argument("--skip-memory", action="store_true", help="no memory check")
+    parser.add_argument("--workloads", help="comma-separated subset of: " +
+                        ", ".join(w.name for w in WORKLOADS) +
+                        " (default all; with --smoke all but " +
+                        ", ".join(w.name for w in WORKLOADS if not w.smoke) + ")")
+    parser.add_argument("--results-dir",
+                        help="where results go (default bench/results/<timestamp>)")
+    args = parser.parse_args(argv)
+    args.duration_given = args.duration is not None
+    args.rounds = args.rounds or (1 if args.smoke else 3)
+    args.duration = args.duration or (2 if args.smoke else 10)
+    args.memory_clients = args.memory_clients or (50 if args.smoke else 1000)
+    if args.rounds < 1 or args.duration < 1 or args.memory_clients < 1:
+        parser.error("--rounds, --duration and --memory-clients must be positive")
+    names = [w.name for w in WORKLOADS]
+    args.selected = [w.name for w in WORKLOADS if w.smoke or not args.smoke]
+    if args.workloads:
+        args.selected = [n.strip() for n in args.workloads.split(",") if n.strip()]
+        unknown = set(args.selected) - set(names)
+        if unknown:
+            parser.error(f"unknown workload(s): {', '.join(sorted(unknown))}")
+    return args
