@@ -284,29 +284,33 @@ impl Sock {
         frame::split(buf, max_body).map_err(FrameFail::Frame)?.ok_or(FrameFail::Io(IoFail::Eof))
     }
 
-    /// Whether a pooled, idle connection still looks usable: no EOF and no
-    /// unsolicited bytes (a server that is going away sends an error first).
-    pub fn idle_and_open(&self) -> bool {
+    /// What the socket holds now, without taking it or waiting.
+    fn peek(&self) -> Peeked {
         if self.has_buffered() {
-            return false;
+            return Peeked::Bytes;
         }
         let mut byte = [0u8; 1];
         // SAFETY: byte is a valid 1-byte buffer.
         let n = unsafe { libc::recv(self.raw(), byte.as_mut_ptr().cast(), 1, libc::MSG_PEEK | libc::MSG_DONTWAIT) };
-        n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::WouldBlock
+        match n {
+            0 => Peeked::Closed,
+            n if n > 0 => Peeked::Bytes,
+            _ if io::Error::last_os_error().kind() == io::ErrorKind::WouldBlock => Peeked::Nothing,
+            _ => Peeked::Closed,
+        }
+    }
+
+    /// Whether a pooled, idle connection still looks usable: no EOF and no
+    /// unsolicited bytes (a server that is going away sends an error first).
+    pub fn idle_and_open(&self) -> bool {
+        self.peek() == Peeked::Nothing
     }
 
     /// Whether the peer has closed its end (or the socket failed): bytes
     /// waiting to be read mean it is still there (a client may send its
     /// next requests before it has the answers to the last).
     pub fn closed_by_peer(&self) -> bool {
-        if self.has_buffered() {
-            return false;
-        }
-        let mut byte = [0u8; 1];
-        // SAFETY: byte is a valid 1-byte buffer.
-        let n = unsafe { libc::recv(self.raw(), byte.as_mut_ptr().cast(), 1, libc::MSG_PEEK | libc::MSG_DONTWAIT) };
-        n == 0 || (n < 0 && io::Error::last_os_error().kind() != io::ErrorKind::WouldBlock)
+        self.peek() == Peeked::Closed
     }
 
     /// shutdown(2) both ways: ends the connection for every process holding
@@ -318,6 +322,17 @@ impl Sock {
         // SAFETY: shutdown on our own descriptor; errors (already closed) are irrelevant.
         unsafe { libc::shutdown(self.raw(), libc::SHUT_RDWR) };
     }
+}
+
+/// What a peek at a socket found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Peeked {
+    /// Nothing to read, and the peer is there.
+    Nothing,
+    /// Bytes are waiting.
+    Bytes,
+    /// End of stream, or the socket failed.
+    Closed,
 }
 
 /// Why a TLS handshake failed.

@@ -187,7 +187,8 @@ fn serve_client(
     let (why, session_log) = match crate::frontend::read_startup(client, tls, auth_deadline, &log) {
         Ok(First::Startup { client, startup, leftover }) => {
             let log = log.new(o!("user" => startup.user.clone(), "database" => startup.database.clone()));
-            let why = serve_startup(view, &client, (startup, leftover), &peer, reuse, &log, (pid, began));
+            let why =
+                serve_startup(view, &client, (startup, leftover), &peer, reuse, &log, (pid, began, auth_deadline));
             (why, Some(log))
         }
         Ok(First::Cancel { pid, secret }) => {
@@ -208,7 +209,8 @@ fn serve_client(
 }
 
 /// Serve a client that has sent its startup packet; returns why it left.
-/// `(pid, began)`: the worker's pid and when the client connected.
+/// `(pid, began, auth_deadline)`: the worker's pid, when the client
+/// connected and when its login must be done.
 fn serve_startup(
     view: &Context<'_>,
     client: &Sock,
@@ -216,9 +218,8 @@ fn serve_startup(
     peer: &Peer,
     reuse: &mut pool::Reuse,
     log: &slog::Logger,
-    (pid, began): (i32, Instant),
+    (pid, began, auth_deadline): (i32, Instant, Instant),
 ) -> Disconnect {
-    let auth_deadline = began + view.config.main.authentication_timeout;
     let entry = match admit(client, view.hba, view.region, peer, &startup, log) {
         Ok(entry) => entry,
         Err(why) => return why,

@@ -316,7 +316,7 @@ fn relay(
 }
 
 /// Count `n` of `event` when there is something to count.
-fn count(event: Event, n: u64) {
+pub(super) fn count(event: Event, n: u64) {
     if n > 0 {
         counters::add(event, n);
     }
@@ -325,7 +325,12 @@ fn count(event: Event, n: u64) {
 /// The engine could not read the client's bytes: the client is told and
 /// leaves (what was whole before the bad message has gone on).
 fn refuse_client_bytes(client: &Sock, e: &EngineError, leaving: &mut Option<Disconnect>) {
-    let message = format!("invalid frontend message: {e}");
+    violation(client, &e.to_string(), leaving);
+}
+
+/// The client sent a malformed message: it gets FATAL 08P01 and leaves.
+fn violation(client: &Sock, what: &str, leaving: &mut Option<Disconnect>) {
+    let message = format!("invalid frontend message: {what}");
     let _ = client.write_all(
         &encode::error_response("FATAL", sqlstate::PROTOCOL_VIOLATION, &message),
         Some(std::time::Instant::now() + std::time::Duration::from_secs(1)),
@@ -343,12 +348,7 @@ fn accept_client_bytes(ct: &mut Tracker, bytes: &[u8], leaving: &mut Option<Disc
             terminate_at
         }
         Err(e) => {
-            let message = format!("invalid frontend message: {e}");
-            let _ = client.write_all(
-                &encode::error_response("FATAL", sqlstate::PROTOCOL_VIOLATION, &message),
-                Some(std::time::Instant::now() + std::time::Duration::from_secs(1)),
-            );
-            *leaving = Some(Disconnect::ClientProtocolViolation);
+            violation(client, &e.to_string(), leaving);
             e.offset
         }
     }

@@ -88,17 +88,11 @@ pub fn run(
 
 /// Count what the prepared-statement engine did (with metrics on).
 fn record(activity: pgagroal::prepared::Activity) {
-    use pgagroal::shmem::counters::{Event, add};
-    for (event, n) in [
-        (Event::PreparedClientParse, activity.client_parses),
-        (Event::PreparedServerParse, activity.server_parses),
-        (Event::PreparedBind, activity.binds),
-        (Event::PreparedEviction, activity.evictions),
-    ] {
-        if n > 0 {
-            add(event, n);
-        }
-    }
+    use pgagroal::shmem::counters::Event;
+    relay::count(Event::PreparedClientParse, activity.client_parses);
+    relay::count(Event::PreparedServerParse, activity.server_parses);
+    relay::count(Event::PreparedBind, activity.binds);
+    relay::count(Event::PreparedEviction, activity.evictions);
 }
 
 /// Wait for the client's next bytes (no connection is held meanwhile).

@@ -193,20 +193,13 @@ impl Engine {
         }
         let statement = Rc::new(Statement::new(p.rest));
         self.statements.insert(p.name, statement.clone());
-        let mut effects = vec![Effect::ClientAdded(p.name.into())];
+        let effects = vec![Effect::ClientAdded(p.name.into())];
         if table.touch(statement.id) {
             let entry = self.entry(Request::Parse, Action::Answer(PARSE_COMPLETE.to_vec()), effects);
             return self.push(entry, table, to_client);
         }
-        self.make_room(table, to_server, to_client);
-        self.close_on_server(&statement.server_name, table, to_server, to_client);
-        messages::append_parse(to_server, &statement.server_name, &statement.body);
-        self.activity.server_parses += 1;
-        if table.insert(statement.id) {
-            effects.push(Effect::ServerAdded(statement.id));
-        }
-        let entry = self.entry(Request::Parse, Action::Forward, effects);
-        self.push(entry, table, to_client);
+        // The client's own Parse: its answer goes to the client.
+        self.prepare_on_server(&statement, Action::Forward, effects, table, (to_server, to_client));
     }
 
     fn bind(&mut self, message: &[u8], table: &Statements<'_>, to_server: &mut Vec<u8>, to_client: &mut Vec<u8>) {
@@ -340,12 +333,28 @@ impl Engine {
         if table.touch(statement.id) {
             return;
         }
+        self.prepare_on_server(statement, Action::Swallow, Vec::new(), table, (to_server, to_client));
+    }
+
+    /// Send a Parse of `statement` under its server-side name (after making
+    /// room, and after a Close of that name), answered as `action` says;
+    /// `effects` are undone with the connection's record of it if it fails.
+    fn prepare_on_server(
+        &mut self,
+        statement: &Statement,
+        action: Action,
+        mut effects: Vec<Effect>,
+        table: &Statements<'_>,
+        (to_server, to_client): (&mut Vec<u8>, &mut Vec<u8>),
+    ) {
         self.make_room(table, to_server, to_client);
         self.close_on_server(&statement.server_name, table, to_server, to_client);
         messages::append_parse(to_server, &statement.server_name, &statement.body);
         self.activity.server_parses += 1;
-        let effects = if table.insert(statement.id) { vec![Effect::ServerAdded(statement.id)] } else { Vec::new() };
-        let entry = self.entry(Request::Parse, Action::Swallow, effects);
+        if table.insert(statement.id) {
+            effects.push(Effect::ServerAdded(statement.id));
+        }
+        let entry = self.entry(Request::Parse, action, effects);
         self.push(entry, table, to_client);
     }
 

@@ -101,17 +101,8 @@ impl ClientStatements {
         self.by_name = all;
     }
 
-    pub fn len(&self) -> usize {
-        self.by_name.len()
-    }
-
     pub fn is_empty(&self) -> bool {
         self.by_name.is_empty()
-    }
-
-    /// The client's names, for tests and logs.
-    pub fn names(&self) -> impl Iterator<Item = &[u8]> {
-        self.by_name.keys().map(|k| &k[..])
     }
 }
 
