@@ -309,9 +309,17 @@ impl<'s, 'a> Waiting<'s, 'a> {
         }
         let left = deadline - now;
         self.show_waiting();
-        match (self.ticket, self.entry) {
+        let woken = match (self.ticket, self.entry) {
             (Some(_), Some(entry)) => queue.wait(entry, self.seen, QUEUE_SLICE.min(left)),
             _ => self.s.region.header().wait_release(self.release_seen, WAIT_SLICE.min(left)),
+        };
+        // Woken by a release: look for a slot at once. The client is looked
+        // at when a slice passes with none, so one that left is noticed
+        // within a slice; its request is run only when it was served
+        // before that, as PostgreSQL runs what a client sent just before
+        // going away.
+        if woken {
+            return Ok(());
         }
         let mut fds = [libc::pollfd { fd: client.raw(), events: libc::POLLIN, revents: 0 }];
         if crate::net::poll(&mut fds, 0).unwrap_or(0) > 0 && client.closed_by_peer() {

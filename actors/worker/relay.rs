@@ -136,9 +136,11 @@ fn relay(
         (Tracker::new(Direction::Frontend), Tracker::new(Direction::Backend))
     };
     let mut leaving: Option<Disconnect> = None;
-    let started = std::time::Instant::now();
     // Query and transaction latency, when metrics are on.
     let mut latency = pgagroal::shmem::counters::enabled().then(|| Latency::new(0, 0));
+    // The clock is read only for the latencies and `disconnect_client`.
+    let timed = mode.disconnect_after.is_some();
+    let started = (latency.is_some() || timed).then(std::time::Instant::now);
     let mut last_traffic = started;
 
     if !leftover.is_empty() {
@@ -149,7 +151,7 @@ fn relay(
             refuse_client_bytes(client, &e, &mut leaving);
         }
         let keep = accept_client_bytes(&mut ct, up.bytes(bufs), &mut leaving, client);
-        if let Some(latency) = latency.as_mut() {
+        if let (Some(latency), Some(started)) = (latency.as_mut(), started) {
             latency.sent(ct.sync_points, started);
         }
         up.truncate(bufs, keep);
@@ -198,15 +200,11 @@ fn relay(
         ];
         // Bytes TLS already decrypted do not show on the socket.
         let buffered = [client_reads && client.has_buffered(), server_reads && server.has_buffered()];
-        let deadline = mode.disconnect_after.and_then(|after| {
-            if mode.force {
-                Some(started + after)
-            } else {
-                st.settled(&ct, st.tx_status).then_some(last_traffic + after)
-            }
+        let deadline = mode.disconnect_after.zip(started.zip(last_traffic)).and_then(|(after, (started, last))| {
+            if mode.force { Some(started + after) } else { st.settled(&ct, st.tx_status).then_some(last + after) }
         });
-        let now = std::time::Instant::now();
-        if let Some(deadline) = deadline
+        let now = deadline.map(|_| std::time::Instant::now());
+        if let (Some(deadline), Some(now)) = (deadline, now)
             && now >= deadline
             && leaving.is_none()
         {
@@ -224,7 +222,7 @@ fn relay(
             }
             return End::Client { how, client: ct, server: st, clean: true };
         }
-        let timeout_ms = deadline.map_or(-1, |d| {
+        let timeout_ms = deadline.zip(now).map_or(-1, |(d, now)| {
             i32::try_from(d.saturating_duration_since(now).as_millis().saturating_add(1)).unwrap_or(i32::MAX)
         });
         let ready = if buffered[0] || buffered[1] {
@@ -235,8 +233,8 @@ fn relay(
                 Err(_) => return End::Server(Disconnect::Internal),
             }
         };
-        if ready[0] & READABLE != 0 || ready[1] & READABLE != 0 {
-            last_traffic = std::time::Instant::now();
+        if timed && (ready[0] & READABLE != 0 || ready[1] & READABLE != 0) {
+            last_traffic = Some(std::time::Instant::now());
         }
 
         if ready[1] & READABLE != 0 && down.is_empty() {

@@ -32,7 +32,8 @@ pub struct ClientEntry {
     /// [`Binding`], encoded.
     binding: AtomicU64,
     /// Futex word the worker sleeps on while it waits in the queue for a
-    /// connection; bumped to wake it (see [`super::queue`]).
+    /// connection: a count bumped to wake it, and [`SLEEPING`] (see
+    /// [`super::queue`]).
     wake: AtomicU32,
     /// With metrics on: [`SOCKET`] while the worker serves a client's
     /// socket, with the client's (database, user) pair in [`super::pools`]
@@ -42,6 +43,15 @@ pub struct ClientEntry {
     /// When the client began to wait for a connection, in
     /// [`super::pools::monotonic_micros`]; 0 while it does not wait.
     waiting_since: AtomicU64,
+}
+
+/// Flag in [`ClientEntry::wake`]: its worker sleeps (or is about to) on the
+/// word, so a wake-up needs the futex call; the low 31 bits count wake-ups.
+const SLEEPING: u32 = 1 << 31;
+
+/// The wake word after one more wake-up: the count moves on, the flag goes.
+fn next_wake(word: u32) -> u32 {
+    (word & !SLEEPING).wrapping_add(1) & !SLEEPING
 }
 
 /// Flag in [`ClientEntry::pool`]: the worker serves a client socket.
@@ -303,23 +313,39 @@ impl<'a> ClientTable<'a> {
         super::region::futex_wake(self.done);
     }
 
-    /// Wake the worker of `entry` from [`ClientTable::wait_woken`].
+    /// Wake the worker of `entry` from [`ClientTable::wait_woken`]: the
+    /// word's count moves on (so a waiter about to sleep does not), and
+    /// the futex is woken only when the waiter said it sleeps.
     pub fn wake_waiter(&self, entry: usize) {
         if let Some(e) = self.entries.get(entry) {
-            e.wake.fetch_add(1, Ordering::AcqRel);
-            super::region::futex_wake(&e.wake);
+            let before = e.wake.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |w| Some(next_wake(w)));
+            if before.is_ok_and(|w| w & SLEEPING != 0) {
+                super::region::futex_wake(&e.wake);
+            }
         }
     }
 
+    /// The value to pass to [`ClientTable::wait_woken`], read before
+    /// looking; a wake-up after it changes it.
     pub fn wake_seq(&self, entry: usize) -> u32 {
-        self.entries.get(entry).map_or(0, |e| e.wake.load(Ordering::Acquire))
+        self.entries.get(entry).map_or(0, |e| e.wake.load(Ordering::SeqCst) & !SLEEPING)
     }
 
-    /// Sleep until woken after `seen` was read, or `timeout` passes.
-    pub fn wait_woken(&self, entry: usize, seen: u32, timeout: Duration) {
-        if let Some(e) = self.entries.get(entry) {
-            super::region::futex_wait(&e.wake, seen, timeout);
+    /// Sleep until woken after `seen` was read, or `timeout` passes;
+    /// whether a wake-up came (the count moved on).
+    pub fn wait_woken(&self, entry: usize, seen: u32, timeout: Duration) -> bool {
+        let Some(e) = self.entries.get(entry) else { return false };
+        // Say it sleeps, unless a wake-up came already. A waker that read
+        // the word before this saw no flag, but then its count change came
+        // first and this exchange fails.
+        let flagged = seen | SLEEPING;
+        match e.wake.compare_exchange(seen, flagged, Ordering::SeqCst, Ordering::SeqCst) {
+            Ok(_) => {}
+            Err(now) if now == flagged => {}
+            Err(_) => return true,
         }
+        super::region::futex_wait(&e.wake, flagged, timeout);
+        e.wake.load(Ordering::SeqCst) & !SLEEPING != seen
     }
 
     /// The entries `pid` holds.
@@ -334,6 +360,38 @@ mod tests {
 
     fn table(n: usize) -> (Vec<ClientEntry>, AtomicU32) {
         ((0..n).map(|_| ClientEntry::default()).collect(), AtomicU32::new(0))
+    }
+
+    #[test]
+    fn a_wake_up_reaches_a_sleeper_and_one_not_yet_asleep() {
+        let (entries, done) = table(2);
+        let t = ClientTable::new(&entries, &done);
+        // Nobody sleeps: the count moves on (no futex call), and a waiter
+        // holding the old count does not sleep at all.
+        let seen = t.wake_seq(0);
+        t.wake_waiter(0);
+        assert_ne!(t.wake_seq(0), seen);
+        assert!(t.wait_woken(0, seen, Duration::from_secs(30)), "returns at once");
+        // A slice passes with no wake-up: false, and the flag it left
+        // behind neither shows in the count nor keeps the next one asleep.
+        let seen = t.wake_seq(0);
+        assert!(!t.wait_woken(0, seen, Duration::from_millis(20)));
+        assert_eq!(t.wake_seq(0), seen);
+        // A sleeper is woken well before its slice is over.
+        let began = Instant::now();
+        std::thread::scope(|scope| {
+            let sleeper = scope.spawn(|| t.wait_woken(0, seen, Duration::from_secs(30)));
+            while entries[0].wake.load(Ordering::SeqCst) & SLEEPING == 0 {
+                std::thread::yield_now();
+            }
+            t.wake_waiter(0);
+            assert!(sleeper.join().expect("sleeper"), "woken, not timed out");
+        });
+        assert!(began.elapsed() < Duration::from_secs(10), "the futex was woken");
+        assert_eq!(entries[0].wake.load(Ordering::SeqCst) & SLEEPING, 0, "the waker took the flag away");
+        // The count wraps below the flag.
+        assert_eq!(next_wake(SLEEPING - 1), 0);
+        assert_eq!(next_wake(SLEEPING | 5), 6);
     }
 
     #[test]

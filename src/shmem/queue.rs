@@ -169,9 +169,10 @@ impl<'a> WaitQueue<'a> {
         self.clients.wake_seq(entry)
     }
 
-    /// Sleep until woken after `seen` was read, or `timeout` passes.
-    pub fn wait(&self, entry: usize, seen: u32, timeout: Duration) {
-        self.clients.wait_woken(entry, seen, timeout);
+    /// Sleep until woken after `seen` was read, or `timeout` passes;
+    /// whether a wake-up came.
+    pub fn wait(&self, entry: usize, seen: u32, timeout: Duration) -> bool {
+        self.clients.wait_woken(entry, seen, timeout)
     }
 }
 

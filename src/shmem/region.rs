@@ -233,13 +233,15 @@ impl Header {
     }
 
     /// Sleep until a slot is released after `ticket` was read, or `timeout`
-    /// passes. Returns at once if a release already happened.
-    pub fn wait_release(&self, ticket: u32, timeout: std::time::Duration) {
+    /// passes, and say whether one came. Returns at once if a release
+    /// already happened.
+    pub fn wait_release(&self, ticket: u32, timeout: std::time::Duration) -> bool {
         self.waiters.fetch_add(1, Ordering::SeqCst);
         if self.release_seq.load(Ordering::SeqCst) == ticket {
             futex(&self.release_seq, libc::FUTEX_WAIT, ticket, Some(timeout));
         }
         self.waiters.fetch_sub(1, Ordering::SeqCst);
+        self.release_seq.load(Ordering::SeqCst) != ticket
     }
 }
 
