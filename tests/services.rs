@@ -95,6 +95,9 @@ fn maintenance_keeps_min_size_after_kills() {
         pooler.wait_for_new_service("maintenance", service, Duration::from_secs(5));
         let victim = postgres().backends_on(db)[0];
         postgres().psql(&format!("SELECT pg_terminate_backend({victim})"));
+        // pg_terminate_backend returns once the signal is sent: the backend
+        // has said FATAL and gone only when it has left pg_stat_activity.
+        pooler.wait_for(|| !postgres().backends_on(db).contains(&victim), "the victim backend gone");
         // The FREE dead connection is noticed at its next use; a client
         // takes both, the dead one is replaced, and min_size holds again.
         let (mut a, mut b) = (pooler.connect_to(db), pooler.connect_to(db));
