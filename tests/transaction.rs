@@ -202,3 +202,47 @@ fn copy_errors_and_transactions_through_the_pool() {
     assert_eq!(one(&mut b, "SELECT count(*) FROM tx_copy"), "1000");
     pooler.wait_idle();
 }
+
+#[test]
+fn a_late_reader_gets_its_whole_answer_then_the_next_while_others_use_the_connection() {
+    // The end of an answer may reach the client after the connection has
+    // gone back to the pool. Answers of several sizes, each read late with
+    // the next query sent first, come whole and in order, and another client
+    // gets the only connection meanwhile.
+    let pooler = transaction_pool(1);
+    let mut raw = raw_login(&pooler);
+    for kib in [16, 64, 128, 256, 512, 1024, 2048, 4096] {
+        let size = kib * 1024;
+        let mut first = Vec::new();
+        pgagroal::protocol::encode::append_query(&mut first, &format!("SELECT repeat('x', {size})"));
+        raw.send(&first);
+        std::thread::scope(|scope| {
+            let other = scope.spawn(|| one(&mut connect(&pooler), "SELECT 'other'"));
+            // The answer fills the client's socket while it does not read.
+            std::thread::sleep(Duration::from_millis(100));
+            let mut second = Vec::new();
+            pgagroal::protocol::encode::append_query(&mut second, &format!("SELECT 'after {kib}'"));
+            raw.send(&second);
+            let mut rows = Vec::new();
+            let mut readies = 0;
+            while readies < 2 {
+                match raw.read() {
+                    Some((b'D', body)) => rows.push(body[6..].to_vec()),
+                    Some((b'Z', body)) => {
+                        assert_eq!(body, b"I");
+                        readies += 1;
+                    }
+                    Some((b'E', body)) => panic!("error: {:?}", wire::field(&body, b'M')),
+                    Some(_) => {}
+                    None => panic!("closed after {readies} answers"),
+                }
+            }
+            assert_eq!(rows.len(), 2, "{kib} KiB");
+            assert_eq!(rows[0].len(), size);
+            assert!(rows[0].iter().all(|&b| b == b'x'));
+            assert_eq!(rows[1], format!("after {kib}").as_bytes());
+            assert_eq!(other.join().expect("the other client"), "other");
+        });
+    }
+    pooler.wait_idle();
+}

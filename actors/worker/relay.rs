@@ -13,6 +13,7 @@
 mod io;
 
 pub use io::Buffers;
+pub use io::{Owed, deliver};
 use io::{Pending, Waiter, flush_tls};
 
 use crate::net::Sock;
@@ -35,8 +36,11 @@ pub enum End {
     /// The server connection failed or closed.
     Server(Disconnect),
     /// With [`Mode::stop_at_idle`]: the transaction is over, the server idle
-    /// and nothing is owed either way.
-    Idle { client: Tracker, server: Tracker },
+    /// and nothing is owed to it. The end of the server's answer may still
+    /// be `owed` to the client: the connection goes back to the pool first
+    /// ([`deliver`] then sends it), so a worker the kernel switches out as
+    /// its client wakes does not hold the connection meanwhile.
+    Idle { client: Tracker, server: Tracker, owed: Owed },
 }
 
 /// What the relay watches for.
@@ -178,16 +182,12 @@ fn relay(
             return End::Client { how: Disconnect::ClientError, client: ct, server: st, clean: true };
         }
         if mode.stop_at_idle
-            && leaving.is_none()
-            && up.is_empty()
             && down.is_empty()
-            && ct.sync_points > 0
-            && st.settled(&ct, b'I')
-            && rewrite.as_ref().is_none_or(|r| r.p.engine.settled())
             && !client.wants_write()
             && !server.wants_write()
+            && at_idle(&ct, &st, &up, &rewrite, leaving)
         {
-            return End::Idle { client: ct, server: st };
+            return End::Idle { client: ct, server: st, owed: Owed::default() };
         }
         let stalled = rewrite.as_ref().is_some_and(|r| r.p.engine.stalled());
         let client_reads = up.is_empty() && leaving.is_none() && !stalled;
@@ -275,6 +275,10 @@ fn relay(
                             latency.sent(ct.sync_points, std::time::Instant::now());
                         }
                     }
+                    if mode.stop_at_idle && at_idle(&ct, &st, &up, &rewrite, leaving) && !server.wants_write() {
+                        // The connection goes back before the client is written to.
+                        return End::Idle { client: ct, server: st, owed: Owed(down) };
+                    }
                     if down.flush(bufs, client).is_err() {
                         return End::Client { how: Disconnect::ClientError, client: ct, server: st, clean: true };
                     }
@@ -311,6 +315,23 @@ fn relay(
             }
         }
     }
+}
+
+/// Whether the transaction is over as far as the server is concerned: every
+/// request answered, the last ReadyForQuery idle, no client bytes waiting for
+/// it and no statement the engine still has to prepare or close.
+fn at_idle(
+    ct: &Tracker,
+    st: &Tracker,
+    up: &Pending,
+    rewrite: &Option<Rewrite<'_, '_, '_>>,
+    leaving: Option<Disconnect>,
+) -> bool {
+    leaving.is_none()
+        && up.is_empty()
+        && ct.sync_points > 0
+        && st.settled(ct, b'I')
+        && rewrite.as_ref().is_none_or(|r| r.p.engine.settled())
 }
 
 /// Count `n` of `event` when there is something to count.

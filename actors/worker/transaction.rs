@@ -42,7 +42,9 @@ pub fn run(
         let conn = match current.take() {
             Some(conn) => conn,
             None => {
-                if let Err(reason) = next_request(client, &mut buf) {
+                if buf.is_empty()
+                    && let Err(reason) = next_request(client, &mut buf)
+                {
                     return reason;
                 }
                 if buf.first() == Some(&TERMINATE) {
@@ -77,9 +79,12 @@ pub fn run(
             engine.abandon(table);
         }
         match end {
-            End::Idle { client: ct, server: st } => {
+            End::Idle { client: ct, server: st, owed } => {
                 let hash = if ct.session_change || st.session_change { params::UNKNOWN } else { s.params.hash() };
                 pool::give_back(s, reuse, conn, Some(hash));
+                if let Err(reason) = relay::deliver(client, &reuse.buffers, owed, &mut buf) {
+                    return reason;
+                }
             }
             end => return pool::finish(s, conn, end, reuse),
         }

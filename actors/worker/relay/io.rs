@@ -4,6 +4,7 @@
 //! set once a session proves long).
 
 use crate::net::{Epoll, Sock, poll};
+use pgagroal::disconnect::Disconnect;
 use std::io::ErrorKind;
 
 /// Size of each relay buffer.
@@ -128,6 +129,44 @@ impl Pending {
         self.held = None;
         self.start = 0;
         Ok(())
+    }
+}
+
+/// The end of a server's answer still to be sent to the client once the
+/// transaction is over (see [`super::End::Idle`]).
+#[derive(Default)]
+pub struct Owed(pub(super) Pending);
+
+/// Send the client what is `owed` to it, with no connection held. While its
+/// socket is full, what it sends meanwhile (up to one buffer) is read into
+/// `next`, as the relay would, so a client that writes before it reads
+/// cannot stall both sides.
+pub fn deliver(client: &Sock, buffers: &Buffers, mut owed: Owed, next: &mut Vec<u8>) -> Result<(), Disconnect> {
+    loop {
+        if owed.0.flush(&buffers.bufs, client).is_err() || flush_tls(client).is_err() {
+            return Err(Disconnect::ClientError);
+        }
+        if owed.0.is_empty() && !client.wants_write() {
+            return Ok(());
+        }
+        let reads = next.len() < BUF;
+        let mut fds = [libc::pollfd {
+            fd: client.raw(),
+            events: libc::POLLOUT | if reads { libc::POLLIN } else { 0 },
+            revents: 0,
+        }];
+        if poll(&mut fds, -1).is_err() {
+            return Err(Disconnect::ClientError);
+        }
+        if reads && fds[0].revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0 {
+            next.reserve(BUF);
+            match client.read_append(next) {
+                Ok(0) => return Err(Disconnect::ClientClosed),
+                Ok(_) => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                Err(_) => return Err(Disconnect::ClientError),
+            }
+        }
     }
 }
 
