@@ -246,3 +246,49 @@ fn a_late_reader_gets_its_whole_answer_then_the_next_while_others_use_the_connec
     }
     pooler.wait_idle();
 }
+
+#[cfg(feature = "failpoints")]
+#[test]
+fn what_a_client_sends_while_the_end_of_its_answer_waits_is_kept() {
+    // `worker-deliver-held` makes the worker act as if the client's socket
+    // were full once the connection has gone back: the end of the answer
+    // waits until the client sends something, and what it sends then is
+    // the next query, which must run after the answer is delivered.
+    let markers = daemon_dir();
+    let pooler = Pooler::start(PoolerOptions {
+        max_connections: 1,
+        extra: "pipeline = transaction\nallow_unknown_users = off\n".into(),
+        users: vec![(TRUST_USER, PASSWORD)],
+        env: vec![
+            ("PGAGROAL_FAILPOINTS", "worker-deliver-held=once:error".into()),
+            ("PGAGROAL_FAILPOINT_DIR", markers.path().display().to_string()),
+        ],
+        ..Default::default()
+    });
+    let mut raw = raw_login(&pooler);
+    let mut first = Vec::new();
+    pgagroal::protocol::encode::append_query(&mut first, "SELECT 'first'");
+    raw.send(&first);
+    assert!(
+        eventually(Duration::from_secs(20), || markers.path().join("worker-deliver-held").exists()),
+        "the answer was never held"
+    );
+    // The connection is back in the pool while the answer waits.
+    assert_eq!(one(&mut connect(&pooler), "SELECT 'other'"), "other");
+    let mut second = Vec::new();
+    pgagroal::protocol::encode::append_query(&mut second, "SELECT 'second'");
+    raw.send(&second);
+    let mut values = Vec::new();
+    let mut readies = 0;
+    while readies < 2 {
+        match raw.read() {
+            Some((b'D', body)) => values.push(String::from_utf8_lossy(&body[6..]).into_owned()),
+            Some((b'Z', _)) => readies += 1,
+            Some((b'E', body)) => panic!("error: {:?}", wire::field(&body, b'M')),
+            Some(_) => {}
+            None => panic!("closed after {readies} answers"),
+        }
+    }
+    assert_eq!(values, ["first", "second"]);
+    pooler.wait_idle();
+}

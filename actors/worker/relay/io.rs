@@ -142,17 +142,23 @@ pub struct Owed(pub(super) Pending);
 /// `next`, as the relay would, so a client that writes before it reads
 /// cannot stall both sides.
 pub fn deliver(client: &Sock, buffers: &Buffers, mut owed: Owed, next: &mut Vec<u8>) -> Result<(), Disconnect> {
+    // Fault injection: act as if the client's socket were full until the
+    // client sends something.
+    let mut pretend_full = false;
+    pgagroal::fail_point!("worker-deliver-held", pretend_full = !owed.0.is_empty());
     loop {
-        if owed.0.flush(&buffers.bufs, client).is_err() || flush_tls(client).is_err() {
-            return Err(Disconnect::ClientError);
-        }
-        if owed.0.is_empty() && !client.wants_write() {
-            return Ok(());
+        if !pretend_full {
+            if owed.0.flush(&buffers.bufs, client).is_err() || flush_tls(client).is_err() {
+                return Err(Disconnect::ClientError);
+            }
+            if owed.0.is_empty() && !client.wants_write() {
+                return Ok(());
+            }
         }
         let reads = next.len() < BUF;
         let mut fds = [libc::pollfd {
             fd: client.raw(),
-            events: libc::POLLOUT | if reads { libc::POLLIN } else { 0 },
+            events: if pretend_full { 0 } else { libc::POLLOUT } | if reads { libc::POLLIN } else { 0 },
             revents: 0,
         }];
         if poll(&mut fds, -1).is_err() {
@@ -162,7 +168,7 @@ pub fn deliver(client: &Sock, buffers: &Buffers, mut owed: Owed, next: &mut Vec<
             next.reserve(BUF);
             match client.read_append(next) {
                 Ok(0) => return Err(Disconnect::ClientClosed),
-                Ok(_) => {}
+                Ok(_) => pretend_full = false,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => {}
                 Err(_) => return Err(Disconnect::ClientError),
             }
