@@ -11,10 +11,16 @@ use std::time::Duration;
 const PASSWORD: &str = "trust user password";
 
 fn transaction_pool(max_connections: usize) -> Pooler {
+    transaction_pool_with(max_connections, Vec::new())
+}
+
+/// A transaction pool whose daemon has `env` (failpoints, say).
+fn transaction_pool_with(max_connections: usize, env: Vec<(&'static str, String)>) -> Pooler {
     Pooler::start(PoolerOptions {
         max_connections,
         extra: "pipeline = transaction\nallow_unknown_users = off\n".into(),
         users: vec![(TRUST_USER, PASSWORD)],
+        env,
         ..Default::default()
     })
 }
@@ -101,6 +107,33 @@ fn raw_login(pooler: &Pooler) -> wire::Raw {
     raw
 }
 
+/// Send a simple Query without waiting for its answer.
+fn send_query(raw: &mut wire::Raw, sql: &str) {
+    let mut q = Vec::new();
+    pgagroal::protocol::encode::append_query(&mut q, sql);
+    raw.send(&q);
+}
+
+/// The DataRow values (first column) up to the `readies`-th ReadyForQuery,
+/// each of which must say idle.
+fn rows_until_ready(raw: &mut wire::Raw, readies: usize) -> Vec<Vec<u8>> {
+    let mut rows = Vec::new();
+    let mut seen = 0;
+    while seen < readies {
+        match raw.read() {
+            Some((b'D', body)) => rows.push(body[6..].to_vec()),
+            Some((b'Z', body)) => {
+                assert_eq!(body, b"I");
+                seen += 1;
+            }
+            Some((b'E', body)) => panic!("error: {:?}", wire::field(&body, b'M')),
+            Some(_) => {}
+            None => panic!("closed after {seen} answers"),
+        }
+    }
+    rows
+}
+
 #[test]
 fn ten_syncs_in_flight_from_one_client_are_answered_in_order() {
     let pooler = transaction_pool(2);
@@ -110,20 +143,8 @@ fn ten_syncs_in_flight_from_one_client_are_answered_in_order() {
         batch.extend_from_slice(&pgagroal::protocol::encode::extended_query(&format!("SELECT {n}"), &[]));
     }
     raw.send(&batch);
-    let mut values = Vec::new();
-    let mut readies = 0;
-    while readies < 10 {
-        match raw.read() {
-            Some((b'D', body)) => values.push(String::from_utf8_lossy(&body[6..]).into_owned()),
-            Some((b'Z', body)) => {
-                assert_eq!(body, b"I");
-                readies += 1;
-            }
-            Some((b'E', body)) => panic!("error: {:?}", wire::field(&body, b'M')),
-            Some(_) => {}
-            None => panic!("closed after {readies} answers"),
-        }
-    }
+    let values: Vec<String> =
+        rows_until_ready(&mut raw, 10).iter().map(|row| String::from_utf8_lossy(row).into_owned()).collect();
     let expected: Vec<String> = (0..10).map(|n| n.to_string()).collect();
     assert_eq!(values, expected);
     assert_eq!(raw.query_one("SELECT 'still here'"), "still here");
@@ -213,30 +234,13 @@ fn a_late_reader_gets_its_whole_answer_then_the_next_while_others_use_the_connec
     let mut raw = raw_login(&pooler);
     for kib in [16, 64, 128, 256, 512, 1024, 2048, 4096] {
         let size = kib * 1024;
-        let mut first = Vec::new();
-        pgagroal::protocol::encode::append_query(&mut first, &format!("SELECT repeat('x', {size})"));
-        raw.send(&first);
+        send_query(&mut raw, &format!("SELECT repeat('x', {size})"));
         std::thread::scope(|scope| {
             let other = scope.spawn(|| one(&mut connect(&pooler), "SELECT 'other'"));
             // The answer fills the client's socket while it does not read.
             std::thread::sleep(Duration::from_millis(100));
-            let mut second = Vec::new();
-            pgagroal::protocol::encode::append_query(&mut second, &format!("SELECT 'after {kib}'"));
-            raw.send(&second);
-            let mut rows = Vec::new();
-            let mut readies = 0;
-            while readies < 2 {
-                match raw.read() {
-                    Some((b'D', body)) => rows.push(body[6..].to_vec()),
-                    Some((b'Z', body)) => {
-                        assert_eq!(body, b"I");
-                        readies += 1;
-                    }
-                    Some((b'E', body)) => panic!("error: {:?}", wire::field(&body, b'M')),
-                    Some(_) => {}
-                    None => panic!("closed after {readies} answers"),
-                }
-            }
+            send_query(&mut raw, &format!("SELECT 'after {kib}'"));
+            let rows = rows_until_ready(&mut raw, 2);
             assert_eq!(rows.len(), 2, "{kib} KiB");
             assert_eq!(rows[0].len(), size);
             assert!(rows[0].iter().all(|&b| b == b'x'));
@@ -255,40 +259,22 @@ fn what_a_client_sends_while_the_end_of_its_answer_waits_is_kept() {
     // waits until the client sends something, and what it sends then is
     // the next query, which must run after the answer is delivered.
     let markers = daemon_dir();
-    let pooler = Pooler::start(PoolerOptions {
-        max_connections: 1,
-        extra: "pipeline = transaction\nallow_unknown_users = off\n".into(),
-        users: vec![(TRUST_USER, PASSWORD)],
-        env: vec![
+    let pooler = transaction_pool_with(
+        1,
+        vec![
             ("PGAGROAL_FAILPOINTS", "worker-deliver-held=once:error".into()),
             ("PGAGROAL_FAILPOINT_DIR", markers.path().display().to_string()),
         ],
-        ..Default::default()
-    });
+    );
     let mut raw = raw_login(&pooler);
-    let mut first = Vec::new();
-    pgagroal::protocol::encode::append_query(&mut first, "SELECT 'first'");
-    raw.send(&first);
+    send_query(&mut raw, "SELECT 'first'");
     assert!(
         eventually(Duration::from_secs(20), || markers.path().join("worker-deliver-held").exists()),
         "the answer was never held"
     );
     // The connection is back in the pool while the answer waits.
     assert_eq!(one(&mut connect(&pooler), "SELECT 'other'"), "other");
-    let mut second = Vec::new();
-    pgagroal::protocol::encode::append_query(&mut second, "SELECT 'second'");
-    raw.send(&second);
-    let mut values = Vec::new();
-    let mut readies = 0;
-    while readies < 2 {
-        match raw.read() {
-            Some((b'D', body)) => values.push(String::from_utf8_lossy(&body[6..]).into_owned()),
-            Some((b'Z', _)) => readies += 1,
-            Some((b'E', body)) => panic!("error: {:?}", wire::field(&body, b'M')),
-            Some(_) => {}
-            None => panic!("closed after {readies} answers"),
-        }
-    }
-    assert_eq!(values, ["first", "second"]);
+    send_query(&mut raw, "SELECT 'second'");
+    assert_eq!(rows_until_ready(&mut raw, 2), [b"first".to_vec(), b"second".to_vec()]);
     pooler.wait_idle();
 }

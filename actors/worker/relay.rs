@@ -184,8 +184,7 @@ fn relay(
         if mode.stop_at_idle
             && down.is_empty()
             && !client.wants_write()
-            && !server.wants_write()
-            && at_idle(&ct, &st, &up, &rewrite, leaving)
+            && at_idle(server, &ct, &st, &up, &rewrite, leaving)
         {
             return End::Idle { client: ct, server: st, owed: Owed::default() };
         }
@@ -275,7 +274,7 @@ fn relay(
                             latency.sent(ct.sync_points, std::time::Instant::now());
                         }
                     }
-                    if mode.stop_at_idle && at_idle(&ct, &st, &up, &rewrite, leaving) && !server.wants_write() {
+                    if mode.stop_at_idle && at_idle(server, &ct, &st, &up, &rewrite, leaving) {
                         // The connection goes back before the client is written to.
                         return End::Idle { client: ct, server: st, owed: Owed(down) };
                     }
@@ -319,8 +318,10 @@ fn relay(
 
 /// Whether the transaction is over as far as the server is concerned: every
 /// request answered, the last ReadyForQuery idle, no client bytes waiting for
-/// it and no statement the engine still has to prepare or close.
+/// it (TLS records included) and no statement the engine still has to
+/// prepare or close.
 fn at_idle(
+    server: &Sock,
     ct: &Tracker,
     st: &Tracker,
     up: &Pending,
@@ -329,6 +330,7 @@ fn at_idle(
 ) -> bool {
     leaving.is_none()
         && up.is_empty()
+        && !server.wants_write()
         && ct.sync_points > 0
         && st.settled(ct, b'I')
         && rewrite.as_ref().is_none_or(|r| r.p.engine.settled())
