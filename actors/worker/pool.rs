@@ -322,10 +322,16 @@ pub fn finish(s: &Session<'_>, conn: Conn, end: End, reuse: &mut Reuse) -> Disco
                 super::connect::cancel_slot(s.config, s.region, conn.id, conn.word.generation, &s.log);
             }
             let poolable = conn.auth.is_reusable() && conn.registered;
-            if !clean || !client.at_boundary() || !poolable {
+            // A batch with no Sync yet, or a COPY FROM STDIN the server still
+            // waits on, cannot be ended by the pooler without committing or
+            // failing the client's work in its name: the connection goes, and
+            // PostgreSQL rolls back what it did, as when a client hangs up.
+            let unfinished = client.open_batch || server.copy_in;
+            if !clean || !client.at_boundary() || !poolable || unfinished {
                 let clean = clean
                     && client.at_boundary()
-                    && drain(&conn.sock, &mut server, client.sync_points, Instant::now() + HOUSEKEEPING_TIMEOUT);
+                    && (unfinished
+                        || drain(&conn.sock, &mut server, client.sync_points, Instant::now() + HOUSEKEEPING_TIMEOUT));
                 unbind(s, reuse.entry);
                 kill(s, conn.id, conn.word, Some(&conn.sock), clean);
                 return how;

@@ -163,13 +163,15 @@ fn relay(
 
     loop {
         pgagroal::fail_point!("worker-mid-relay");
+        if up.flush(bufs, server).is_err() {
+            return End::Server(Disconnect::ServerError);
+        }
+        // Checked once what the client sent before leaving has gone on: a
+        // batch without a Sync gets no answer to wait for.
         if let Some(how) = leaving
             && up.is_empty()
         {
             return End::Client { how, client: ct, server: st, clean: how != Disconnect::ClientProtocolViolation };
-        }
-        if up.flush(bufs, server).is_err() {
-            return End::Server(Disconnect::ServerError);
         }
         if down.flush(bufs, client).is_err() {
             return End::Client { how: Disconnect::ClientError, client: ct, server: st, clean: true };

@@ -62,6 +62,10 @@ pub struct Tracker {
     /// the server in copy-in mode, where it ignores them: they will not be
     /// answered (drivers such as rust-postgres send Sync with the Execute).
     syncs_since_execute: u64,
+    /// Server side: the last message that started or ended a COPY FROM
+    /// STDIN (or COPY BOTH) started one, so the server waits for copy data
+    /// and answers nothing else until CopyDone or CopyFail.
+    pub copy_in: bool,
     /// Look into query texts (client side) and ParameterStatus (server
     /// side) to set `session_change`.
     inspect: bool,
@@ -86,6 +90,7 @@ impl Tracker {
             tx_status: b'I',
             open_batch: false,
             syncs_since_execute: 0,
+            copy_in: false,
             inspect: false,
             session_change: false,
         }
@@ -194,7 +199,12 @@ impl Tracker {
             (Direction::Backend, b'Z') => {
                 self.ready_count += 1;
                 self.want_status = self.remaining > 0;
+                self.copy_in = false;
             }
+            // CopyInResponse, CopyBothResponse; CommandComplete and
+            // ErrorResponse end a copy.
+            (Direction::Backend, b'G' | b'W') => self.copy_in = true,
+            (Direction::Backend, b'C' | b'E') => self.copy_in = false,
             (Direction::Backend, b'S') if self.inspect => self.session_change = true,
             _ => {}
         }
@@ -313,6 +323,31 @@ mod tests {
         let mut t = Tracker::new(Direction::Frontend);
         t.scan(&[b'E', 0, 0, 0, 4, b'S', 0, 0, 0, 4, b'Q', 0, 0, 0, 5, 0]).expect("valid");
         assert_eq!(t.sync_points, 2);
+    }
+
+    #[test]
+    fn the_server_side_knows_when_it_waits_for_copy_data() {
+        // CopyInResponse (text, no columns); a NoticeResponse does not end
+        // the copy, CommandComplete does.
+        let copy_in = [b'G', 0, 0, 0, 7, 0, 0, 0];
+        let notice = [b'N', 0, 0, 0, 5, 0];
+        let complete = [b'C', 0, 0, 0, 11, b'C', b'O', b'P', b'Y', b' ', b'1', 0];
+        let mut t = Tracker::new(Direction::Backend);
+        t.scan(&copy_in).expect("valid");
+        assert!(t.copy_in);
+        t.scan(&notice).expect("valid");
+        assert!(t.copy_in);
+        t.scan(&complete).expect("valid");
+        assert!(!t.copy_in);
+        // An error ends it too, and so does a ReadyForQuery.
+        t.scan(&copy_in).expect("valid");
+        t.scan(&[b'E', 0, 0, 0, 5, 0]).expect("valid");
+        assert!(!t.copy_in);
+        t.scan(&[b'W', 0, 0, 0, 7, 0, 0, 0, b'Z', 0, 0, 0, 5, b'I']).expect("valid");
+        assert!(!t.copy_in);
+        // Copy-out is not copy-in.
+        t.scan(&[b'H', 0, 0, 0, 7, 0, 0, 0]).expect("valid");
+        assert!(!t.copy_in);
     }
 
     #[test]
