@@ -30,7 +30,8 @@ pub fn run(
 ) -> Disconnect {
     let mode = relay::Mode { stop_at_idle: true, inspect: true, disconnect_after: None, force: false };
     // The client's named prepared statements, for every connection it gets.
-    let mut engine = (s.config.main.prepared_statement_capacity() > 0).then(Engine::new);
+    let mut engine =
+        (s.config.main.prepared_statement_capacity() > 0).then(|| Engine::with_context(s.params.statement_context()));
     // A client that has logged in and sent nothing yet holds no connection.
     let mut current = if buf.is_empty() {
         pool::give_back(s, reuse, conn, Some(s.params.hash()));

@@ -191,7 +191,7 @@ impl Engine {
             let entry = self.entry(Request::Parse, action, Vec::new());
             return self.push(entry, table, to_client);
         }
-        let statement = Rc::new(Statement::new(p.rest));
+        let statement = Rc::new(Statement::in_context(p.rest, self.context));
         self.statements.insert(p.name, statement.clone());
         let effects = vec![Effect::ClientAdded(p.name.into())];
         if table.touch(statement.id) {

@@ -142,11 +142,20 @@ pub struct Engine {
     /// The server side's place in the byte stream.
     pub(crate) server: super::server::Framing,
     pub(crate) activity: Activity,
+    /// Digest of the client's settings that can change what a statement
+    /// means (see [`Statement::in_context`]); 0 for none.
+    pub(crate) context: u64,
 }
 
 impl Engine {
     pub fn new() -> Engine {
         Engine::default()
+    }
+
+    /// An engine for a client whose settings digest to `context`
+    /// (`SessionParams::statement_context`).
+    pub fn with_context(context: u64) -> Engine {
+        Engine { context, ..Engine::default() }
     }
 
     /// What was done since the last call.

@@ -127,6 +127,21 @@ pub fn rename_in_fields(body: &[u8], from: &[u8], to: &[u8]) -> Option<Vec<u8>> 
     }
 }
 
+/// The SQLSTATE (`C` field) of an ErrorResponse body.
+pub fn error_code(body: &[u8]) -> Option<&[u8]> {
+    let mut r = Reader::new(body);
+    loop {
+        let kind = r.u8()?;
+        if kind == 0 {
+            return None;
+        }
+        let value = r.cstr()?;
+        if kind == b'C' {
+            return Some(value);
+        }
+    }
+}
+
 /// A whole message with `tag` and `body`.
 pub fn message(tag: u8, body: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(body.len() + 5);

@@ -9,8 +9,9 @@
 //! A chunk that needs no change is forwarded as it is: nothing is copied
 //! until the first change.
 
-use super::engine::{Action, Engine, declared_len};
+use super::engine::{Action, Engine, Request, declared_len};
 use super::messages;
+use super::statement::id_of_server_name;
 use crate::protocol::frame::HEADER_LEN;
 use crate::shmem::statements::Statements;
 
@@ -184,6 +185,25 @@ impl Engine {
         self.server.then = then;
     }
 
+    /// The error `body` answers the head request. When that is a Bind or
+    /// Describe of a shared statement and says the statement no longer
+    /// holds (its result type changed, or a table, column or function it
+    /// names is gone or changed: SQLSTATE 0A000 or class 42), the
+    /// connection's copy is forgotten. Its next user prepares the text
+    /// afresh (the Parse goes behind a Close of the old one) instead of
+    /// every later client getting the same error from it.
+    fn forget_if_stale(&self, body: &[u8], table: &Statements<'_>) {
+        let Some(head) = self.queue.front() else { return };
+        let Action::Renamed { server, .. } = &head.action else { return };
+        if !matches!(head.request, Request::Bind | Request::Describe) {
+            return;
+        }
+        let stale = messages::error_code(body).is_some_and(|code| code == b"0A000" || code.starts_with(b"42"));
+        if let (true, Some(id)) = (stale, id_of_server_name(server)) {
+            table.remove(id);
+        }
+    }
+
     /// The current message has passed (its last byte was at `at - 1`).
     fn message_done(&mut self, table: &Statements<'_>, o: &mut Output<'_, '_>, at: usize) {
         let then = std::mem::take(&mut self.server.then);
@@ -206,6 +226,7 @@ impl Engine {
             Then::Failed => {
                 if mode == Mode::Capture {
                     let captured = std::mem::take(&mut self.server.captured);
+                    self.forget_if_stale(&captured[HEADER_LEN..], table);
                     let renamed = match self.queue.front().map(|h| &h.action) {
                         Some(Action::Renamed { server, client }) => {
                             messages::rename_in_fields(&captured[HEADER_LEN..], server, client)

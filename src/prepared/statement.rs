@@ -32,7 +32,15 @@ pub struct Statement {
 impl Statement {
     /// The statement a Parse carries after its name.
     pub fn new(body: &[u8]) -> Statement {
-        let id = id_of(body);
+        Statement::in_context(body, 0)
+    }
+
+    /// The statement a Parse carries after its name, from a client whose
+    /// settings that can change what a text means (`search_path` first)
+    /// digest to `context`: clients with other settings get another
+    /// statement for the same text. 0 stands for none.
+    pub fn in_context(body: &[u8], context: u64) -> Statement {
+        let id = id_in_context(body, context);
         let text = body.split(|&b| b == 0).next().unwrap_or_default();
         Statement {
             id,
@@ -49,6 +57,23 @@ pub fn id_of(body: &[u8]) -> u128 {
     let mut first = [0u8; 16];
     first.copy_from_slice(&digest[..16]);
     u128::from_be_bytes(first).max(1)
+}
+
+/// [`id_of`] for a client whose settings digest to `context` (0: none).
+pub fn id_in_context(body: &[u8], context: u64) -> u128 {
+    if context == 0 {
+        return id_of(body);
+    }
+    let digest = Sha256::new().chain_update(context.to_be_bytes()).chain_update(body).finalize();
+    let mut first = [0u8; 16];
+    first.copy_from_slice(&digest[..16]);
+    u128::from_be_bytes(first).max(1)
+}
+
+/// The id a server-side name spells; None for any other name.
+pub fn id_of_server_name(name: &[u8]) -> Option<u128> {
+    let hex = name.strip_prefix(SERVER_PREFIX).filter(|hex| hex.len() == 32)?;
+    u128::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()
 }
 
 /// `pgagroal_` and the id in 32 hex digits.
@@ -68,27 +93,36 @@ pub fn looks_like_server_name(name: &[u8]) -> bool {
     name.len() >= SERVER_PREFIX.len() && name[..SERVER_PREFIX.len()].eq_ignore_ascii_case(SERVER_PREFIX)
 }
 
+/// Bytes of a statement name PostgreSQL tells apart (NAMEDATALEN - 1):
+/// names equal up to there are one name.
+pub const NAME_SIGNIFICANT: usize = 63;
+
 /// A client's named statements.
 #[derive(Debug, Default)]
 pub struct ClientStatements {
     by_name: HashMap<Box<[u8]>, Rc<Statement>>,
 }
 
+/// The part of a name that tells it apart.
+fn key(name: &[u8]) -> &[u8] {
+    &name[..name.len().min(NAME_SIGNIFICANT)]
+}
+
 impl ClientStatements {
     pub fn get(&self, name: &[u8]) -> Option<&Rc<Statement>> {
-        self.by_name.get(name)
+        self.by_name.get(key(name))
     }
 
     pub fn contains(&self, name: &[u8]) -> bool {
-        self.by_name.contains_key(name)
+        self.by_name.contains_key(key(name))
     }
 
     pub fn insert(&mut self, name: &[u8], statement: Rc<Statement>) {
-        self.by_name.insert(name.into(), statement);
+        self.by_name.insert(key(name).into(), statement);
     }
 
     pub fn remove(&mut self, name: &[u8]) -> Option<Rc<Statement>> {
-        self.by_name.remove(name)
+        self.by_name.remove(key(name))
     }
 
     /// Take every name away (DEALLOCATE ALL, DISCARD ALL); the old set is
@@ -130,5 +164,30 @@ mod tests {
         assert_eq!(&server_name(1)[..], b"pgagroal_00000000000000000000000000000001");
         assert_eq!(&server_name(u128::MAX)[SERVER_PREFIX.len()..], &[b'f'; 32][..]);
         assert_eq!(id_of(b"x"), id_of(b"x"));
+        let id = id_of(b"SELECT 1\0\0\0");
+        assert_eq!(id_of_server_name(&server_name(id)), Some(id));
+        assert_eq!(id_of_server_name(b"pgagroal_12"), None);
+        assert_eq!(id_of_server_name(b"S_1"), None);
+    }
+
+    #[test]
+    fn names_are_told_apart_by_their_first_63_bytes_as_postgresql_does() {
+        let mut names = ClientStatements::default();
+        let long = [b'n'; 72];
+        let mut other = long;
+        other[70] = b'x';
+        names.insert(&long, Rc::new(Statement::new(b"SELECT 1\0\0\0")));
+        assert!(names.contains(&other) && names.contains(&long[..63]));
+        assert!(!names.contains(&long[..62]));
+        assert!(names.remove(&other).is_some() && names.is_empty());
+    }
+
+    #[test]
+    fn settings_that_differ_give_another_statement() {
+        let body = b"SELECT * FROM t\0\0\0";
+        assert_eq!(Statement::in_context(body, 0), Statement::new(body));
+        assert_eq!(Statement::in_context(body, 7), Statement::in_context(body, 7));
+        assert_ne!(Statement::in_context(body, 7).id, Statement::in_context(body, 8).id);
+        assert_ne!(Statement::in_context(body, 7).id, Statement::new(body).id);
     }
 }

@@ -174,6 +174,45 @@ fn an_abandoned_connection_forgets_what_it_may_lack() {
     assert!(engine.statements().is_empty(), "the client's Parse was never answered");
 }
 
+/// A Bind of statement `name` that the server refuses with `code`: whether
+/// the connection still counts on having the statement afterwards.
+fn kept_after_bind_error(code: &str) -> bool {
+    use super::statement::Statement;
+    let owned = OwnedStatements::new(4);
+    let table = owned.table();
+    let mut engine = Engine::with_context(9);
+    let (mut to_server, mut to_client, mut out) = (Vec::new(), Vec::new(), Vec::new());
+    let parse = batch(&[front::parse("s", "SELECT * FROM t")]);
+    engine.client_bytes(&parse, &table, &mut to_server, &mut to_client).expect("valid");
+    // The Parse goes behind a Close of the server-side name.
+    assert_eq!(to_server.first(), Some(&b'C'));
+    let answered =
+        [&[b'3', 0, 0, 0, 4, b'1', 0, 0, 0, 4][..], &crate::protocol::encode::ready_for_query(b'I')].concat();
+    engine.server_bytes(&answered, &table, &mut out);
+    let id = Statement::in_context(b"SELECT * FROM t\0\0\0", 9).id;
+    assert!(table.contains(id) && engine.settled());
+    engine.client_bytes(&run("s"), &table, &mut to_server, &mut to_client).expect("valid");
+    let error = crate::protocol::encode::error_response("ERROR", code, "it changed");
+    let refused = [&error[..], &crate::protocol::encode::ready_for_query(b'I')].concat();
+    out.clear();
+    engine.server_bytes(&refused, &table, &mut out);
+    assert!(engine.settled());
+    table.contains(id)
+}
+
+#[test]
+fn a_statement_the_server_says_no_longer_holds_is_prepared_afresh_next_time() {
+    // "cached plan must not change result type", an undefined column or
+    // table: the connection's copy is forgotten.
+    assert!(!kept_after_bind_error("0A000"));
+    assert!(!kept_after_bind_error("42703"));
+    assert!(!kept_after_bind_error("42P01"));
+    // A bad parameter value or an aborted transaction says nothing about
+    // the statement.
+    assert!(kept_after_bind_error("22P02"));
+    assert!(kept_after_bind_error("25P02"));
+}
+
 #[test]
 fn impossible_lengths_are_refused() {
     let owned = OwnedStatements::new(4);

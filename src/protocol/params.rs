@@ -82,14 +82,16 @@ impl SessionParams {
     /// A stable 64-bit digest (FNV-1a) of the settings, the same in every
     /// process; never [`UNKNOWN`].
     pub fn hash(&self) -> u64 {
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for (n, v) in &self.pairs {
-            for b in n.bytes().chain([0]).chain(v.bytes()).chain([0]) {
-                h ^= u64::from(b);
-                h = h.wrapping_mul(0x0100_0000_01b3);
-            }
-        }
+        let h = fnv(self.pairs.iter());
         if h == UNKNOWN { 1 } else { h }
+    }
+
+    /// A digest of the settings that can change what a statement's text
+    /// means (every one but `application_name`), for the names of shared
+    /// prepared statements; 0 when there are none.
+    pub fn statement_context(&self) -> u64 {
+        let mut meaningful = self.pairs.iter().filter(|(n, _)| n != "application_name").peekable();
+        if meaningful.peek().is_none() { 0 } else { fnv(meaningful).max(1) }
     }
 
     /// The queries that bring a server connection in line with these
@@ -193,6 +195,18 @@ fn literal(text: &str) -> String {
 /// Split `options` as PostgreSQL does (whitespace separates, a backslash
 /// keeps the next character) and read its `-c name=value` and
 /// `--name=value` switches; dashes in names become underscores.
+/// FNV-1a over names and values, each followed by a NUL.
+fn fnv<'a>(pairs: impl Iterator<Item = &'a (String, String)>) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for (n, v) in pairs {
+        for b in n.bytes().chain([0]).chain(v.bytes()).chain([0]) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    h
+}
+
 fn parse_options(options: &str) -> Result<Vec<(String, String)>, ParamError> {
     let mut words = Vec::new();
     let mut word = String::new();
@@ -278,6 +292,19 @@ mod tests {
         assert!(params(&[("options", "-c novalue")]).is_err());
         assert!(params(&[("bad name", "x")]).is_err());
         assert!(params(&[("user", "u")]).expect("valid").is_empty());
+    }
+
+    #[test]
+    fn the_statement_context_leaves_out_the_application_name() {
+        let none = params(&[("application_name", "a")]).expect("valid");
+        assert_eq!(none.statement_context(), 0);
+        assert_eq!(SessionParams::default().statement_context(), 0);
+        let s1 = params(&[("application_name", "a"), ("options", "-c search_path=s1")]).expect("valid");
+        let s1_other_app = params(&[("application_name", "b"), ("options", "-c search_path=s1")]).expect("valid");
+        let s2 = params(&[("options", "-c search_path=s2")]).expect("valid");
+        assert_ne!(s1.statement_context(), 0);
+        assert_eq!(s1.statement_context(), s1_other_app.statement_context());
+        assert_ne!(s1.statement_context(), s2.statement_context());
     }
 
     #[test]
