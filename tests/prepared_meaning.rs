@@ -2,7 +2,9 @@
 //! clients whose `search_path` (or another startup setting) differs get
 //! statements of their own for the same text, and a statement the server
 //! says no longer holds (a table it reads was altered) is prepared afresh
-//! instead of failing for every later client.
+//! instead of failing for every later client, and a statement that changes
+//! a setting, run by its name alone, still has its connection reset before
+//! another client gets it.
 
 mod common;
 
@@ -84,4 +86,30 @@ fn a_statement_whose_table_changed_is_prepared_afresh() {
     assert_eq!(found, 2);
     let mut third = connect(&pooler, DB, None);
     assert_eq!(columns(&mut third, "SELECT * FROM t").expect("a later client"), 2);
+}
+
+#[test]
+fn a_setting_changed_by_a_prepared_statement_does_not_reach_the_next_client() {
+    const DB: &str = "prepared_set_config";
+    let pooler = one_connection_pool(DB);
+    let mut a = connect(&pooler, DB, None);
+    let mut b = connect(&pooler, DB, None);
+    // Prepared once; each later run sends a Bind of the name alone, and
+    // the text that changes the setting never crosses the wire again.
+    let set = a.prepare("SELECT set_config('app.tenant', $1, false)").expect("prepare");
+    for i in 0..4 {
+        let tenant = format!("tenant{i}");
+        a.query(&set, &[&tenant]).expect("set");
+        let seen: String =
+            b.query_one("SELECT coalesce(current_setting('app.tenant', true), '')", &[]).expect("read").get(0);
+        assert!(!seen.starts_with("tenant"), "run {i}: the other client saw {seen:?}");
+    }
+    // A client that prepared the same text itself gets it from the shared
+    // statement (its Parse is answered by the pooler): the same holds.
+    let mut c = connect(&pooler, DB, None);
+    let same = c.prepare("SELECT set_config('app.tenant', $1, false)").expect("prepare");
+    c.query(&same, &[&"tenant-c".to_string()]).expect("set");
+    let seen: String =
+        b.query_one("SELECT coalesce(current_setting('app.tenant', true), '')", &[]).expect("read").get(0);
+    assert_eq!(seen, "", "the other client saw c's setting");
 }

@@ -70,8 +70,11 @@ pub fn run(
             pool::counted(s, &conn),
             prepared,
         );
+        // A statement that may change settings was run from its name alone.
+        let mut bound_change = false;
         if let Some(engine) = engine.as_mut() {
             record(engine.take_activity());
+            bound_change = engine.take_session_change();
         }
         if let (Some(engine), Some(table)) = (engine.as_mut(), table.as_ref())
             && !(matches!(end, End::Idle { .. }) && engine.settled())
@@ -81,13 +84,19 @@ pub fn run(
         }
         match end {
             End::Idle { client: ct, server: st, owed } => {
-                let hash = if ct.session_change || st.session_change { params::UNKNOWN } else { s.params.hash() };
+                let changed = ct.session_change || st.session_change || bound_change;
+                let hash = if changed { params::UNKNOWN } else { s.params.hash() };
                 pool::give_back(s, reuse, conn, Some(hash));
                 if let Err(reason) = relay::deliver(client, &reuse.buffers, owed, &mut buf) {
                     return reason;
                 }
             }
-            end => return pool::finish(s, conn, end, reuse),
+            mut end => {
+                if let End::Client { client, .. } = &mut end {
+                    client.session_change |= bound_change;
+                }
+                return pool::finish(s, conn, end, reuse);
+            }
         }
     }
 }

@@ -237,6 +237,7 @@ impl Engine {
         };
         if request == Request::Bind {
             self.activity.binds += 1;
+            self.session_change |= statement.changes_session;
         }
         self.ensure(&statement, table, to_server, to_client);
         write(to_server, &statement.server_name);

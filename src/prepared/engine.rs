@@ -145,6 +145,9 @@ pub struct Engine {
     /// Digest of the client's settings that can change what a statement
     /// means (see [`Statement::in_context`]); 0 for none.
     pub(crate) context: u64,
+    /// A statement that may change session settings was bound since the
+    /// last [`Engine::take_session_change`].
+    pub(crate) session_change: bool,
 }
 
 impl Engine {
@@ -161,6 +164,14 @@ impl Engine {
     /// What was done since the last call.
     pub fn take_activity(&mut self) -> Activity {
         std::mem::take(&mut self.activity)
+    }
+
+    /// Whether a statement that may change session settings (`SET`,
+    /// `set_config`, ...) was bound since the last call: its text reached
+    /// the server in an earlier transaction, or in another client's, so
+    /// only the engine knows it ran.
+    pub fn take_session_change(&mut self) -> bool {
+        std::mem::take(&mut self.session_change)
     }
 
     /// The client's named statements.

@@ -188,7 +188,8 @@ impl Engine {
     /// The error `body` answers the head request. When that is a Bind or
     /// Describe of a shared statement and says the statement no longer
     /// holds (its result type changed, or a table, column or function it
-    /// names is gone or changed: SQLSTATE 0A000 or class 42), the
+    /// names is gone or changed: SQLSTATE 0A000 or class 42), or is not
+    /// there (26000), the
     /// connection's copy is forgotten. Its next user prepares the text
     /// afresh (the Parse goes behind a Close of the old one) instead of
     /// every later client getting the same error from it.
@@ -198,7 +199,10 @@ impl Engine {
         if !matches!(head.request, Request::Bind | Request::Describe) {
             return;
         }
-        let stale = messages::error_code(body).is_some_and(|code| code == b"0A000" || code.starts_with(b"42"));
+        // 26000: the server lacks the statement after all (something it
+        // ran deallocated it behind the pooler's back).
+        let stale = messages::error_code(body)
+            .is_some_and(|code| code == b"0A000" || code == b"26000" || code.starts_with(b"42"));
         if let (true, Some(id)) = (stale, id_of_server_name(server)) {
             table.remove(id);
         }

@@ -27,6 +27,9 @@ pub struct Statement {
     /// The text may drop prepared statements (DEALLOCATE, DISCARD): the
     /// server connection's list is forgotten when it is run.
     pub drops_statements: bool,
+    /// The text may change session settings (`SET`, `set_config`, ...):
+    /// a connection it runs on is reset before another client gets it.
+    pub changes_session: bool,
 }
 
 impl Statement {
@@ -47,6 +50,7 @@ impl Statement {
             server_name: server_name(id),
             body: body.into(),
             drops_statements: super::sql::may_drop_statements(text),
+            changes_session: crate::protocol::sql::changes_session(text),
         }
     }
 }
@@ -157,6 +161,7 @@ mod tests {
         assert!(looks_like_server_name(&a.server_name) && looks_like_server_name(b"PGAGROAL_x"));
         assert!(!looks_like_server_name(b"S_1"));
         assert!(!a.drops_statements && Statement::new(b"DEALLOCATE ALL\0\0\0").drops_statements);
+        assert!(!a.changes_session && Statement::new(b"SELECT set_config('x.y', $1, false)\0\0\0").changes_session);
     }
 
     #[test]

@@ -207,6 +207,7 @@ fn a_statement_the_server_says_no_longer_holds_is_prepared_afresh_next_time() {
     assert!(!kept_after_bind_error("0A000"));
     assert!(!kept_after_bind_error("42703"));
     assert!(!kept_after_bind_error("42P01"));
+    assert!(!kept_after_bind_error("26000"));
     // A bad parameter value or an aborted transaction says nothing about
     // the statement.
     assert!(kept_after_bind_error("22P02"));
