@@ -1,7 +1,9 @@
 //! What every pipeline owes a client whatever server connection it lands
 //! on: its startup settings reach PostgreSQL (application_name, TimeZone,
 //! `options`), its greeting reports them, and its BackendKeyData is its own
-//! minted key, which cancels its own query and nothing else.
+//! minted key, which cancels its own query and nothing else. In the
+//! transaction pipeline, settings the server reports that a client sets
+//! (DateStyle, TimeZone, application_name, ...) follow it.
 
 mod common;
 
@@ -200,4 +202,25 @@ fn cancel_over_the_unix_socket() {
     token.cancel_query(postgres::NoTls).expect("send cancel over the Unix socket");
     let (result, _, _) = sleeper.join().expect("thread");
     assert_eq!(result, Err("57014".to_string()));
+}
+
+#[test]
+fn reported_settings_a_client_sets_follow_it_to_its_next_transactions() {
+    let pooler = pool_of_one("transaction");
+    let mut a = client(&pooler, "app-a", None);
+    let mut b = client(&pooler, "app-b", None);
+    let default_style = one(&mut b, "SHOW DateStyle");
+    a.batch_execute("SET DateStyle = 'German'").expect("set DateStyle");
+    a.batch_execute("SET application_name = 'renamed'").expect("set application_name");
+    a.batch_execute("BEGIN; SET TimeZone = 'Asia/Tokyo'; ROLLBACK").expect("set and roll back");
+    // b runs in between, on the same server connection, with its own.
+    assert_eq!(one(&mut b, "SHOW DateStyle"), default_style);
+    assert_eq!(one(&mut b, "SHOW application_name"), "app-b");
+    for round in 0..2 {
+        assert_eq!(one(&mut a, "SHOW DateStyle"), "German, DMY", "round {round}");
+        assert_eq!(one(&mut a, "SELECT '2020-01-02'::date::text"), "02.01.2020", "round {round}");
+        assert_eq!(one(&mut a, "SHOW application_name"), "renamed", "round {round}");
+        assert_eq!(one(&mut a, "SHOW TimeZone"), server_default("TimeZone"), "rolled back, round {round}");
+        assert_eq!(one(&mut b, "SHOW DateStyle"), default_style, "round {round}");
+    }
 }

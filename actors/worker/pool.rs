@@ -118,7 +118,7 @@ fn serve_with_key(
             return reason;
         }
     };
-    let reported = match settings::bring_in_line(s, &conn) {
+    let reported = match settings::bring_in_line(s, &s.params, &conn) {
         Ok(reported) => reported,
         Err(failure) => return settings_failed(s, client, reuse, conn, failure),
     };

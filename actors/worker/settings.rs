@@ -33,15 +33,17 @@ impl Failure {
     }
 }
 
-/// Apply the session's settings to `conn` unless it holds them already.
-pub fn bring_in_line(s: &Session<'_>, conn: &Conn) -> Result<Vec<(String, String)>, Failure> {
+/// Apply the client's settings (`params`: its startup ones, or in the
+/// transaction pipeline those with what it has set since) to `conn` unless
+/// it holds them already.
+pub fn bring_in_line(s: &Session<'_>, params: &SessionParams, conn: &Conn) -> Result<Vec<(String, String)>, Failure> {
     let Some(slot) = s.region.slots().get(conn.id) else { return Ok(Vec::new()) };
-    let want = s.params.hash();
+    let want = params.hash();
     let have = slot.params_hash();
     if have == want {
         return Ok(Vec::new());
     }
-    let (queries, count) = s.params.apply_queries(have == SessionParams::default().hash());
+    let (queries, count) = params.apply_queries(have == SessionParams::default().hash());
     // Until the answers are in, nobody knows what the connection holds.
     slot.set_params_hash(params::UNKNOWN);
     let deadline = Instant::now() + super::HOUSEKEEPING_TIMEOUT;

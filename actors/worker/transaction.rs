@@ -29,6 +29,10 @@ pub fn run(
     conn: Conn,
 ) -> Disconnect {
     let mode = relay::Mode { stop_at_idle: true, inspect: true, disconnect_after: None, force: false };
+    // The client's settings: its startup ones, with what it has since set
+    // of the ones the server reports (`SET DateStyle`, `SET TimeZone`, ...),
+    // so every connection it gets agrees with what it was told.
+    let mut params = s.params.clone();
     // The client's named prepared statements, for every connection it gets.
     let mut engine =
         (s.config.main.prepared_statement_capacity() > 0).then(|| Engine::with_context(s.params.statement_context()));
@@ -51,7 +55,7 @@ pub fn run(
                 if buf.first() == Some(&TERMINATE) {
                     return Disconnect::ClientTerminate;
                 }
-                match checkout(s, client, &mut buf, reuse, access) {
+                match checkout(s, &params, client, &mut buf, reuse, access) {
                     Ok(conn) => conn,
                     Err(reason) => return reason,
                 }
@@ -84,16 +88,20 @@ pub fn run(
         }
         match end {
             End::Idle { client: ct, server: st, owed } => {
+                for (name, value) in &st.reported {
+                    params.carry(name, value);
+                }
                 let changed = ct.session_change || st.session_change || bound_change;
-                let hash = if changed { params::UNKNOWN } else { s.params.hash() };
+                let hash = if changed { params::UNKNOWN } else { params.hash() };
                 pool::give_back(s, reuse, conn, Some(hash));
                 if let Err(reason) = relay::deliver(client, &reuse.buffers, owed, &mut buf) {
                     return reason;
                 }
             }
             mut end => {
+                // `finish` knows the startup settings only.
                 if let End::Client { client, .. } = &mut end {
-                    client.session_change |= bound_change;
+                    client.session_change |= bound_change || params != s.params;
                 }
                 return pool::finish(s, conn, end, reuse);
             }
@@ -126,13 +134,14 @@ fn next_request(client: &Sock, buf: &mut Vec<u8>) -> Result<(), Disconnect> {
 /// A connection for the client's next transaction, holding its settings.
 fn checkout(
     s: &Session<'_>,
+    params: &params::SessionParams,
     client: &Sock,
     buf: &mut Vec<u8>,
     reuse: &mut Reuse,
     access: &Access,
 ) -> Result<Conn, Disconnect> {
     let conn = super::acquire::acquire(s, client, buf, reuse, access)?;
-    match settings::bring_in_line(s, &conn) {
+    match settings::bring_in_line(s, params, &conn) {
         Ok(_) => Ok(conn),
         Err(failure) => Err(pool::settings_failed(s, client, reuse, conn, failure)),
     }

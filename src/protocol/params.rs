@@ -18,6 +18,12 @@ use super::frame::{self, Reader};
 /// never equal to a client's hash, so the next user resets and applies.
 pub const UNKNOWN: u64 = 0;
 
+/// Settings the server reports to the client (ParameterStatus) whose
+/// value a client set follows the client from one pooled connection to
+/// the next ([`SessionParams::carry`]).
+const CARRIED: [&str; 6] =
+    ["application_name", "client_encoding", "datestyle", "intervalstyle", "standard_conforming_strings", "timezone"];
+
 /// Startup parameters that are not settings.
 const NOT_SETTINGS: [&str; 4] = ["user", "database", "replication", "options"];
 
@@ -68,6 +74,18 @@ impl SessionParams {
 
     pub fn is_empty(&self) -> bool {
         self.pairs.is_empty()
+    }
+
+    /// The server reported `value` for setting `name` to the client (it
+    /// ran a `SET`, say): for a setting the pooler carries, that value
+    /// becomes the client's, so that its next connection is brought in
+    /// line with what the client was told. Whether anything changed.
+    pub fn carry(&mut self, name: &str, value: &str) -> bool {
+        let name = name.to_ascii_lowercase();
+        if !CARRIED.contains(&name.as_str()) || self.get(&name) == Some(value) {
+            return false;
+        }
+        self.set(&name, value.to_string()).is_ok()
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {
@@ -292,6 +310,21 @@ mod tests {
         assert!(params(&[("options", "-c novalue")]).is_err());
         assert!(params(&[("bad name", "x")]).is_err());
         assert!(params(&[("user", "u")]).expect("valid").is_empty());
+    }
+
+    #[test]
+    fn reported_settings_the_pooler_carries_become_the_clients() {
+        let mut p = params(&[("application_name", "a"), ("options", "-c work_mem=8MB")]).expect("valid");
+        let before = p.hash();
+        assert!(p.carry("DateStyle", "German, DMY"));
+        assert!(!p.carry("DateStyle", "German, DMY"), "unchanged");
+        assert!(p.carry("application_name", "b"));
+        assert!(!p.carry("is_superuser", "on"), "not a setting a client sets");
+        assert!(!p.carry("work_mem", "1MB"), "not reported by the server");
+        assert_eq!(p.get("datestyle"), Some("German, DMY"));
+        assert_eq!(p.get("application_name"), Some("b"));
+        assert_eq!(p.get("work_mem"), Some("8MB"));
+        assert_ne!(p.hash(), before);
     }
 
     #[test]

@@ -73,6 +73,10 @@ pub struct Tracker {
     /// [`super::sql::changes_session`]; a query text split across chunks
     /// counts as one), or the server reported a setting's new value.
     pub session_change: bool,
+    /// Server side, with `inspect`: the last value the server reported
+    /// (ParameterStatus) for each setting, in the order first reported; a
+    /// report not whole in one chunk is left out.
+    pub reported: Vec<(String, String)>,
 }
 
 impl Tracker {
@@ -93,6 +97,7 @@ impl Tracker {
             copy_in: false,
             inspect: false,
             session_change: false,
+            reported: Vec::new(),
         }
     }
 
@@ -205,18 +210,33 @@ impl Tracker {
             // ErrorResponse end a copy.
             (Direction::Backend, b'G' | b'W') => self.copy_in = true,
             (Direction::Backend, b'C' | b'E') => self.copy_in = false,
-            (Direction::Backend, b'S') if self.inspect => self.session_change = true,
+            (Direction::Backend, b'S') if self.inspect => {
+                self.session_change = true;
+                if let Some((name, value)) = self.body(data, end_of_header).and_then(parameter_status) {
+                    // The latest value of each setting (a handful of names).
+                    match self.reported.iter_mut().find(|(n, _)| *n == name) {
+                        Some(kept) => kept.1 = value,
+                        None => self.reported.push((name, value)),
+                    }
+                }
+            }
             _ => {}
         }
         Ok(())
+    }
+
+    /// The body of the message whose body starts at `start`, when it is
+    /// whole in `data`.
+    fn body<'d>(&self, data: &'d [u8], start: usize) -> Option<&'d [u8]> {
+        let end = usize::try_from(self.remaining).ok().and_then(|n| start.checked_add(n))?;
+        data.get(start..end)
     }
 
     /// Look at the text of the Query (or Parse, after its statement name)
     /// whose body starts at `start`; a body not wholly in this chunk is
     /// taken as a change.
     fn inspect_query(&mut self, data: &[u8], start: usize, parse: bool) {
-        let end = usize::try_from(self.remaining).ok().and_then(|n| start.checked_add(n));
-        let Some(body) = end.and_then(|end| data.get(start..end)) else {
+        let Some(body) = self.body(data, start) else {
             self.session_change = true;
             return;
         };
@@ -233,6 +253,14 @@ impl Tracker {
             self.session_change = true;
         }
     }
+}
+
+/// A ParameterStatus body: the setting's name and value.
+fn parameter_status(body: &[u8]) -> Option<(String, String)> {
+    let mut parts = body.split(|&b| b == 0);
+    let name = std::str::from_utf8(parts.next()?).ok()?;
+    let value = std::str::from_utf8(parts.next()?).ok()?;
+    Some((name.to_string(), value.to_string()))
 }
 
 #[cfg(test)]
@@ -348,6 +376,35 @@ mod tests {
         // Copy-out is not copy-in.
         t.scan(&[b'H', 0, 0, 0, 7, 0, 0, 0]).expect("valid");
         assert!(!t.copy_in);
+    }
+
+    #[test]
+    fn the_server_side_collects_reported_settings() {
+        let mut stream = Vec::new();
+        encode::append_parameter_status(&mut stream, "DateStyle", "German, DMY");
+        encode::append_parameter_status(&mut stream, "TimeZone", "UTC");
+        let mut t = Tracker::inspecting(Direction::Backend);
+        t.scan(&stream).expect("valid");
+        assert!(t.session_change);
+        assert_eq!(
+            t.reported,
+            vec![("DateStyle".to_string(), "German, DMY".to_string()), ("TimeZone".to_string(), "UTC".to_string())]
+        );
+        // A report split across chunks is left out, but still counts as a change.
+        let mut t = Tracker::inspecting(Direction::Backend);
+        t.scan(&stream[..8]).expect("valid");
+        t.scan(&stream[8..]).expect("valid");
+        assert!(t.session_change);
+        assert_eq!(t.reported, vec![("TimeZone".to_string(), "UTC".to_string())]);
+        // A later value replaces an earlier one.
+        let mut again = Vec::new();
+        encode::append_parameter_status(&mut again, "TimeZone", "Asia/Tokyo");
+        t.scan(&again).expect("valid");
+        assert_eq!(t.reported, vec![("TimeZone".to_string(), "Asia/Tokyo".to_string())]);
+        // Without inspection nothing is collected.
+        let mut t = Tracker::new(Direction::Backend);
+        t.scan(&stream).expect("valid");
+        assert!(t.reported.is_empty());
     }
 
     #[test]
