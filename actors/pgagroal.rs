@@ -191,6 +191,9 @@ fn run(settings: supervisor::Settings, pidfile: &Path) -> i32 {
         pgagroal::shmem::counters::install(region.counters());
     }
     let backlog = main.backlog();
+    // Titled before anything listens: whoever sees the port open sees the
+    // process as "main".
+    pgagroal::proctitle::set(main.update_process_title, "main");
     // The TCP listener comes last: once it accepts, the Unix socket and the
     // management socket are there too (clients, scripts and `pgagroal-cli`
     // may rely on it).
@@ -248,7 +251,6 @@ fn run(settings: supervisor::Settings, pidfile: &Path) -> i32 {
     let metrics = ports.pop().unwrap_or_default();
     let remote = ports.pop().unwrap_or_default();
     let bound = supervisor::Bound { tcp, unix, management, remote, metrics };
-    pgagroal::proctitle::set(main.update_process_title, "main");
     match supervisor::Supervisor::new(settings, region, bound, paths) {
         Ok(s) => s.run(),
         Err(e) => {

@@ -1,6 +1,7 @@
 //! Waiting for a connection when the pool is full: first come, first
 //! served; `blocking_timeout` and `max_retries` as configured; a waiter
-//! whose client hangs up leaves the line.
+//! whose client hangs up leaves the line, and one whose client cancels
+//! gives up the request it waits with.
 
 mod common;
 
@@ -109,5 +110,39 @@ fn a_waiter_whose_client_hangs_up_leaves_the_line() {
     drop(gone);
     drop(holder);
     next.join().expect("the second waiter got the connection");
+    pooler.wait_idle();
+}
+
+#[test]
+fn a_cancel_ends_the_wait_of_a_transaction_client_and_only_its_request() {
+    let pooler = Pooler::start(PoolerOptions {
+        max_connections: 1,
+        blocking_timeout: "10",
+        extra: "pipeline = transaction\nallow_unknown_users = off\n".into(),
+        users: vec![(TRUST_USER, "a password")],
+        ..Default::default()
+    });
+    let url = pooler.url(TRUST_USER, Some("a password"));
+    let waiter = postgres::Client::connect(&url, postgres::NoTls).expect("waiter logs in");
+    let token = waiter.cancel_token();
+    let mut holder = postgres::Client::connect(&url, postgres::NoTls).expect("holder");
+    holder.batch_execute("BEGIN; SELECT 1").expect("hold the one connection");
+    let before = waiting(&pooler);
+    let thread = std::thread::spawn(move || {
+        let mut waiter = waiter;
+        let result = waiter.batch_execute("SELECT 'never run'").map_err(|e| code_of(&e));
+        (result, waiter)
+    });
+    assert!(
+        eventually(Duration::from_secs(10), || waiting(&pooler) == before + 1),
+        "the waiter never got in line:\n{}",
+        pooler.log()
+    );
+    token.cancel_query(postgres::NoTls).expect("send cancel");
+    let (result, mut waiter) = thread.join().expect("waiter thread");
+    assert_eq!(result, Err(Some("57014".to_string())), "the waiting request was not cancelled");
+    // The holder kept its connection, and the cancelled client goes on.
+    holder.batch_execute("COMMIT").expect("the holder's transaction was untouched");
+    assert_eq!(first_value(&mut waiter, "SELECT 'next'"), "next");
     pooler.wait_idle();
 }

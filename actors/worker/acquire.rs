@@ -32,19 +32,30 @@ fn fetch(s: &Session<'_>, claim: Claim, fds: &mut Fds) -> Option<(Sock, Vec<u8>)
     }
 }
 
+/// Why a client got no connection.
+pub enum Unserved {
+    /// The session is over.
+    Left(Disconnect),
+    /// A CancelRequest for the client came while it waited (only when the
+    /// wait was `cancellable`): the request it waited with is not run.
+    Cancelled,
+}
+
 /// Get a server connection for the client: reuse a FREE one (preferring
 /// the one this worker used last and one already holding the client's
 /// settings), make one in an empty slot, or close an idle one the client
 /// cannot use to make room; else wait for a release until
-/// `blocking_timeout`. The slot is bound to the client for cancel.
+/// `blocking_timeout`, or (`cancellable`) until a cancel comes for the
+/// client. The slot is bound to the client for cancel.
 pub fn acquire(
     s: &Session<'_>,
     client: &Sock,
     client_buf: &mut Vec<u8>,
     reuse: &mut Reuse,
     access: &Access,
-) -> Result<Conn, Disconnect> {
-    let conn = find(s, client, client_buf, &mut reuse.fds, access, reuse.entry)?;
+    cancellable: bool,
+) -> Result<Conn, Unserved> {
+    let conn = find(s, client, client_buf, &mut reuse.fds, access, (reuse.entry, cancellable))?;
     if let Some(entry) = reuse.entry {
         s.region.clients().bind(entry, conn.id, conn.word.generation);
     }
@@ -57,11 +68,11 @@ fn find(
     client_buf: &mut Vec<u8>,
     fds: &mut Fds,
     access: &Access,
-    entry: Option<usize>,
-) -> Result<Conn, Disconnect> {
+    (entry, cancellable): (Option<usize>, bool),
+) -> Result<Conn, Unserved> {
     // The clock is read only when the wait is recorded.
     let began = pgagroal::shmem::counters::enabled().then(Instant::now);
-    let mut wait = Waiting::new(s, entry);
+    let mut wait = Waiting::new(s, entry, cancellable);
     loop {
         if wait.may_claim() {
             match claim(s, client, client_buf, fds, access) {
@@ -78,11 +89,15 @@ fn find(
                 }
                 Claimed::Failed(reason) => {
                     wait.served();
-                    return Err(reason);
+                    return Err(Unserved::Left(reason));
                 }
                 Claimed::Retry => continue,
                 Claimed::Full => {}
             }
+        }
+        if wait.cancelled() {
+            debug!(s.log, "request cancelled while waiting for a connection");
+            return Err(Unserved::Cancelled);
         }
         if let Err(reason) = wait.sleep(client) {
             if reason == Disconnect::PoolFull {
@@ -92,7 +107,7 @@ fn find(
             } else {
                 debug!(s.log, "client left while waiting for a connection");
             }
-            return Err(reason);
+            return Err(Unserved::Left(reason));
         }
     }
 }
@@ -202,13 +217,15 @@ struct Waiting<'s, 'a> {
     release_seen: u32,
     /// The client entry says it waits (metrics on, and it slept once).
     shown_waiting: bool,
+    /// With a cancellable wait: the entry's cancel count when it began.
+    cancel_asks: Option<u32>,
 }
 
 /// Longest sleep between two looks at the client while waiting in line.
 const QUEUE_SLICE: Duration = Duration::from_secs(1);
 
 impl<'s, 'a> Waiting<'s, 'a> {
-    fn new(s: &'s Session<'a>, entry: Option<usize>) -> Self {
+    fn new(s: &'s Session<'a>, entry: Option<usize>, cancellable: bool) -> Self {
         let timeout = s.config.main.blocking_timeout;
         let deadline = (!timeout.is_zero()).then(|| Instant::now() + timeout);
         let queue = s.rule.map_or(0, |(rule, _)| rule + 1);
@@ -222,6 +239,7 @@ impl<'s, 'a> Waiting<'s, 'a> {
             seen: 0,
             release_seen: 0,
             shown_waiting: false,
+            cancel_asks: entry.filter(|_| cancellable).map(|e| s.region.clients().cancel_asks(e)),
         };
         // Nobody jumps the queue: with others waiting, a newcomer takes a
         // ticket before it looks.
@@ -253,6 +271,15 @@ impl<'s, 'a> Waiting<'s, 'a> {
         match self.ticket {
             Some(ticket) => self.s.region.queue(self.queue).is_turn(ticket),
             None => true,
+        }
+    }
+
+    /// A cancel came for the client since the wait began (a cancellable
+    /// one): it leaves the queue (on drop).
+    fn cancelled(&self) -> bool {
+        match (self.cancel_asks, self.entry) {
+            (Some(asks), Some(entry)) => self.s.region.clients().cancel_asks(entry) != asks,
+            _ => false,
         }
     }
 

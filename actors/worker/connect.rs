@@ -393,10 +393,11 @@ pub fn fetch_secret(s: &Session<'_>, deadline: Instant) -> Option<String> {
 }
 
 /// Forward a CancelRequest carrying a key the pooler minted to the server
-/// connection serving that client now, with the real backend's key. An
-/// unknown key, or a client between transactions, is dropped. The client's
-/// slot is not handed on until this is done (see `ClientTable`), so the
-/// cancel cannot reach another client's query.
+/// connection serving that client now, with the real backend's key. The
+/// client's slot is not handed on until this is done (see `ClientTable`),
+/// so the cancel cannot reach another client's query. A client that holds
+/// no connection is told of the cancel (a client waiting in the queue with
+/// a request then gives it up); an unknown key is dropped.
 pub fn forward_cancel(config: &Config, region: &Region, pid: i32, secret: &[u8], log: &slog::Logger) {
     let Some(secret4) = secret.get(..4).filter(|_| secret.len() == 4) else {
         debug!(log, "cancel request with an unexpected key length dropped");
@@ -405,7 +406,11 @@ pub fn forward_cancel(config: &Config, region: &Region, pid: i32, secret: &[u8],
     let minted = u32::from_be_bytes([secret4[0], secret4[1], secret4[2], secret4[3]]);
     let clients = region.clients();
     let Some(target) = clients.cancel_begin(pid, minted) else {
-        debug!(log, "cancel request for no running query dropped"; "pid" => pid);
+        if clients.cancel_unbound(pid, minted) {
+            debug!(log, "cancel request for a client without a connection passed to its worker"; "pid" => pid);
+        } else {
+            debug!(log, "cancel request with an unknown key dropped"; "pid" => pid);
+        }
         return;
     };
     cancel_slot(config, region, target.slot, target.generation, log);

@@ -107,9 +107,11 @@ fn serve_with_key(
     access: &Access,
     key: (i32, u32),
 ) -> Disconnect {
-    let conn = match super::acquire::acquire(s, client, &mut client_buf, reuse, access) {
+    let conn = match super::acquire::acquire(s, client, &mut client_buf, reuse, access, false) {
         Ok(conn) => conn,
-        Err(reason) => return reason,
+        Err(super::acquire::Unserved::Left(reason)) => return reason,
+        // Not asked for: nothing the client sent waits on this one.
+        Err(super::acquire::Unserved::Cancelled) => return Disconnect::Internal,
     };
     let conn = match admit_on(s, client, &mut client_buf, conn, access) {
         Ok(conn) => conn,

@@ -10,14 +10,16 @@
 //! when someone waits), one peek at the pooled socket, and the relay's own
 //! reads, writes and waits. No message to the supervisor.
 
+use super::acquire::Unserved;
 use super::pool::{self, Access, Conn, Reuse};
 use super::relay::{self, End};
 use super::{Session, settings};
 use crate::net::{IoFail, Sock};
 use pgagroal::disconnect::Disconnect;
 use pgagroal::prepared::Engine;
-use pgagroal::protocol::frontend::TERMINATE;
+use pgagroal::protocol::frontend::{TERMINATE, first_request};
 use pgagroal::protocol::params;
+use pgagroal::protocol::{encode, sqlstate};
 
 /// Serve the client, transaction by transaction, starting on `conn`.
 pub fn run(
@@ -57,7 +59,13 @@ pub fn run(
                 }
                 match checkout(s, &params, client, &mut buf, reuse, access) {
                     Ok(conn) => conn,
-                    Err(reason) => return reason,
+                    Err(Unserved::Left(reason)) => return reason,
+                    Err(Unserved::Cancelled) => {
+                        if let Err(reason) = cancelled(client, &mut buf) {
+                            return reason;
+                        }
+                        continue;
+                    }
                 }
             }
         };
@@ -132,6 +140,8 @@ fn next_request(client: &Sock, buf: &mut Vec<u8>) -> Result<(), Disconnect> {
 }
 
 /// A connection for the client's next transaction, holding its settings.
+/// A cancel for the client ends the wait for one when what the client sent
+/// holds a whole request, which the cancel is then for.
 fn checkout(
     s: &Session<'_>,
     params: &params::SessionParams,
@@ -139,10 +149,25 @@ fn checkout(
     buf: &mut Vec<u8>,
     reuse: &mut Reuse,
     access: &Access,
-) -> Result<Conn, Disconnect> {
-    let conn = super::acquire::acquire(s, client, buf, reuse, access)?;
+) -> Result<Conn, Unserved> {
+    let cancellable = first_request(buf).is_some();
+    let conn = super::acquire::acquire(s, client, buf, reuse, access, cancellable)?;
     match settings::bring_in_line(s, params, &conn) {
         Ok(_) => Ok(conn),
-        Err(failure) => Err(pool::settings_failed(s, client, reuse, conn, failure)),
+        Err(failure) => Err(Unserved::Left(pool::settings_failed(s, client, reuse, conn, failure))),
     }
+}
+
+/// The client's first request was cancelled before it reached a server:
+/// it gets what PostgreSQL answers a cancelled statement with (57014, and
+/// ReadyForQuery: the client is between transactions), and the request is
+/// dropped; what the client sent after it stays.
+fn cancelled(client: &Sock, buf: &mut Vec<u8>) -> Result<(), Disconnect> {
+    let len = first_request(buf).unwrap_or(buf.len());
+    buf.drain(..len);
+    let mut answer =
+        encode::error_response("ERROR", sqlstate::QUERY_CANCELED, "canceling statement due to user request");
+    answer.extend_from_slice(&encode::ready_for_query(b'I'));
+    let deadline = std::time::Instant::now() + super::HOUSEKEEPING_TIMEOUT;
+    client.write_all(&answer, Some(deadline)).map_err(|_| Disconnect::ClientError)
 }
