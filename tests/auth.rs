@@ -223,6 +223,9 @@ fn pass_through_md5_is_replayed_for_the_next_client() {
     pooler.wait_idle();
     let err = backend("wrong").expect_err("wrong password on a pooled connection");
     assert_eq!(code_of(&err).as_deref(), Some("28P01"), "{err}");
+    // The refused client's worker gives the connection back after telling
+    // it: wait for that, or the next client finds it still taken.
+    pooler.wait_idle();
     assert_eq!(backend(MD5_PASSWORD).expect("after a refusal"), first);
     // The server's own check for a new connection: a wrong password there
     // is PostgreSQL's 28P01.

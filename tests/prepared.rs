@@ -4,7 +4,7 @@
 //! least recently used ones closed at `max_prepared_statements`, a server
 //! connection killed under clients that hold statements, two clients using
 //! one name for different texts, and the errors PostgreSQL gives for a
-//! duplicate or an unknown name.
+//! duplicate or an unknown name, or a Parse in a failed transaction.
 
 mod common;
 
@@ -245,4 +245,31 @@ fn duplicate_and_unknown_names_get_postgresqls_errors() {
     c.send(&run("S_1"));
     let gone = ("26000".to_string(), "prepared statement \"S_1\" does not exist".to_string());
     assert_eq!(answer(&mut c), Err(gone));
+}
+
+#[test]
+fn a_parse_in_a_failed_transaction_is_refused_even_when_the_connection_has_the_statement() {
+    const DB: &str = "prepared_aborted";
+    let pooler = transaction_pool(DB, 1, "");
+    let mut c = raw(&pooler, DB);
+    let query = |sql: &str| {
+        let mut q = Vec::new();
+        pgagroal::protocol::encode::append_query(&mut q, sql);
+        q
+    };
+    c.send(&[parse("a", "SELECT 1 AS one"), SYNC.to_vec()].concat());
+    assert_eq!(answer(&mut c), Ok(None));
+    c.send(&query("BEGIN"));
+    assert_eq!(answer(&mut c), Ok(None));
+    c.send(&query("SELECT 1/0"));
+    assert_eq!(answer(&mut c).map_err(|(code, _)| code), Err("22012".to_string()));
+    // The connection has the statement; PostgreSQL still refuses the Parse.
+    c.send(&[parse("b", "SELECT 1 AS one"), SYNC.to_vec()].concat());
+    assert_eq!(answer(&mut c).map_err(|(code, _)| code), Err("25P02".to_string()));
+    c.send(&query("ROLLBACK"));
+    assert_eq!(answer(&mut c), Ok(None));
+    c.send(&run("b"));
+    assert_eq!(answer(&mut c).map_err(|(code, _)| code), Err("26000".to_string()), "b was never defined");
+    c.send(&run("a"));
+    assert_eq!(answer(&mut c), Ok(Some("1".into())));
 }

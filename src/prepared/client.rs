@@ -194,7 +194,7 @@ impl Engine {
         let statement = Rc::new(Statement::in_context(p.rest, self.context));
         self.statements.insert(p.name, statement.clone());
         let effects = vec![Effect::ClientAdded(p.name.into())];
-        if table.touch(statement.id) {
+        if self.known_not_failed() && table.touch(statement.id) {
             let entry = self.entry(Request::Parse, Action::Answer(PARSE_COMPLETE.to_vec()), effects);
             return self.push(entry, table, to_client);
         }
@@ -348,7 +348,9 @@ impl Engine {
         table: &Statements<'_>,
         (to_server, to_client): (&mut Vec<u8>, &mut Vec<u8>),
     ) {
-        self.make_room(table, to_server, to_client);
+        if !table.contains(statement.id) {
+            self.make_room(table, to_server, to_client);
+        }
         self.close_on_server(&statement.server_name, table, to_server, to_client);
         messages::append_parse(to_server, &statement.server_name, &statement.body);
         self.activity.server_parses += 1;

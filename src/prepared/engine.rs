@@ -132,6 +132,8 @@ pub struct Engine {
     pub(crate) with_effects: usize,
     /// The server skips until the next Sync, and no Sync is queued yet.
     pub(crate) skipping: bool,
+    /// The last ReadyForQuery said the transaction failed (`E`).
+    pub(crate) failed: bool,
     /// Client bytes not handled yet: a message not whole yet, or bytes
     /// waiting for an earlier batch's answers.
     pub(crate) input: Vec<u8>,
@@ -192,6 +194,15 @@ impl Engine {
     /// Nothing is owed on the connection and no client bytes are held.
     pub fn settled(&self) -> bool {
         self.queue.is_empty() && self.input.is_empty() && self.server.at_boundary()
+    }
+
+    /// Whether the server will reach the client's next message outside a
+    /// failed transaction, for sure: the last ReadyForQuery did not say `E`
+    /// and none is still owed (an earlier batch could yet fail or end a
+    /// transaction). Only then may the pooler answer a Parse itself; in a
+    /// failed transaction PostgreSQL refuses it (25P02).
+    pub(crate) fn known_not_failed(&self) -> bool {
+        !self.failed && self.queue.iter().all(|e| e.request.extended())
     }
 
     /// Whether a decision about statements must wait: a request of an
@@ -289,6 +300,7 @@ impl Engine {
         }
         self.with_effects = 0;
         self.skipping = false;
+        self.failed = false;
         self.stalled = false;
         self.input.clear();
         self.passing = 0;

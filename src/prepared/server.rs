@@ -215,7 +215,13 @@ impl Engine {
         match then {
             Then::Nothing => {}
             Then::Done => self.pop_done(),
-            Then::Ready => self.finish_head(table),
+            Then::Ready => {
+                // A ReadyForQuery's last byte is its status.
+                if at > 0 {
+                    self.failed = o.chunk[at - 1] == b'E';
+                }
+                self.finish_head(table)
+            }
             Then::Deallocated => {
                 o.edit(at);
                 o.out.extend_from_slice(&messages::command_complete("DEALLOCATE"));

@@ -215,6 +215,46 @@ fn a_statement_the_server_says_no_longer_holds_is_prepared_afresh_next_time() {
 }
 
 #[test]
+fn a_parse_in_a_failed_transaction_is_refused_as_postgresql_refuses_it() {
+    use crate::protocol::encode::{error_response, ready_for_query};
+    let owned = OwnedStatements::new(4);
+    let table = owned.table();
+    let mut engine = Engine::new();
+    let (mut to_server, mut to_client, mut out) = (Vec::new(), Vec::new(), Vec::new());
+    let prepare = |name| batch(&[front::parse(name, "SELECT 1")]);
+    engine.client_bytes(&prepare("a"), &table, &mut to_server, &mut to_client).expect("valid");
+    engine.server_bytes(
+        &[&[b'3', 0, 0, 0, 4, b'1', 0, 0, 0, 4][..], &ready_for_query(b'I')].concat(),
+        &table,
+        &mut out,
+    );
+    // Outside a failed transaction the connection's statement answers a
+    // second client name at once.
+    to_server.clear();
+    engine.client_bytes(&prepare("b"), &table, &mut to_server, &mut to_client).expect("valid");
+    assert_eq!(to_server, front::sync(), "answered by the pooler");
+    engine.server_bytes(&ready_for_query(b'I'), &table, &mut out);
+    // The transaction fails (the client's BEGIN and a failing query).
+    engine.client_bytes(&front::query("BEGIN; SELECT 1/0"), &table, &mut to_server, &mut to_client).expect("valid");
+    let failed = [&error_response("ERROR", "22012", "division by zero")[..], &ready_for_query(b'E')].concat();
+    engine.server_bytes(&failed, &table, &mut out);
+    // Now the Parse goes to the server (behind a Close), which refuses it.
+    to_server.clear();
+    to_client.clear();
+    engine.client_bytes(&prepare("c"), &table, &mut to_server, &mut to_client).expect("valid");
+    assert_eq!(to_server.first(), Some(&b'C'), "sent to the server: {to_server:?}");
+    assert!(to_client.is_empty());
+    let aborted = error_response("ERROR", "25P02", "current transaction is aborted");
+    out.clear();
+    let answer = [&aborted[..], &ready_for_query(b'E')].concat();
+    let seen = if engine.server_bytes(&answer, &table, &mut out) { out } else { answer };
+    assert!(engine.settled());
+    assert!(String::from_utf8_lossy(&seen).contains("25P02"), "the client is told: {seen:?}");
+    assert!(engine.statements().get(b"c").is_none(), "the refused Parse defined nothing");
+    assert!(engine.statements().get(b"b").is_some());
+}
+
+#[test]
 fn impossible_lengths_are_refused() {
     let owned = OwnedStatements::new(4);
     let mut engine = Engine::new();
