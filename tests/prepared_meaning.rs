@@ -70,8 +70,14 @@ fn a_statement_whose_table_changed_is_prepared_afresh() {
     const DB: &str = "prepared_schema_change";
     let pooler = one_connection_pool(DB);
     as_owner(DB, "CREATE TABLE t (a int); INSERT INTO t VALUES (1)");
-    let mut before = connect(&pooler, DB, None);
-    assert_eq!(columns(&mut before, "SELECT * FROM t").expect("before the change"), 1);
+    // Two clients hold a statement of the text across the change.
+    let mut holders = Vec::new();
+    for _ in 0..2 {
+        let mut c = connect(&pooler, DB, None);
+        let held = c.prepare("SELECT * FROM t").expect("prepare");
+        assert_eq!(c.query(&held, &[]).expect("before the change")[0].len(), 1);
+        holders.push((c, held));
+    }
     as_owner(DB, "ALTER TABLE t ADD COLUMN b int");
     // A new client prepares the same text. It may meet the connection's old
     // copy once (PostgreSQL refuses it: its result type changed), not twice.
@@ -86,6 +92,16 @@ fn a_statement_whose_table_changed_is_prepared_afresh() {
     assert_eq!(found, 2);
     let mut third = connect(&pooler, DB, None);
     assert_eq!(columns(&mut third, "SELECT * FROM t").expect("a later client"), 2);
+    // The holders' statements were prepared before the change: each gets
+    // 0A000 for it, as from its own statement on a direct connection, never
+    // rows of a shape it was not told; prepared again, the text works.
+    for (i, (c, held)) in holders.iter_mut().enumerate() {
+        let e = c.query(&*held, &[]).expect_err("a statement prepared before the change");
+        assert_eq!(code_of(&e).as_deref(), Some("0A000"), "holder {i}: {e}");
+        let e = c.query(&*held, &[]).expect_err("and again");
+        assert_eq!(code_of(&e).as_deref(), Some("0A000"), "holder {i}, twice: {e}");
+        assert_eq!(columns(c, "SELECT * FROM t").expect("prepared again"), 2, "holder {i}");
+    }
 }
 
 #[test]

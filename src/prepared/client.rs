@@ -191,7 +191,7 @@ impl Engine {
             let entry = self.entry(Request::Parse, action, Vec::new());
             return self.push(entry, table, to_client);
         }
-        let statement = Rc::new(Statement::in_context(p.rest, self.context));
+        let statement = Rc::new(Statement::at_epoch(p.rest, self.context, |base| table.epoch(base)));
         self.statements.insert(p.name, statement.clone());
         let effects = vec![Effect::ClientAdded(p.name.into())];
         if self.known_not_failed() && table.touch(statement.id) {
@@ -235,6 +235,12 @@ impl Engine {
         let Some(statement) = self.statements.get(name).cloned() else {
             return self.unknown(request, name, message, table, (to_server, to_client));
         };
+        if table.epoch(statement.base) != statement.epoch {
+            // Prepared before the server said its result type changed: as
+            // PostgreSQL does for its own stale statement, refuse it rather
+            // than prepare it again in a shape the client was not told.
+            return self.refuse(messages::stale_error(), table, to_server, to_client);
+        }
         if request == Request::Bind {
             self.activity.binds += 1;
             self.session_change |= statement.changes_session;

@@ -100,6 +100,12 @@ pub fn statement_error(code: &str, statement: &[u8], what: &str) -> Vec<u8> {
     encode::error_response("ERROR", code, &message)
 }
 
+/// What PostgreSQL answers a Bind or Describe of a statement whose result
+/// type changed since it was prepared.
+pub fn stale_error() -> Vec<u8> {
+    encode::error_response("ERROR", "0A000", "cached plan must not change result type")
+}
+
 /// Replace every occurrence of `from` by `to` in the message fields of an
 /// ErrorResponse or NoticeResponse body (the server names its statements in
 /// them); None when nothing was replaced or the body is malformed.

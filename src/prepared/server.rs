@@ -189,22 +189,35 @@ impl Engine {
     /// Describe of a shared statement and says the statement no longer
     /// holds (its result type changed, or a table, column or function it
     /// names is gone or changed: SQLSTATE 0A000 or class 42), or is not
-    /// there (26000), the
-    /// connection's copy is forgotten. Its next user prepares the text
-    /// afresh (the Parse goes behind a Close of the old one) instead of
-    /// every later client getting the same error from it.
+    /// there (26000), the connection's copy is forgotten: its next user
+    /// prepares the text afresh (the Parse goes behind a Close of the old
+    /// one) instead of every later client getting the same error from it.
+    /// A changed result type also moves the text's epoch on, so that every
+    /// client's statement of it prepared before is refused as stale instead
+    /// of being prepared again in a shape its client was not told.
     fn forget_if_stale(&self, body: &[u8], table: &Statements<'_>) {
         let Some(head) = self.queue.front() else { return };
-        let Action::Renamed { server, .. } = &head.action else { return };
+        let Action::Renamed { server, client } = &head.action else { return };
         if !matches!(head.request, Request::Bind | Request::Describe) {
             return;
         }
+        let Some(code) = messages::error_code(body) else { return };
         // 26000: the server lacks the statement after all (something it
         // ran deallocated it behind the pooler's back).
-        let stale = messages::error_code(body)
-            .is_some_and(|code| code == b"0A000" || code == b"26000" || code.starts_with(b"42"));
-        if let (true, Some(id)) = (stale, id_of_server_name(server)) {
+        if !(code == b"0A000" || code == b"26000" || code.starts_with(b"42")) {
+            return;
+        }
+        if let Some(id) = id_of_server_name(server) {
             table.remove(id);
+        }
+        // Its result type changed: every statement of this text prepared
+        // before now is stale, on every connection and for every client
+        // (this one's included), as each client's own would be on a direct
+        // connection.
+        if code == b"0A000"
+            && let Some(statement) = self.statements.get(client)
+        {
+            table.outdate(statement.base);
         }
     }
 

@@ -20,6 +20,11 @@ pub const SERVER_NAME_LEN: usize = SERVER_PREFIX.len() + 32;
 /// carries after the name.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Statement {
+    /// The id of its text and context alone (see [`id_in_context`]).
+    pub base: u128,
+    /// The statement epoch of `base` when it was prepared (see
+    /// [`crate::shmem::statements::Statements::epoch`]); part of `id`.
+    pub epoch: u32,
     pub id: u128,
     pub server_name: [u8; SERVER_NAME_LEN],
     /// Query text, NUL, parameter count and types, as the client sent them.
@@ -43,9 +48,21 @@ impl Statement {
     /// digest to `context`: clients with other settings get another
     /// statement for the same text. 0 stands for none.
     pub fn in_context(body: &[u8], context: u64) -> Statement {
-        let id = id_in_context(body, context);
+        Statement::at_epoch(body, context, |_| 0)
+    }
+
+    /// [`Statement::in_context`] at the epoch `epoch_of` gives for its text:
+    /// a later epoch gives another id, so a statement prepared before the
+    /// server said the text's result changed is never taken for one
+    /// prepared after.
+    pub fn at_epoch(body: &[u8], context: u64, epoch_of: impl FnOnce(u128) -> u32) -> Statement {
+        let base = id_in_context(body, context);
+        let epoch = epoch_of(base);
+        let id = if epoch == 0 { base } else { id_in_context(&base.to_be_bytes(), u64::from(epoch)) };
         let text = body.split(|&b| b == 0).next().unwrap_or_default();
         Statement {
+            base,
+            epoch,
             id,
             server_name: server_name(id),
             body: body.into(),
@@ -173,6 +190,17 @@ mod tests {
         assert_eq!(id_of_server_name(&server_name(id)), Some(id));
         assert_eq!(id_of_server_name(b"pgagroal_12"), None);
         assert_eq!(id_of_server_name(b"S_1"), None);
+    }
+
+    #[test]
+    fn a_later_epoch_gives_another_statement_of_the_same_text() {
+        let body = b"SELECT * FROM t\0\0\0";
+        let first = Statement::at_epoch(body, 0, |_| 0);
+        let later = Statement::at_epoch(body, 0, |_| 1);
+        assert_eq!(first, Statement::new(body));
+        assert_eq!((first.base, later.base), (first.id, first.id));
+        assert_ne!(later.id, first.id);
+        assert_eq!(later.epoch, 1);
     }
 
     #[test]

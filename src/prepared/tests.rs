@@ -255,6 +255,47 @@ fn a_parse_in_a_failed_transaction_is_refused_as_postgresql_refuses_it() {
 }
 
 #[test]
+fn after_a_result_type_change_every_client_statement_prepared_before_is_refused() {
+    use crate::protocol::encode::{error_response, ready_for_query};
+    let (conn1, conn2) = (OwnedStatements::new(4), OwnedStatements::new(4));
+    let (t1, t2) = (conn1.table(), conn2.table_with_epochs(&conn1));
+    let (mut x, mut y) = (Engine::new(), Engine::new());
+    let (mut to_server, mut to_client, mut out) = (Vec::new(), Vec::new(), Vec::new());
+    let prepared = [&[b'3', 0, 0, 0, 4, b'1', 0, 0, 0, 4][..], &ready_for_query(b'I')].concat();
+    for (engine, table) in [(&mut x, &t1), (&mut y, &t2)] {
+        let parse = batch(&[front::parse("s", "SELECT * FROM t")]);
+        engine.client_bytes(&parse, table, &mut to_server, &mut to_client).expect("valid");
+        engine.server_bytes(&prepared, table, &mut out);
+        assert!(engine.settled());
+    }
+    // The table changed: x's Bind on the first connection is refused by the server.
+    x.client_bytes(&run("s"), &t1, &mut to_server, &mut to_client).expect("valid");
+    let stale =
+        [&error_response("ERROR", "0A000", "cached plan must not change result type")[..], &ready_for_query(b'I')]
+            .concat();
+    x.server_bytes(&stale, &t1, &mut out);
+    assert!(x.settled() && t1.is_empty());
+    // y's statement, prepared before, is refused too, though the second
+    // connection still has it: no Bind of it goes out.
+    to_server.clear();
+    y.client_bytes(&run("s"), &t2, &mut to_server, &mut to_client).expect("valid");
+    let sent = String::from_utf8_lossy(&to_server).into_owned();
+    assert!(sent.starts_with('P') && sent.contains("pgagroal refuses this message"), "{sent:?}");
+    let refused = [&error_response("ERROR", "42601", "syntax error")[..], &ready_for_query(b'I')].concat();
+    out.clear();
+    assert!(y.server_bytes(&refused, &t2, &mut out));
+    assert!(String::from_utf8_lossy(&out).contains("cached plan must not change result type"), "{out:?}");
+    assert!(y.settled());
+    // Prepared again, the text is a new statement: the connection's old
+    // copy is not used.
+    to_server.clear();
+    let again = batch(&[front::parse("s2", "SELECT * FROM t")]);
+    y.client_bytes(&again, &t2, &mut to_server, &mut to_client).expect("valid");
+    assert!(String::from_utf8_lossy(&to_server).contains("SELECT * FROM t"), "prepared on the server: {to_server:?}");
+    assert_eq!(t2.len(), 2, "the old copy and the new statement");
+}
+
+#[test]
 fn impossible_lengths_are_refused() {
     let owned = OwnedStatements::new(4);
     let mut engine = Engine::new();

@@ -9,7 +9,7 @@ use super::clients::{CLIENT_ENTRIES, ClientEntry, ClientTable};
 use super::counters::CounterBlock;
 use super::queue::WaitQueue;
 use super::slot::{NAME_WORDS, PackedName, Slot};
-use super::statements::{StatementCell, Statements, StatementsHead, cells_for};
+use super::statements::{STATEMENT_EPOCHS, StatementCell, Statements, StatementsHead, cells_for};
 use super::table::SlotTable;
 use std::io;
 use std::os::fd::FromRawFd;
@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicI32, AtomicU8, AtomicU32, AtomicU64, Ordering};
 /// "PGAGROAL" in ASCII.
 pub const MAGIC: u64 = 0x5047_4147_524f_414c;
 /// Bumped whenever the layout of [`Header`] or [`Slot`] changes.
-pub const LAYOUT_VERSION: u32 = 12;
+pub const LAYOUT_VERSION: u32 = 13;
 /// Workers that may wait for a client at once (more idle ones exit).
 pub const IDLE_WORKERS: usize = 64;
 
@@ -66,6 +66,9 @@ pub struct Header {
     pub disabled: [[AtomicU64; NAME_WORDS]; MAX_DISABLED],
     /// Every database is disabled.
     pub disabled_all: AtomicU32,
+    /// Prepared statements' epochs, shared by every connection (see
+    /// [`Statements::epoch`]).
+    pub statement_epochs: [AtomicU32; STATEMENT_EPOCHS],
     /// Each configured server's [`super::servers::ServerState`].
     pub servers: [AtomicU8; crate::config::MAX_SERVERS],
 }
@@ -398,7 +401,7 @@ impl Region {
                 .add(slot * per_slot);
             (head, std::slice::from_raw_parts(first, per_slot))
         };
-        Some(Statements::new(head, cells, self.statement_capacity))
+        Some(Statements::new(head, cells, self.statement_capacity, &self.header().statement_epochs))
     }
 
     pub fn clients(&self) -> ClientTable<'_> {

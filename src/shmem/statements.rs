@@ -17,7 +17,11 @@
 //! deletion (no tombstones). Every loop is bounded by the number of cells,
 //! so a table left inconsistent by a crash is wrong, never a hang.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+/// Buckets of statement epochs shared by every connection (see
+/// [`Statements::epoch`]).
+pub const STATEMENT_EPOCHS: usize = 1024;
 
 /// One statement: its id (128 bits, never zero) and the table's clock
 /// value at its last use.
@@ -43,12 +47,14 @@ pub fn cells_for(capacity: usize) -> usize {
     if capacity == 0 { 0 } else { (capacity * 2).next_power_of_two() }
 }
 
-/// One server connection's statements.
+/// One server connection's statements, and the epochs every connection
+/// shares.
 #[derive(Clone)]
 pub struct Statements<'a> {
     head: &'a StatementsHead,
     cells: &'a [StatementCell],
     capacity: usize,
+    epochs: &'a [AtomicU32],
 }
 
 fn split(id: u128) -> (u64, u64) {
@@ -56,9 +62,31 @@ fn split(id: u128) -> (u64, u64) {
 }
 
 impl<'a> Statements<'a> {
-    /// `cells` must hold [`cells_for`]`(capacity)` cells (a power of two).
-    pub fn new(head: &'a StatementsHead, cells: &'a [StatementCell], capacity: usize) -> Self {
-        Statements { head, cells, capacity }
+    /// `cells` must hold [`cells_for`]`(capacity)` cells (a power of two);
+    /// `epochs` are the pooler-wide statement epochs.
+    pub fn new(head: &'a StatementsHead, cells: &'a [StatementCell], capacity: usize, epochs: &'a [AtomicU32]) -> Self {
+        Statements { head, cells, capacity, epochs }
+    }
+
+    /// The epoch of a statement text (`base`: its id before any epoch),
+    /// shared by every connection and process: it moves on when the server
+    /// says the statement's result type changed ([`Statements::outdate`]),
+    /// so that statements prepared before are known to be stale everywhere.
+    /// Texts share a bucket now and then; they then move on together.
+    pub fn epoch(&self, base: u128) -> u32 {
+        self.epoch_cell(base).map_or(0, |e| e.load(Ordering::Acquire))
+    }
+
+    /// The server said a statement prepared from text `base` no longer
+    /// holds: every statement of it prepared before now is stale.
+    pub fn outdate(&self, base: u128) {
+        if let Some(e) = self.epoch_cell(base) {
+            e.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    fn epoch_cell(&self, base: u128) -> Option<&AtomicU32> {
+        self.epochs.get((base % self.epochs.len().max(1) as u128) as usize)
     }
 
     /// How many statements the connection should keep at most.
@@ -205,16 +233,23 @@ pub struct OwnedStatements {
     head: StatementsHead,
     cells: Vec<StatementCell>,
     capacity: usize,
+    epochs: Vec<AtomicU32>,
 }
 
 impl OwnedStatements {
     pub fn new(capacity: usize) -> Self {
         let cells = (0..cells_for(capacity)).map(|_| StatementCell::default()).collect();
-        OwnedStatements { head: StatementsHead::default(), cells, capacity }
+        let epochs = (0..STATEMENT_EPOCHS).map(|_| AtomicU32::new(0)).collect();
+        OwnedStatements { head: StatementsHead::default(), cells, capacity, epochs }
     }
 
     pub fn table(&self) -> Statements<'_> {
-        Statements::new(&self.head, &self.cells, self.capacity)
+        Statements::new(&self.head, &self.cells, self.capacity, &self.epochs)
+    }
+
+    /// This table with another's epochs (another connection of the same pooler).
+    pub fn table_with_epochs<'a>(&'a self, epochs_of: &'a OwnedStatements) -> Statements<'a> {
+        Statements::new(&self.head, &self.cells, self.capacity, &epochs_of.epochs)
     }
 }
 
