@@ -101,9 +101,26 @@ pub fn statement_error(code: &str, statement: &[u8], what: &str) -> Vec<u8> {
 }
 
 /// What PostgreSQL answers a Bind or Describe of a statement whose result
-/// type changed since it was prepared.
+/// type changed since it was prepared, where it says it (PostgreSQL 15's
+/// file, line and routine): drivers such as pgjdbc prepare again, and
+/// retry, only when the routine is `RevalidateCachedQuery`.
 pub fn stale_error() -> Vec<u8> {
-    encode::error_response("ERROR", "0A000", "cached plan must not change result type")
+    let mut body = Vec::with_capacity(128);
+    for (kind, text) in [
+        (b'S', "ERROR"),
+        (b'V', "ERROR"),
+        (b'C', "0A000"),
+        (b'M', "cached plan must not change result type"),
+        (b'F', "plancache.c"),
+        (b'L', "722"),
+        (b'R', "RevalidateCachedQuery"),
+    ] {
+        body.push(kind);
+        body.extend_from_slice(text.as_bytes());
+        body.push(0);
+    }
+    body.push(0);
+    message(b'E', &body)
 }
 
 /// Replace every occurrence of `from` by `to` in the message fields of an
@@ -181,6 +198,16 @@ mod tests {
         assert_eq!(target(b"X\0"), None);
         assert_eq!(target(b"Sa"), None);
         assert_eq!(bind(b"p\0"), None);
+    }
+
+    #[test]
+    fn the_stale_statement_error_says_where_postgresql_says_it() {
+        let e = stale_error();
+        assert_eq!(e[0], b'E');
+        let body = body_of(&e);
+        assert_eq!(error_code(body), Some(&b"0A000"[..]));
+        assert!(body.windows(22).any(|w| w == b"RRevalidateCachedQuery"));
+        assert_eq!(body.last(), Some(&0));
     }
 
     #[test]
