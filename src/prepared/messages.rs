@@ -105,22 +105,20 @@ pub fn statement_error(code: &str, statement: &[u8], what: &str) -> Vec<u8> {
 /// file, line and routine): drivers such as pgjdbc prepare again, and
 /// retry, only when the routine is `RevalidateCachedQuery`.
 pub fn stale_error() -> Vec<u8> {
-    let mut body = Vec::with_capacity(128);
-    for (kind, text) in [
-        (b'S', "ERROR"),
-        (b'V', "ERROR"),
-        (b'C', "0A000"),
-        (b'M', "cached plan must not change result type"),
-        (b'F', "plancache.c"),
-        (b'L', "722"),
-        (b'R', "RevalidateCachedQuery"),
-    ] {
-        body.push(kind);
-        body.extend_from_slice(text.as_bytes());
-        body.push(0);
-    }
-    body.push(0);
-    message(b'E', &body)
+    let mut out = Vec::with_capacity(128);
+    encode::append_error_fields(
+        &mut out,
+        &[
+            (b'S', "ERROR"),
+            (b'V', "ERROR"),
+            (b'C', "0A000"),
+            (b'M', "cached plan must not change result type"),
+            (b'F', "plancache.c"),
+            (b'L', "722"),
+            (b'R', "RevalidateCachedQuery"),
+        ],
+    );
+    out
 }
 
 /// Replace every occurrence of `from` by `to` in the message fields of an
@@ -147,21 +145,6 @@ pub fn rename_in_fields(body: &[u8], from: &[u8], to: &[u8]) -> Option<Vec<u8>> 
         }
         out.extend_from_slice(rest);
         out.push(0);
-    }
-}
-
-/// The SQLSTATE (`C` field) of an ErrorResponse body.
-pub fn error_code(body: &[u8]) -> Option<&[u8]> {
-    let mut r = Reader::new(body);
-    loop {
-        let kind = r.u8()?;
-        if kind == 0 {
-            return None;
-        }
-        let value = r.cstr()?;
-        if kind == b'C' {
-            return Some(value);
-        }
     }
 }
 
@@ -205,7 +188,7 @@ mod tests {
         let e = stale_error();
         assert_eq!(e[0], b'E');
         let body = body_of(&e);
-        assert_eq!(error_code(body), Some(&b"0A000"[..]));
+        assert_eq!(crate::protocol::backend::error_fields(body).code, "0A000");
         assert!(body.windows(22).any(|w| w == b"RRevalidateCachedQuery"));
         assert_eq!(body.last(), Some(&0));
     }

@@ -201,10 +201,10 @@ impl Engine {
         if !matches!(head.request, Request::Bind | Request::Describe) {
             return;
         }
-        let Some(code) = messages::error_code(body) else { return };
+        let code = crate::protocol::backend::error_fields(body).code;
         // 26000: the server lacks the statement after all (something it
         // ran deallocated it behind the pooler's back).
-        if !(code == b"0A000" || code == b"26000" || code.starts_with(b"42")) {
+        if !(code == "0A000" || code == "26000" || code.starts_with("42")) {
             return;
         }
         if let Some(id) = id_of_server_name(server) {
@@ -214,7 +214,7 @@ impl Engine {
         // before now is stale, on every connection and for every client
         // (this one's included), as each client's own would be on a direct
         // connection.
-        if code == b"0A000"
+        if code == "0A000"
             && let Some(statement) = self.statements.get(client)
         {
             table.outdate(statement.base);

@@ -74,7 +74,11 @@ impl Statement {
 
 /// The id of the statement a Parse carries after its name; never zero.
 pub fn id_of(body: &[u8]) -> u128 {
-    let digest = Sha256::digest(body);
+    id_from(&Sha256::digest(body))
+}
+
+/// The first 128 bits of a SHA-256 digest, never zero.
+fn id_from(digest: &[u8]) -> u128 {
     let mut first = [0u8; 16];
     first.copy_from_slice(&digest[..16]);
     u128::from_be_bytes(first).max(1)
@@ -85,10 +89,7 @@ pub fn id_in_context(body: &[u8], context: u64) -> u128 {
     if context == 0 {
         return id_of(body);
     }
-    let digest = Sha256::new().chain_update(context.to_be_bytes()).chain_update(body).finalize();
-    let mut first = [0u8; 16];
-    first.copy_from_slice(&digest[..16]);
-    u128::from_be_bytes(first).max(1)
+    id_from(&Sha256::new().chain_update(context.to_be_bytes()).chain_update(body).finalize())
 }
 
 /// The id a server-side name spells; None for any other name.

@@ -67,7 +67,8 @@ pub struct MalformedBackend {
     pub tag: u8,
 }
 
-fn error_fields(body: &[u8]) -> ErrorFields {
+/// The fields of an ErrorResponse (or NoticeResponse) body.
+pub fn error_fields(body: &[u8]) -> ErrorFields {
     let mut fields = ErrorFields::default();
     let mut reader = Reader::new(body);
     let mut localised = String::new();
@@ -123,6 +124,12 @@ pub fn data_row(body: &[u8]) -> Result<Vec<Option<&[u8]>>, MalformedBackend> {
     Ok(columns)
 }
 
+/// A ParameterStatus body: the setting's name and value.
+pub fn parameter_status(body: &[u8]) -> Option<(&[u8], &[u8])> {
+    let mut r = Reader::new(body);
+    Some((r.cstr()?, r.cstr()?))
+}
+
 /// Interpret a whole message from the server.
 pub fn parse<'a>(frame: &Frame<'a>) -> Result<BackendMessage<'a>, MalformedBackend> {
     let bad = MalformedBackend { tag: frame.tag };
@@ -133,8 +140,7 @@ pub fn parse<'a>(frame: &Frame<'a>) -> Result<BackendMessage<'a>, MalformedBacke
             BackendMessage::Authentication { code, data: r.rest() }
         }
         b'S' => {
-            let name = r.cstr().ok_or(bad)?;
-            let value = r.cstr().ok_or(bad)?;
+            let (name, value) = parameter_status(frame.body).ok_or(bad)?;
             BackendMessage::ParameterStatus { name, value }
         }
         b'K' => {

@@ -43,9 +43,14 @@ pub fn error_response(severity: &str, code: &str, message: &str) -> Vec<u8> {
 }
 
 pub fn append_error_response(out: &mut Vec<u8>, severity: &str, code: &str, message: &str) {
+    append_error_fields(out, &[(b'S', severity), (b'V', severity), (b'C', code), (b'M', message)]);
+}
+
+/// An ErrorResponse with these fields (kind, text), in this order.
+pub fn append_error_fields(out: &mut Vec<u8>, fields: &[(u8, &str)]) {
     let at = begin(out, Some(b'E'));
-    for (kind, text) in [(b'S', severity), (b'V', severity), (b'C', code), (b'M', message)] {
-        out.push(kind);
+    for (kind, text) in fields {
+        out.push(*kind);
         cstr(out, text);
     }
     out.push(0);

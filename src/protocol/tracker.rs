@@ -212,7 +212,7 @@ impl Tracker {
             (Direction::Backend, b'C' | b'E') => self.copy_in = false,
             (Direction::Backend, b'S') if self.inspect => {
                 self.session_change = true;
-                if let Some((name, value)) = self.body(data, end_of_header).and_then(parameter_status) {
+                if let Some((name, value)) = self.body(data, end_of_header).and_then(reported_setting) {
                     // The latest value of each setting (a handful of names).
                     match self.reported.iter_mut().find(|(n, _)| *n == name) {
                         Some(kept) => kept.1 = value,
@@ -255,12 +255,10 @@ impl Tracker {
     }
 }
 
-/// A ParameterStatus body: the setting's name and value.
-fn parameter_status(body: &[u8]) -> Option<(String, String)> {
-    let mut parts = body.split(|&b| b == 0);
-    let name = std::str::from_utf8(parts.next()?).ok()?;
-    let value = std::str::from_utf8(parts.next()?).ok()?;
-    Some((name.to_string(), value.to_string()))
+/// A ParameterStatus body as an owned name and value.
+fn reported_setting(body: &[u8]) -> Option<(String, String)> {
+    let (name, value) = super::backend::parameter_status(body)?;
+    Some((std::str::from_utf8(name).ok()?.to_string(), std::str::from_utf8(value).ok()?.to_string()))
 }
 
 #[cfg(test)]
