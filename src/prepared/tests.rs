@@ -174,6 +174,11 @@ fn an_abandoned_connection_forgets_what_it_may_lack() {
     assert!(engine.statements().is_empty(), "the client's Parse was never answered");
 }
 
+/// The server's answer to a Close and Parse the pooler sent, and their Sync.
+fn closed_and_parsed() -> Vec<u8> {
+    [&[b'3', 0, 0, 0, 4, b'1', 0, 0, 0, 4][..], &crate::protocol::encode::ready_for_query(b'I')].concat()
+}
+
 /// A Bind of statement `name` that the server refuses with `code`: whether
 /// the connection still counts on having the statement afterwards.
 fn kept_after_bind_error(code: &str) -> bool {
@@ -186,9 +191,7 @@ fn kept_after_bind_error(code: &str) -> bool {
     engine.client_bytes(&parse, &table, &mut to_server, &mut to_client).expect("valid");
     // The Parse goes behind a Close of the server-side name.
     assert_eq!(to_server.first(), Some(&b'C'));
-    let answered =
-        [&[b'3', 0, 0, 0, 4, b'1', 0, 0, 0, 4][..], &crate::protocol::encode::ready_for_query(b'I')].concat();
-    engine.server_bytes(&answered, &table, &mut out);
+    engine.server_bytes(&closed_and_parsed(), &table, &mut out);
     let id = Statement::in_context(b"SELECT * FROM t\0\0\0", 9).id;
     assert!(table.contains(id) && engine.settled());
     engine.client_bytes(&run("s"), &table, &mut to_server, &mut to_client).expect("valid");
@@ -223,11 +226,7 @@ fn a_parse_in_a_failed_transaction_is_refused_as_postgresql_refuses_it() {
     let (mut to_server, mut to_client, mut out) = (Vec::new(), Vec::new(), Vec::new());
     let prepare = |name| batch(&[front::parse(name, "SELECT 1")]);
     engine.client_bytes(&prepare("a"), &table, &mut to_server, &mut to_client).expect("valid");
-    engine.server_bytes(
-        &[&[b'3', 0, 0, 0, 4, b'1', 0, 0, 0, 4][..], &ready_for_query(b'I')].concat(),
-        &table,
-        &mut out,
-    );
+    engine.server_bytes(&closed_and_parsed(), &table, &mut out);
     // Outside a failed transaction the connection's statement answers a
     // second client name at once.
     to_server.clear();
@@ -261,7 +260,7 @@ fn after_a_result_type_change_every_client_statement_prepared_before_is_refused(
     let (t1, t2) = (conn1.table(), conn2.table_with_epochs(&conn1));
     let (mut x, mut y) = (Engine::new(), Engine::new());
     let (mut to_server, mut to_client, mut out) = (Vec::new(), Vec::new(), Vec::new());
-    let prepared = [&[b'3', 0, 0, 0, 4, b'1', 0, 0, 0, 4][..], &ready_for_query(b'I')].concat();
+    let prepared = closed_and_parsed();
     for (engine, table) in [(&mut x, &t1), (&mut y, &t2)] {
         let parse = batch(&[front::parse("s", "SELECT * FROM t")]);
         engine.client_bytes(&parse, table, &mut to_server, &mut to_client).expect("valid");

@@ -76,14 +76,20 @@ fn cancel_reaches_only_the_current_binding() {
     assert_eq!(t.claim(102), Some(e), "a released entry is reused");
 }
 
+/// Pid 5's entry with a client (secret 1) bound to slot 0 of generation
+/// 1, and a cancel counted in for it.
+fn bound_with_a_cancel(t: &ClientTable<'_>) -> (usize, CancelTarget) {
+    let e = t.claim(5).expect("entry");
+    t.begin_client(e, 1);
+    t.bind(e, SlotId(0), Generation(1));
+    (e, t.cancel_begin(5, 1).expect("counted in"))
+}
+
 #[test]
 fn unbind_waits_for_a_cancel_in_another_thread() {
     let (entries, done) = table(1);
     let t = ClientTable::new(&entries, &done);
-    let e = t.claim(5).expect("entry");
-    t.begin_client(e, 1);
-    t.bind(e, SlotId(0), Generation(1));
-    let target = t.cancel_begin(5, 1).expect("counted in");
+    let (e, target) = bound_with_a_cancel(&t);
     std::thread::scope(|s| {
         s.spawn(|| {
             std::thread::sleep(Duration::from_millis(30));
@@ -99,10 +105,7 @@ fn unbind_waits_for_a_cancel_in_another_thread() {
 fn a_stale_done_after_force_unbind_changes_nothing() {
     let (entries, done) = table(1);
     let t = ClientTable::new(&entries, &done);
-    let e = t.claim(5).expect("entry");
-    t.begin_client(e, 1);
-    t.bind(e, SlotId(0), Generation(1));
-    let target = t.cancel_begin(5, 1).expect("counted in");
+    let (e, target) = bound_with_a_cancel(&t);
     t.force_unbind(e);
     t.bind(e, SlotId(0), Generation(2));
     t.cancel_done(target);
